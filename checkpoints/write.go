@@ -1,0 +1,254 @@
+package checkpoints
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+)
+
+// WriteSafetensors writes tensors to path as a safetensors file, atomically
+// (see WriteFileAtomic), so a crash mid-save never leaves a torn checkpoint.
+//
+// Tensors are stored in the given order and the header lists them in that
+// order, after "__metadata__" (omitted when empty; its keys sorted). This is
+// how the Python library lays out its header; it additionally sorts tensors
+// by dtype alignment then name, which SortLikeSafetensors reproduces when
+// byte-identical output matters. The header is padded with spaces to a
+// multiple of 8 bytes so the data section starts aligned.
+func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string) error {
+	header, err := encodeHeader(tensors, metadata)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return WriteFileAtomic(path, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		var prefix [8]byte
+		binary.LittleEndian.PutUint64(prefix[:], uint64(len(header)))
+		if _, err := bw.Write(prefix[:]); err != nil {
+			return err
+		}
+		if _, err := bw.Write(header); err != nil {
+			return err
+		}
+		for _, t := range tensors {
+			if _, err := bw.Write(t.Data); err != nil {
+				return err
+			}
+		}
+		return bw.Flush()
+	})
+}
+
+// SortLikeSafetensors orders tensors as the Python library stores them:
+// larger-alignment dtypes first, then by name. Writing the result gives the
+// same bytes as safetensors.torch.save_file for the same tensors.
+func SortLikeSafetensors(tensors []Tensor) {
+	slices.SortStableFunc(tensors, func(a, b Tensor) int {
+		if ra, rb := a.DType.rank(), b.DType.rank(); ra != rb {
+			return rb - ra
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}
+
+// encodeHeader validates tensors and renders the padded JSON header exactly
+// as serde_json renders it for the Python library: no spaces, entries
+// {"dtype","shape","data_offsets"} in that field order.
+func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) {
+	var b strings.Builder
+	b.WriteByte('{')
+	first := true
+	if len(metadata) > 0 {
+		for k, v := range metadata {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return nil, fmt.Errorf("metadata %q: key and value must be valid UTF-8", k)
+			}
+		}
+		b.WriteString(`"` + metadataKey + `":{`)
+		keys := make([]string, 0, len(metadata))
+		for k := range metadata {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeJSONString(&b, k)
+			b.WriteByte(':')
+			writeJSONString(&b, metadata[k])
+		}
+		b.WriteByte('}')
+		first = false
+	}
+	seen := make(map[string]bool, len(tensors))
+	var offset int64
+	for _, t := range tensors {
+		switch {
+		case t.Name == "":
+			return nil, errors.New("tensor with an empty name")
+		case t.Name == metadataKey:
+			return nil, fmt.Errorf("tensor name %q is reserved", t.Name)
+		case !utf8.ValidString(t.Name):
+			return nil, fmt.Errorf("tensor %q: name is not valid UTF-8", t.Name)
+		case seen[t.Name]:
+			return nil, fmt.Errorf("tensor %q given twice", t.Name)
+		case !t.DType.Valid():
+			return nil, fmt.Errorf("tensor %q: unknown dtype %q", t.Name, t.DType)
+		}
+		seen[t.Name] = true
+		for i, d := range t.Shape {
+			if d < 0 {
+				return nil, fmt.Errorf("tensor %q: shape %s: dimension %d is negative", t.Name, formatInts(t.Shape), i)
+			}
+		}
+		need, problem := byteSize(t.DType, t.Shape)
+		if problem != "" {
+			return nil, fmt.Errorf("tensor %q: shape %s %s", t.Name, formatInts(t.Shape), problem)
+		}
+		if int64(len(t.Data)) != need {
+			return nil, fmt.Errorf("tensor %q: has %d bytes of data, but dtype %s shape %s needs %d",
+				t.Name, len(t.Data), t.DType, formatInts(t.Shape), need)
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		writeJSONString(&b, t.Name)
+		b.WriteString(`:{"dtype":`)
+		writeJSONString(&b, string(t.DType))
+		b.WriteString(`,"shape":`)
+		b.WriteString(formatInts(t.Shape))
+		b.WriteString(`,"data_offsets":[`)
+		b.WriteString(strconv.FormatInt(offset, 10))
+		b.WriteByte(',')
+		offset += need
+		b.WriteString(strconv.FormatInt(offset, 10))
+		b.WriteString("]}")
+	}
+	b.WriteByte('}')
+	for b.Len()%8 != 0 {
+		b.WriteByte(' ')
+	}
+	if b.Len() > MaxHeaderSize {
+		return nil, fmt.Errorf("header of %d bytes exceeds the %d-byte limit readers accept", b.Len(), MaxHeaderSize)
+	}
+	return []byte(b.String()), nil
+}
+
+// writeJSONString escapes like serde_json: only '"', '\\' and control
+// characters, with lowercase hex. encoding/json would also escape <, >, &
+// and U+2028/9, giving bytes that differ from Python's output.
+func writeJSONString(b *strings.Builder, s string) {
+	const hex = "0123456789abcdef"
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		default:
+			if c < 0x20 {
+				b.WriteString(`\u00`)
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&0xf])
+			} else {
+				b.WriteByte(c)
+			}
+		}
+	}
+	b.WriteByte('"')
+}
+
+// WriteFileAtomic replaces path with what write produces, or leaves it
+// untouched: the data goes to a temporary file in the same directory (so the
+// rename cannot cross filesystems), which is fsynced, renamed over path, and
+// the directory fsynced so the rename itself survives a crash. On any error,
+// or a panic in write, the temporary file is removed. The new file keeps the
+// permissions of the file it replaces, or gets 0644.
+func WriteFileAtomic(path string, write func(w io.Writer) error) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if base == "" {
+		return fmt.Errorf("write %s: not a file name", path)
+	}
+	perm := fs.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return fmt.Errorf("write %s: is a directory", path)
+		}
+		perm = st.Mode().Perm()
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := write(f); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	done = true
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("write %s: fsync directory: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable. Filesystems that cannot fsync a
+// directory (EINVAL) give no stronger guarantee to ask for, so that is not an
+// error.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/train"
+)
+
+func runTune(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// TestEvalJSONMatchesPyTorch: `tune eval --json` on a generated qwen2 model
+// prints the loss PyTorch computes on the same examples (each alone, padded).
+func TestEvalJSONMatchesPyTorch(t *testing.T) {
+	dir := t.TempDir()
+	spec := testmodels.Variants()["qwen2"]
+	if err := testmodels.Write(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	lengths := []int{7, 3, 12, 5, 9}
+	const seq = 12
+	var lines []string
+	var in testmodels.RefInput
+	for _, n := range lengths {
+		ids := make([]int32, n)
+		for i := range ids {
+			ids[i] = int32(r.IntN(spec.Vocab))
+		}
+		b, _ := json.Marshal(map[string]any{"input_ids": ids})
+		lines = append(lines, string(b))
+		row, labels, seg := make([]int32, seq), make([]int32, seq), make([]int32, seq)
+		for i := range seq {
+			labels[i] = -100
+			if i < n {
+				row[i], labels[i], seg[i] = ids[i], ids[i], 1
+			}
+		}
+		in.InputIDs, in.Labels, in.SegmentIDs = append(in.InputIDs, row), append(in.Labels, labels), append(in.SegmentIDs, seg)
+	}
+	data := filepath.Join(dir, "eval.jsonl")
+	if err := os.WriteFile(data, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runTune(t, "eval", "--model", dir, "--data", data, "--json", "--batch", "2", "--seq", "16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res train.EvalResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("eval --json printed %q: %v", out, err)
+	}
+	refLoss, _, err := testmodels.Reference(dir, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTokens := 0
+	for _, n := range lengths {
+		wantTokens += n - 1
+	}
+	if res.Tokens != wantTokens || res.Examples != len(lengths) {
+		t.Errorf("eval counted %d tokens in %d examples, want %d in %d", res.Tokens, res.Examples, wantTokens, len(lengths))
+	}
+	if d := math.Abs(res.Loss-float64(refLoss)) / float64(refLoss); d > 1e-4 {
+		t.Errorf("tune eval loss %.7f, PyTorch %.7f (relative difference %.2e)", res.Loss, refLoss, d)
+	}
+	if math.Abs(res.Perplexity-math.Exp(res.Loss)) > 1e-9*res.Perplexity {
+		t.Errorf("perplexity %g is not exp(loss %g)", res.Perplexity, res.Loss)
+	}
+}
+
+func TestEvalAndInspectErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := testmodels.Write(dir, testmodels.Tiny("llama")); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"input_ids\": [1, 2]}\n{\"input_ids\": \"x\"}\n"), 0o644)
+	big := filepath.Join(dir, "big.jsonl")
+	os.WriteFile(big, []byte("{\"input_ids\": [1, 2, 5000]}\n"), 0o644)
+	cases := []struct {
+		name  string
+		args  []string
+		want  string
+		usage bool
+	}{
+		{"no flags", []string{"eval"}, "needs --model", true},
+		{"unknown flag", []string{"eval", "--modle", dir}, "unknown flag", true},
+		{"bad record", []string{"eval", "--model", dir, "--data", bad}, "bad.jsonl:2: field input_ids", false},
+		{"id outside vocab", []string{"eval", "--model", dir, "--data", big}, "token id 5000", false},
+		{"missing model", []string{"inspect", filepath.Join(dir, "nope")}, "nope", false},
+		{"inspect args", []string{"inspect"}, "accepts 1 arg", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := runTune(t, c.args...)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to mention %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans several lines: %q", err)
+			}
+			var ue usageError
+			if errors.As(err, &ue) != c.usage {
+				t.Errorf("usage error = %v, want %v", !c.usage, c.usage)
+			}
+		})
+	}
+}
+
+func TestInspect(t *testing.T) {
+	dir := t.TempDir()
+	spec := testmodels.Variants()["llama_bf16_sharded"]
+	if err := testmodels.Write(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runTune(t, "inspect", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 97·32 embed + 97·32 lm_head + 32 norm + 2 layers of (q 32·32 + k,v
+	// 2·16·32 + o 32·32 + mlp 3·48·32 + norms 2·32) = 21,728, of which the
+	// 160 norm weights are held as f32.
+	flat := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"model_type llama", "parameters 21.7K", "dtypes [bf16 21.6K f32 160]", "files 3", "head_dim 8"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/train"
+)
+
+func newInspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect DIR",
+		Short: "Architecture, parameter count, dtypes and weight memory of a model directory",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			base, err := train.OpenBase(args[0])
+			if err != nil {
+				return err
+			}
+			defer base.Close()
+			printModel(cmd.OutOrStdout(), args[0], base.Model, base.Dir.Files())
+			return nil
+		},
+	}
+}
+
+func printModel(out io.Writer, dir string, m *model.Model, files []string) {
+	c := m.Config
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
+	row("model", dir)
+	row("model_type", c.ModelType)
+	row("layers", c.Layers)
+	row("hidden size", c.Hidden)
+	row("intermediate size", c.Intermediate)
+	row("attention heads", fmt.Sprintf("%d query, %d key/value, head_dim %d", c.Heads, c.KVHeads, c.HeadDim))
+	row("vocabulary", c.Vocab)
+	row("tied embeddings", c.TieEmbeddings)
+	rope := fmt.Sprintf("theta %g", c.RopeTheta)
+	if c.RopeScaling.Type != "" {
+		rope += fmt.Sprintf(", %s scaling ×%g", c.RopeScaling.Type, c.RopeScaling.Factor)
+	}
+	row("rope", rope)
+	if c.SlidingWindow > 0 {
+		row("sliding window", c.SlidingWindow)
+	}
+	row("parameters", humanCount(m.ParamCount()))
+	dts := m.DTypes()
+	var names []string
+	for dt, n := range dts {
+		names = append(names, fmt.Sprintf("%s %s", dt, humanCount(n)))
+	}
+	sort.Strings(names)
+	row("dtypes", names)
+	row("weight memory", humanBytes(m.WeightBytes()))
+	row("files", len(files))
+	w.Flush()
+}
+
+func humanCount(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+func humanBytes(n int64) string {
+	const k = 1024
+	switch {
+	case n >= k*k*k:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(k*k*k))
+	case n >= k*k:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(k*k))
+	case n >= k:
+		return fmt.Sprintf("%.1f KiB", float64(n)/k)
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,650 @@
+#!/usr/bin/env python3
+"""Independent PyTorch reference ("oracle") for Hugging Face Llama-family
+decoder-only models: model_type in {llama, mistral, qwen2, qwen3}.
+
+It reads a Hugging Face model directory (config.json + model.safetensors or
+model.safetensors.index.json with shards), converts every weight to float32
+and runs a forward pass written to match transformers' modeling_llama /
+modeling_mistral / modeling_qwen2 / modeling_qwen3 (eager attention path).
+A bf16 checkpoint is therefore evaluated on its bf16-rounded values, in f32.
+
+Only stdlib + numpy + torch are used (no transformers, no safetensors pkg).
+
+CLI:
+    python3 reference.py forward --model DIR --input IN.json --out OUT.bin
+
+IN.json:
+    {"input_ids":    [[int, ...], ...],        # (B, T), required
+     "labels":       [[int, ...], ...],        # (B, T), optional, default input_ids;
+                                               #   -100 = ignore
+     "position_ids": [[int, ...], ...],        # (B, T), optional, default 0..T-1
+     "segment_ids":  [[int, ...], ...]}        # (B, T), optional, default all 1;
+                                               #   0 = padding
+
+OUT.bin (little-endian float32):
+    loss (1 value; NaN when no label is counted), then logits (B, T, V) row-major.
+stdout: one JSON line {"loss": x or null (NaN), "shape": [B, T, V]}.
+
+Errors: one line "reference.py: error: ..." on stderr, exit status 2.
+
+Packing semantics: token i of a row attends to token j of the same row iff
+j <= i (index order) and segment_ids[i] == segment_ids[j] != 0. A padding
+token (segment id 0) attends only to itself, which keeps its softmax finite;
+its logits are meaningless. Labels are taken literally with HF's shift
+(logits[:, t] predicts labels[:, t+1]); the caller must put -100 on labels
+that would cross a segment boundary (first token of each segment) and on
+padding.
+
+LoRA hook: every linear layer goes through `proj(x, prefix, ...)`; `forward`
+takes `deltas`, a dict mapping a projection prefix such as
+"model.layers.0.self_attn.q_proj" to either a delta-weight tensor dW (out, in)
+(y += x dW^T) or a callable f(x) -> (..., out) added to the output.
+"""
+
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+IGNORE_INDEX = -100
+
+
+class ReferenceError(Exception):
+    """A user-facing error; the CLI prints its message on one line."""
+
+
+# --------------------------------------------------------------------------
+# safetensors
+# --------------------------------------------------------------------------
+
+_ST_DTYPES = {
+    # name: (numpy dtype used to read raw bytes, item size)
+    "F32": (np.dtype("<f4"), 4),
+    "F16": (np.dtype("<f2"), 2),
+    "BF16": (np.dtype("<u2"), 2),
+}
+
+
+def _bf16_bits_to_f32(raw):
+    """raw: numpy uint16 array of bf16 bit patterns -> float32 array (exact)."""
+    return (raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def read_safetensors(path, names=None):
+    """Read a .safetensors file.
+
+    Format: 8-byte little-endian u64 header length N, N bytes of JSON header
+    {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__"?},
+    then the data section (offsets are relative to its start).
+
+    names: optional iterable of tensor names to load (default all).
+    Returns {name: float32 torch.Tensor (contiguous, owned)}.
+    """
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise ReferenceError(f"cannot open {path}: {e.strerror}")
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise ReferenceError(f"{path}: too short to be a safetensors file")
+        (hlen,) = struct.unpack("<Q", f.read(8))
+        if hlen > size - 8:
+            raise ReferenceError(f"{path}: header length {hlen} exceeds file size {size}")
+        try:
+            header = json.loads(f.read(hlen).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ReferenceError(f"{path}: bad safetensors JSON header: {e}")
+        if not isinstance(header, dict):
+            raise ReferenceError(f"{path}: safetensors header is not a JSON object")
+        header.pop("__metadata__", None)
+        data_start = 8 + hlen
+        data_len = size - data_start
+        wanted = set(header) if names is None else set(names)
+        missing = wanted - set(header)
+        if missing:
+            raise ReferenceError(f"{path}: missing tensor(s) {sorted(missing)[:5]}")
+        out = {}
+        for name in sorted(wanted):
+            info = header[name]
+            try:
+                dtype = info["dtype"]
+                shape = [int(d) for d in info["shape"]]
+                begin, end = (int(o) for o in info["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise ReferenceError(f"{path}: malformed header entry for {name}")
+            if dtype not in _ST_DTYPES:
+                raise ReferenceError(f"{path}: tensor {name} has unsupported dtype {dtype}")
+            npdt, isz = _ST_DTYPES[dtype]
+            count = int(np.prod(shape)) if shape else 1
+            if end - begin != count * isz or begin < 0 or end > data_len:
+                raise ReferenceError(
+                    f"{path}: tensor {name} offsets [{begin},{end}) do not match "
+                    f"{dtype}{shape} within data of {data_len} bytes")
+            f.seek(data_start + begin)
+            raw = np.frombuffer(f.read(end - begin), dtype=npdt, count=count)
+            if dtype == "BF16":
+                arr = _bf16_bits_to_f32(raw)
+            else:
+                arr = raw.astype(np.float32)  # native-order, writable copy
+            out[name] = torch.from_numpy(np.ascontiguousarray(arr).reshape(shape))
+        return out
+
+
+def load_weights(model_dir):
+    """Load all weights of a HF model directory as {name: float32 tensor}.
+
+    Uses model.safetensors.index.json (weight_map: name -> shard file) when
+    present, else model.safetensors.
+    """
+    index_path = os.path.join(model_dir, "model.safetensors.index.json")
+    single_path = os.path.join(model_dir, "model.safetensors")
+    if os.path.exists(index_path):
+        try:
+            with open(index_path) as f:
+                index = json.load(f)
+            weight_map = index["weight_map"]
+            if not isinstance(weight_map, dict):
+                raise TypeError
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            raise ReferenceError(f"{index_path}: not a valid index (needs a weight_map object)")
+        by_file = {}
+        for name, shard in weight_map.items():
+            by_file.setdefault(shard, []).append(name)
+        weights = {}
+        for shard, names in sorted(by_file.items()):
+            shard_path = os.path.join(model_dir, shard)
+            if not os.path.exists(shard_path):
+                raise ReferenceError(f"{index_path}: shard {shard} does not exist")
+            weights.update(read_safetensors(shard_path, names))
+        return weights
+    if os.path.exists(single_path):
+        return read_safetensors(single_path)
+    raise ReferenceError(
+        f"{model_dir}: neither model.safetensors nor model.safetensors.index.json found")
+
+
+# --------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------
+
+class Config:
+    """The subset of a HF config.json that the forward pass needs."""
+
+    def __init__(self, raw):
+        """raw: the parsed config.json dict. Raises ReferenceError if invalid."""
+        if not isinstance(raw, dict):
+            raise ReferenceError("config.json is not a JSON object")
+        mt = raw.get("model_type")
+        if mt not in SUPPORTED_MODEL_TYPES:
+            raise ReferenceError(
+                f"unknown model_type {mt!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+        self.model_type = mt
+
+        def req(key):
+            v = raw.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ReferenceError(f"config.json: {key} must be a positive integer, got {v!r}")
+            return v
+
+        self.vocab_size = req("vocab_size")
+        self.hidden_size = req("hidden_size")
+        self.intermediate_size = req("intermediate_size")
+        self.num_hidden_layers = req("num_hidden_layers")
+        self.num_attention_heads = req("num_attention_heads")
+        self.num_key_value_heads = raw.get("num_key_value_heads") or self.num_attention_heads
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ReferenceError("config.json: num_attention_heads must be a multiple of "
+                                 "num_key_value_heads")
+        # Qwen3Config's default head_dim is 128 (not hidden/heads); the others
+        # fall back to hidden_size // num_attention_heads.
+        hd = raw.get("head_dim")
+        if hd is None:
+            hd = 128 if mt == "qwen3" else self.hidden_size // self.num_attention_heads
+        self.head_dim = int(hd)
+        if self.head_dim % 2:
+            raise ReferenceError("config.json: head_dim must be even for RoPE")
+        self.rms_norm_eps = float(raw.get("rms_norm_eps", 1e-6))
+        act = raw.get("hidden_act", "silu")
+        if act not in ("silu", "swish"):
+            raise ReferenceError(f"config.json: unsupported hidden_act {act!r} (only silu)")
+        self.tie_word_embeddings = bool(raw.get("tie_word_embeddings", False))
+
+        # Biases, as in transformers:
+        #   llama: q/k/v/o bias = attention_bias, MLP bias = mlp_bias
+        #   qwen2: q/k/v bias always, o no bias
+        #   qwen3: q/k/v/o bias = attention_bias
+        #   mistral: none
+        ab = bool(raw.get("attention_bias", False))
+        if mt == "llama":
+            self.qkv_bias, self.o_bias, self.mlp_bias = ab, ab, bool(raw.get("mlp_bias", False))
+        elif mt == "qwen2":
+            self.qkv_bias, self.o_bias, self.mlp_bias = True, False, False
+        elif mt == "qwen3":
+            self.qkv_bias, self.o_bias, self.mlp_bias = ab, ab, False
+        else:
+            self.qkv_bias, self.o_bias, self.mlp_bias = False, False, False
+        self.qk_norm = mt == "qwen3"
+
+        # RoPE. transformers >= 4.5x may keep theta and scaling together in
+        # "rope_parameters"; older configs use rope_theta + rope_scaling.
+        rp = raw.get("rope_parameters")
+        if isinstance(rp, dict):
+            self.rope_theta = float(rp.get("rope_theta", raw.get("rope_theta", 10000.0)))
+            scaling = rp
+        else:
+            self.rope_theta = float(raw.get("rope_theta", 10000.0))
+            scaling = raw.get("rope_scaling")
+        self.rope_type, self.rope_scaling = _parse_rope_scaling(scaling)
+        prf = float(raw.get("partial_rotary_factor", 1.0))
+        if prf != 1.0:
+            raise ReferenceError(f"config.json: partial_rotary_factor {prf} is not supported")
+
+        # Sliding window: mistral uses sliding_window when non-null. qwen2 /
+        # qwen3 use it only with use_sliding_window, and then only from
+        # max_window_layers on; tune refuses that, and so does the reference.
+        sw = raw.get("sliding_window")
+        if mt in ("qwen2", "qwen3"):
+            if raw.get("use_sliding_window", False):
+                raise ReferenceError("config.json: use_sliding_window is not supported")
+            sw = None
+        self.sliding_window = int(sw) if sw else None
+
+
+def _parse_rope_scaling(scaling):
+    """Returns (rope_type, params) with rope_type in {"default", "linear", "llama3"}."""
+    if scaling is None:
+        return "default", {}
+    if not isinstance(scaling, dict):
+        raise ReferenceError("config.json: rope_scaling must be an object or null")
+    rt = scaling.get("rope_type", scaling.get("type", "default"))
+    if rt == "default":
+        return "default", {}
+    try:
+        if rt == "linear":
+            return "linear", {"factor": float(scaling["factor"])}
+        if rt == "llama3":
+            return "llama3", {
+                "factor": float(scaling["factor"]),
+                "low_freq_factor": float(scaling["low_freq_factor"]),
+                "high_freq_factor": float(scaling["high_freq_factor"]),
+                "original_max_position_embeddings":
+                    float(scaling["original_max_position_embeddings"]),
+            }
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReferenceError(f"config.json: rope_scaling {rt}: missing or bad field {e}")
+    raise ReferenceError(f"config.json: unsupported rope_scaling type {rt!r}")
+
+
+# --------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------
+
+class Model:
+    """A loaded model: `config` (Config) and `weights` ({name: f32 tensor})."""
+
+    def __init__(self, config, weights):
+        self.config = config
+        self.weights = weights
+        self._check()
+
+    def w(self, name):
+        """The float32 tensor `name`; ReferenceError if absent."""
+        t = self.weights.get(name)
+        if t is None:
+            raise ReferenceError(f"weight {name} is missing from the checkpoint")
+        return t
+
+    def _check(self):
+        """Verify presence and shapes of all weights the forward pass uses."""
+        c = self.config
+        D, F, V, hd = c.hidden_size, c.intermediate_size, c.vocab_size, c.head_dim
+        Hq, Hk = c.num_attention_heads, c.num_key_value_heads
+        want = {"model.embed_tokens.weight": (V, D), "model.norm.weight": (D,)}
+        if not c.tie_word_embeddings:
+            want["lm_head.weight"] = (V, D)
+        for i in range(c.num_hidden_layers):
+            p = f"model.layers.{i}."
+            want[p + "input_layernorm.weight"] = (D,)
+            want[p + "post_attention_layernorm.weight"] = (D,)
+            want[p + "self_attn.q_proj.weight"] = (Hq * hd, D)
+            want[p + "self_attn.k_proj.weight"] = (Hk * hd, D)
+            want[p + "self_attn.v_proj.weight"] = (Hk * hd, D)
+            want[p + "self_attn.o_proj.weight"] = (D, Hq * hd)
+            if c.qkv_bias:
+                want[p + "self_attn.q_proj.bias"] = (Hq * hd,)
+                want[p + "self_attn.k_proj.bias"] = (Hk * hd,)
+                want[p + "self_attn.v_proj.bias"] = (Hk * hd,)
+            if c.o_bias:
+                want[p + "self_attn.o_proj.bias"] = (D,)
+            if c.qk_norm:
+                want[p + "self_attn.q_norm.weight"] = (hd,)
+                want[p + "self_attn.k_norm.weight"] = (hd,)
+            want[p + "mlp.gate_proj.weight"] = (F, D)
+            want[p + "mlp.up_proj.weight"] = (F, D)
+            want[p + "mlp.down_proj.weight"] = (D, F)
+            if c.mlp_bias:
+                want[p + "mlp.gate_proj.bias"] = (F,)
+                want[p + "mlp.up_proj.bias"] = (F,)
+                want[p + "mlp.down_proj.bias"] = (D,)
+        for name, shape in want.items():
+            got = tuple(self.w(name).shape)
+            if got != shape:
+                raise ReferenceError(f"weight {name} has shape {list(got)}, expected {list(shape)}")
+
+
+def load_model(model_dir):
+    """Load config.json + safetensors weights from a HF model directory."""
+    if not os.path.isdir(model_dir):
+        raise ReferenceError(f"{model_dir}: not a directory")
+    cfg_path = os.path.join(model_dir, "config.json")
+    try:
+        with open(cfg_path) as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise ReferenceError(f"{cfg_path}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        raise ReferenceError(f"{cfg_path}: invalid JSON: {e}")
+    config = Config(raw)
+    weights = load_weights(model_dir)
+    # Checkpoints saved from the bare base model lack the "model." prefix.
+    if "model.embed_tokens.weight" not in weights and "embed_tokens.weight" in weights:
+        weights = {(k if k.startswith("lm_head.") else "model." + k): v
+                   for k, v in weights.items()}
+    return Model(config, weights)
+
+
+# --------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------
+
+def rms_norm(x, weight, eps):
+    """HF LlamaRMSNorm. x is (..., D), weight is (D,). Computed in float32:
+    weight * (x * rsqrt(mean(x^2, -1) + eps))."""
+    x = x.to(torch.float32)
+    variance = x.pow(2).mean(-1, keepdim=True)
+    return weight * (x * torch.rsqrt(variance + eps))
+
+
+def rope_inv_freq(config):
+    """Inverse frequencies, shape (head_dim/2,), float32, exactly as
+    transformers' ROPE_INIT_FUNCTIONS[default|linear|llama3]."""
+    dim = config.head_dim
+    base = config.rope_theta
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).to(torch.float32) / dim))
+    if config.rope_type == "linear":
+        inv_freq = inv_freq / config.rope_scaling["factor"]
+    elif config.rope_type == "llama3":
+        # transformers.modeling_rope_utils._compute_llama3_parameters
+        s = config.rope_scaling
+        factor = s["factor"]
+        low_freq_factor = s["low_freq_factor"]
+        high_freq_factor = s["high_freq_factor"]
+        old_context_len = s["original_max_position_embeddings"]
+        low_freq_wavelen = old_context_len / low_freq_factor
+        high_freq_wavelen = old_context_len / high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+        # When low == high this divides by zero (inf/nan); those entries are
+        # only selected if wavelen == old_context_len / low exactly, as in HF.
+        smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+        smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+        is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+        inv_freq = torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+    return inv_freq
+
+
+def rope_cos_sin(inv_freq, position_ids):
+    """inv_freq is (hd/2,), position_ids is (B, T) ints.
+    Returns cos, sin, each (B, T, hd) float32: emb = cat(freqs, freqs)."""
+    freqs = position_ids.to(torch.float32)[:, :, None] * inv_freq[None, None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x):
+    """x is (..., hd): returns cat(-x[..., hd/2:], x[..., :hd/2])."""
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x is (B, H, T, hd); cos, sin are (B, T, hd). HF rotate-half RoPE."""
+    cos = cos[:, None, :, :]
+    sin = sin[:, None, :, :]
+    return x * cos + rotate_half(x) * sin
+
+
+def attention_allowed(segment_ids):
+    """segment_ids is (B, T) ints. Returns bool (B, 1, T, T): [b, 0, i, j] is
+    True iff query i may attend key j: j <= i and same nonzero segment, or
+    i == j (so padding, segment 0, attends only to itself)."""
+    T = segment_ids.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    nonpad = (segment_ids != 0)[:, :, None]
+    eye = torch.eye(T, dtype=torch.bool)
+    return ((causal[None] & same & nonpad) | eye[None])[:, None]
+
+
+def proj(x, prefix, model, deltas=None, weight_name=None):
+    """nn.Linear: x is (..., in); returns (..., out) = x W^T (+ b).
+
+    prefix names the layer, e.g. "model.layers.0.self_attn.q_proj"; its
+    weight is prefix + ".weight" (or weight_name), its optional bias
+    prefix + ".bias". deltas.get(prefix), if any, is the adapter hook:
+    a tensor dW (out, in) adds x dW^T; a callable f adds f(x).
+    """
+    w = model.w(weight_name or prefix + ".weight")
+    y = torch.matmul(x, w.t())
+    b = model.weights.get(prefix + ".bias")
+    if b is not None and _uses_bias(model.config, prefix):
+        y = y + b
+    if deltas:
+        d = deltas.get(prefix)
+        if d is not None:
+            y = y + (d(x) if callable(d) else torch.matmul(x, d.t()))
+    return y
+
+
+def _uses_bias(config, prefix):
+    """Whether transformers builds this nn.Linear with bias=True (a bias
+    tensor present in the file for a bias-less layer is ignored, as HF does)."""
+    leaf = prefix.rsplit(".", 1)[-1]
+    if leaf in ("q_proj", "k_proj", "v_proj"):
+        return config.qkv_bias
+    if leaf == "o_proj":
+        return config.o_bias
+    if leaf in ("gate_proj", "up_proj", "down_proj"):
+        return config.mlp_bias
+    return False
+
+
+def attention(model, i, x, cos, sin, allowed, deltas=None):
+    """Self-attention of layer i. x is (B, T, D) (already normed);
+    cos, sin are (B, T, hd); allowed is bool (B, 1, T, T). Returns (B, T, D)."""
+    c = model.config
+    B, T, _ = x.shape
+    hd, Hq, Hk = c.head_dim, c.num_attention_heads, c.num_key_value_heads
+    p = f"model.layers.{i}.self_attn."
+    q = proj(x, p + "q_proj", model, deltas).view(B, T, Hq, hd)
+    k = proj(x, p + "k_proj", model, deltas).view(B, T, Hk, hd)
+    v = proj(x, p + "v_proj", model, deltas).view(B, T, Hk, hd)
+    if c.qk_norm:  # qwen3: per-head RMSNorm over head_dim, before RoPE
+        q = rms_norm(q, model.w(p + "q_norm.weight"), c.rms_norm_eps)
+        k = rms_norm(k, model.w(p + "k_norm.weight"), c.rms_norm_eps)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, hd)
+    q = apply_rope(q, cos, sin)
+    k = apply_rope(k, cos, sin)
+    groups = Hq // Hk  # GQA: repeat_kv, head h uses kv head h // groups
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(q, k.transpose(2, 3)) * (hd ** -0.5)  # (B, Hq, T, T)
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores.to(torch.float32), dim=-1)
+    out = torch.matmul(probs, v)  # (B, Hq, T, hd)
+    out = out.transpose(1, 2).reshape(B, T, Hq * hd)
+    return proj(out, p + "o_proj", model, deltas)
+
+
+def mlp(model, i, x, deltas=None):
+    """SwiGLU MLP of layer i: down(silu(gate(x)) * up(x)). x is (B, T, D)."""
+    p = f"model.layers.{i}.mlp."
+    g = proj(x, p + "gate_proj", model, deltas)
+    u = proj(x, p + "up_proj", model, deltas)
+    return proj(torch.nn.functional.silu(g) * u, p + "down_proj", model, deltas)
+
+
+def apply_sliding_window(config, allowed):
+    """Mistral's sliding window, as transformers' sliding-window causal mask:
+    query i sees key j only when i - j < sliding_window (index distance in the
+    row). allowed is (B, 1, T, T) bool; returns the narrowed mask. The
+    diagonal stays allowed so padding rows keep a finite softmax."""
+    w = config.sliding_window
+    if w is None:
+        return allowed
+    T = allowed.shape[-1]
+    idx = torch.arange(T)
+    near = (idx[:, None] - idx[None, :]) < w
+    return allowed & near[None, None]
+
+
+def forward(model, input_ids, position_ids=None, segment_ids=None, deltas=None):
+    """Logits of a causal LM.
+
+    input_ids, position_ids, segment_ids are (B, T) int64 tensors
+    (position_ids default 0..T-1 per row; segment_ids default all 1).
+    deltas: optional adapter hook, see proj(). Returns logits (B, T, V) f32.
+    """
+    c = model.config
+    B, T = input_ids.shape
+    if position_ids is None:
+        position_ids = torch.arange(T, dtype=torch.int64)[None].expand(B, T)
+    if segment_ids is None:
+        segment_ids = torch.ones(B, T, dtype=torch.int64)
+    if int(input_ids.min()) < 0 or int(input_ids.max()) >= c.vocab_size:
+        raise ReferenceError(f"input_ids out of range [0, {c.vocab_size})")
+    allowed = attention_allowed(segment_ids)
+    allowed = apply_sliding_window(c, allowed)
+    cos, sin = rope_cos_sin(rope_inv_freq(c), position_ids)
+
+    h = model.w("model.embed_tokens.weight")[input_ids]  # (B, T, D)
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}."
+        a = rms_norm(h, model.w(p + "input_layernorm.weight"), c.rms_norm_eps)
+        h = h + attention(model, i, a, cos, sin, allowed, deltas)
+        m = rms_norm(h, model.w(p + "post_attention_layernorm.weight"), c.rms_norm_eps)
+        h = h + mlp(model, i, m, deltas)
+    h = rms_norm(h, model.w("model.norm.weight"), c.rms_norm_eps)
+    head = "model.embed_tokens.weight" if c.tie_word_embeddings else "lm_head.weight"
+    return proj(h, "lm_head", model, deltas, weight_name=head)
+
+
+def causal_lm_loss(logits, labels):
+    """HF ForCausalLMLoss: logits (B, T, V), labels (B, T) with -100 = ignore.
+    Mean float32 cross-entropy of logits[:, :-1] vs labels[:, 1:] over the
+    counted labels; NaN when none is counted. Returns a 0-d tensor."""
+    V = logits.shape[-1]
+    shift_logits = logits[:, :-1, :].reshape(-1, V).to(torch.float32)
+    shift_labels = labels[:, 1:].reshape(-1)
+    keep = shift_labels != IGNORE_INDEX
+    if not bool(keep.any()):
+        return torch.tensor(float("nan"))
+    logp = torch.log_softmax(shift_logits[keep], dim=-1)
+    nll = -logp.gather(1, shift_labels[keep][:, None]).squeeze(1)
+    return nll.mean()
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+def _int_matrix(obj, key, shape=None):
+    """obj[key] as an int64 (B, T) tensor, checking it is rectangular and,
+    if shape is given, equal to it."""
+    v = obj[key]
+    if (not isinstance(v, list) or not v or not all(isinstance(r, list) for r in v)
+            or len({len(r) for r in v}) != 1 or not v[0]):
+        raise ReferenceError(f"input: {key} must be a non-empty rectangular list of lists")
+    if not all(isinstance(e, int) and not isinstance(e, bool) for r in v for e in r):
+        raise ReferenceError(f"input: {key} must contain only integers")
+    t = torch.tensor(v, dtype=torch.int64)
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ReferenceError(f"input: {key} has shape {list(t.shape)}, expected {list(shape)}")
+    return t
+
+
+def read_input(path):
+    """Parse IN.json -> (input_ids, labels, position_ids|None, segment_ids|None)."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except OSError as e:
+        raise ReferenceError(f"{path}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        raise ReferenceError(f"{path}: invalid JSON: {e}")
+    if not isinstance(obj, dict) or "input_ids" not in obj:
+        raise ReferenceError(f"{path}: must be an object with input_ids")
+    ids = _int_matrix(obj, "input_ids")
+    labels = _int_matrix(obj, "labels", ids.shape) if obj.get("labels") is not None else ids.clone()
+    pos = _int_matrix(obj, "position_ids", ids.shape) if obj.get("position_ids") is not None else None
+    seg = _int_matrix(obj, "segment_ids", ids.shape) if obj.get("segment_ids") is not None else None
+    return ids, labels, pos, seg
+
+
+def write_output(path, loss, logits):
+    """Write little-endian f32: loss, then logits (B, T, V) row-major."""
+    arr = np.concatenate([np.array([loss], dtype="<f4"),
+                          logits.detach().contiguous().numpy().astype("<f4").reshape(-1)])
+    with open(path, "wb") as f:
+        f.write(arr.tobytes())
+
+
+def cmd_forward(args):
+    model = load_model(args.model)
+    ids, labels, pos, seg = read_input(args.input)
+    with torch.no_grad():
+        logits = forward(model, ids, pos, seg)
+        loss = float(causal_lm_loss(logits, labels))
+    write_output(args.out, loss, logits)
+    print(json.dumps({"loss": None if math.isnan(loss) else loss,
+                      "shape": list(logits.shape)}))
+
+
+def setup_torch():
+    """Deterministic float32 CPU settings."""
+    torch.set_num_threads(2)
+    torch.set_default_dtype(torch.float32)
+    torch.use_deterministic_algorithms(True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("forward", help="write loss and logits")
+    f.add_argument("--model", required=True, help="HF model directory")
+    f.add_argument("--input", required=True, help="IN.json")
+    f.add_argument("--out", required=True, help="OUT.bin")
+    args = ap.parse_args(argv)
+    setup_torch()
+    try:
+        if args.cmd == "forward":
+            cmd_forward(args)
+    except ReferenceError as e:
+        print(f"reference.py: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # unexpected: still one line
+        print(f"reference.py: error: {type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

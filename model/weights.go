@@ -1,0 +1,191 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/kernels"
+)
+
+// Source hands out checkpoint tensors by Hugging Face name (a checkpoints.ModelDir).
+type Source interface {
+	Has(name string) bool
+	Tensor(name string) (checkpoints.Tensor, error)
+}
+
+// Layer holds one decoder layer's frozen weights.
+type Layer struct {
+	AttnNorm, MLPNorm   []float32
+	Q, K, V, O          kernels.Matrix
+	QBias, KBias, VBias []float32 // qwen2 and attention_bias
+	OBias               []float32 // llama's attention_bias
+	QNorm, KNorm        []float32 // qwen3
+	Gate, Up, Down      kernels.Matrix
+}
+
+// Model is a Llama-family decoder with its frozen weights, kept in the dtype they
+// were stored in (views into the memory-mapped checkpoint).
+type Model struct {
+	Config Config
+	Embed  kernels.Matrix
+	LMHead kernels.Matrix // Embed itself when the embeddings are tied
+	Norm   []float32
+	Layers []Layer
+}
+
+// LayerPrefix is the Hugging Face name prefix of layer i's tensors.
+func LayerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
+
+// ProjectionNames are the linear modules of a layer, by their Hugging Face names.
+var ProjectionNames = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// ProjectionPath is the name of a projection inside a layer: "self_attn.q_proj".
+func ProjectionPath(module string) string {
+	if slices.Contains([]string{"gate_proj", "up_proj", "down_proj"}, module) {
+		return "mlp." + module
+	}
+	return "self_attn." + module
+}
+
+// Load checks that src has every tensor the configuration needs, with the right
+// shape and a float dtype, and builds the model over them without copying
+// (norm and bias vectors are widened to float32; they are tiny).
+func Load(cfg Config, src Source) (*Model, error) {
+	l := loader{src: src}
+	c := cfg
+	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	m := &Model{Config: cfg}
+	m.Embed = l.matrix("model.embed_tokens.weight", c.Vocab, c.Hidden)
+	m.Norm = l.vector("model.norm.weight", c.Hidden)
+	switch {
+	case !c.TieEmbeddings:
+		m.LMHead = l.matrix("lm_head.weight", c.Vocab, c.Hidden)
+	default:
+		m.LMHead = m.Embed
+	}
+	for i := range c.Layers {
+		p := LayerPrefix(i)
+		ly := Layer{
+			AttnNorm: l.vector(p+"input_layernorm.weight", c.Hidden),
+			MLPNorm:  l.vector(p+"post_attention_layernorm.weight", c.Hidden),
+			Q:        l.matrix(p+"self_attn.q_proj.weight", qDim, c.Hidden),
+			K:        l.matrix(p+"self_attn.k_proj.weight", kvDim, c.Hidden),
+			V:        l.matrix(p+"self_attn.v_proj.weight", kvDim, c.Hidden),
+			O:        l.matrix(p+"self_attn.o_proj.weight", c.Hidden, qDim),
+			Gate:     l.matrix(p+"mlp.gate_proj.weight", c.Intermediate, c.Hidden),
+			Up:       l.matrix(p+"mlp.up_proj.weight", c.Intermediate, c.Hidden),
+			Down:     l.matrix(p+"mlp.down_proj.weight", c.Hidden, c.Intermediate),
+		}
+		if c.AttentionBias {
+			ly.QBias = l.vector(p+"self_attn.q_proj.bias", qDim)
+			ly.KBias = l.vector(p+"self_attn.k_proj.bias", kvDim)
+			ly.VBias = l.vector(p+"self_attn.v_proj.bias", kvDim)
+		}
+		if c.OutputBias {
+			ly.OBias = l.vector(p+"self_attn.o_proj.bias", c.Hidden)
+		}
+		if c.QKNorm {
+			ly.QNorm = l.vector(p+"self_attn.q_norm.weight", c.HeadDim)
+			ly.KNorm = l.vector(p+"self_attn.k_norm.weight", c.HeadDim)
+		}
+		m.Layers = append(m.Layers, ly)
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	return m, nil
+}
+
+// loader keeps the first error so that Load reads as a list of tensors.
+type loader struct {
+	src Source
+	err error
+}
+
+func (l *loader) tensor(name string, shape ...int) (kernels.Matrix, bool) {
+	if l.err != nil {
+		return kernels.Matrix{}, false
+	}
+	t, err := l.src.Tensor(name)
+	if err != nil {
+		l.err = err
+		return kernels.Matrix{}, false
+	}
+	if !slices.Equal(t.Shape, shape) {
+		l.err = fmt.Errorf("tensor %s: shape %v, but config.json implies %v", name, t.Shape, shape)
+		return kernels.Matrix{}, false
+	}
+	dt, ok := map[checkpoints.DType]kernels.DType{checkpoints.F32: kernels.F32, checkpoints.F16: kernels.F16, checkpoints.BF16: kernels.BF16}[t.DType]
+	if !ok {
+		l.err = fmt.Errorf("tensor %s: dtype %s; tune reads F32, F16 and BF16 weights", name, t.DType)
+		return kernels.Matrix{}, false
+	}
+	rows, cols := 1, shape[len(shape)-1]
+	if len(shape) == 2 {
+		rows = shape[0]
+	}
+	m, err := kernels.NewMatrix(dt, rows, cols, t.Data)
+	if err != nil {
+		l.err = fmt.Errorf("tensor %s: %w", name, err)
+		return kernels.Matrix{}, false
+	}
+	return m, true
+}
+
+func (l *loader) matrix(name string, rows, cols int) kernels.Matrix {
+	m, _ := l.tensor(name, rows, cols)
+	return m
+}
+
+func (l *loader) vector(name string, n int) []float32 {
+	m, ok := l.tensor(name, n)
+	if !ok {
+		return nil
+	}
+	return slices.Clone(m.Float32())
+}
+
+// ParamCount is the number of parameters, counting tied embeddings once.
+func (m *Model) ParamCount() int64 {
+	var n int64
+	m.eachMatrix(func(name string, w kernels.Matrix) { n += int64(w.Rows) * int64(w.Cols) })
+	return n
+}
+
+// WeightBytes is the memory the frozen weights take in their stored dtypes
+// (norm and bias vectors count as float32, as held).
+func (m *Model) WeightBytes() int64 {
+	var n int64
+	m.eachMatrix(func(name string, w kernels.Matrix) { n += w.Bytes() })
+	return n
+}
+
+// DTypes counts parameters by stored dtype.
+func (m *Model) DTypes() map[kernels.DType]int64 {
+	out := map[kernels.DType]int64{}
+	m.eachMatrix(func(name string, w kernels.Matrix) { out[w.DType] += int64(w.Rows) * int64(w.Cols) })
+	return out
+}
+
+func (m *Model) eachMatrix(f func(name string, w kernels.Matrix)) {
+	vec := func(name string, v []float32) {
+		if v != nil {
+			f(name, kernels.MatrixF32(1, len(v), v))
+		}
+	}
+	f("embed_tokens", m.Embed)
+	if !m.Config.TieEmbeddings {
+		f("lm_head", m.LMHead)
+	}
+	vec("norm", m.Norm)
+	for i, ly := range m.Layers {
+		p := LayerPrefix(i)
+		for name, w := range map[string]kernels.Matrix{"q": ly.Q, "k": ly.K, "v": ly.V, "o": ly.O, "gate": ly.Gate, "up": ly.Up, "down": ly.Down} {
+			f(p+name, w)
+		}
+		for name, v := range map[string][]float32{"attn_norm": ly.AttnNorm, "mlp_norm": ly.MLPNorm, "q_bias": ly.QBias, "k_bias": ly.KBias, "v_bias": ly.VBias, "o_bias": ly.OBias, "q_norm": ly.QNorm, "k_norm": ly.KNorm} {
+			vec(p+name, v)
+		}
+	}
+}

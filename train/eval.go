@@ -1,0 +1,76 @@
+// Package train runs models: the evaluation pass over a dataset here, and the
+// LoRA training loop.
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+
+	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/model"
+)
+
+// EvalResult is the mean next-token cross-entropy over every predicted token.
+type EvalResult struct {
+	Loss       float64 `json:"loss"`
+	Perplexity float64 `json:"perplexity"`
+	Tokens     int     `json:"tokens"`   // predicted tokens
+	Examples   int     `json:"examples"` // records read
+	Rows       int     `json:"rows"`     // packed rows of seq tokens run
+}
+
+// Evaluate packs examples into rows of seq tokens (attention never crosses two
+// examples) and runs them in batches, forward only. The loss is the mean over
+// tokens, not over batches, so it does not depend on batch or seq.
+func Evaluate(ctx context.Context, m *model.Model, examples []datasets.Example, batch, seq int, adapter model.Adapter) (EvalResult, error) {
+	res := EvalResult{Examples: len(examples)}
+	rows := datasets.Pack(examples, seq)
+	res.Rows = len(rows)
+	if len(rows) == 0 {
+		return res, fmt.Errorf("evaluate: no examples")
+	}
+	batch = min(batch, len(rows))
+	gr, err := m.Build(batch, seq, adapter)
+	if err != nil {
+		return res, err
+	}
+	vm := G.NewTapeMachine(gr.G)
+	defer vm.Close()
+	var sum float64
+	for start := 0; start < len(rows); start += batch {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		b := model.Batch{}
+		for i := start; i < start+batch; i++ {
+			r := datasets.PaddingRow(seq) // fills a short last batch
+			if i < len(rows) {
+				r = rows[i]
+			}
+			b.IDs = append(b.IDs, r.IDs...)
+			b.Labels = append(b.Labels, r.Labels...)
+			b.Positions = append(b.Positions, r.Positions...)
+			b.Segments = append(b.Segments, r.Segments...)
+		}
+		if err := gr.Feed(b); err != nil {
+			return res, err
+		}
+		if err := vm.RunAll(); err != nil {
+			return res, fmt.Errorf("evaluate: %w", err)
+		}
+		if n := gr.Counted(); n > 0 {
+			sum += float64(gr.Loss.Value().Data().(float32)) * float64(n)
+			res.Tokens += n
+		}
+		vm.Reset()
+	}
+	if res.Tokens == 0 {
+		return res, fmt.Errorf("evaluate: no token to predict (every example is a single token or fully masked)")
+	}
+	res.Loss = sum / float64(res.Tokens)
+	res.Perplexity = math.Exp(res.Loss)
+	return res, nil
+}
