@@ -2,6 +2,7 @@ package checkpoints
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 func checkInfos(t *testing.T, infos []TensorInfo, dataLen int64) {
 	t.Helper()
 	sorted := slices.Clone(infos)
-	slices.SortFunc(sorted, func(a, b TensorInfo) int { return cmpInt64(a.Begin, b.Begin) })
+	slices.SortFunc(sorted, func(a, b TensorInfo) int { return cmp.Compare(a.Begin, b.Begin) })
 	var prevEnd int64
 	seen := map[string]bool{}
 	for _, ti := range sorted {

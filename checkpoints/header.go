@@ -2,6 +2,7 @@ package checkpoints
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,9 +45,9 @@ func ParseSafetensorsHeader(header []byte, dataLen int64) ([]TensorInfo, map[str
 	if err := json.Unmarshal(header, &skip); err != nil {
 		return nil, nil, fmt.Errorf("header is not valid JSON: %w", jsonErr(err))
 	}
-	entries, err := objectEntries(header, true)
+	entries, err := objectEntries(header)
 	if err != nil {
-		return nil, nil, fmt.Errorf("header is not valid JSON: %w", err)
+		return nil, nil, fmt.Errorf("header: %w", err)
 	}
 	var metadata map[string]string
 	infos := make([]TensorInfo, 0, len(entries))
@@ -77,8 +78,8 @@ type entry struct {
 
 // objectEntries splits a JSON object into its entries, in order, rejecting
 // duplicate keys (encoding/json would silently keep the last one, hiding a
-// corrupt header). With whole set, nothing but whitespace may follow.
-func objectEntries(raw []byte, whole bool) ([]entry, error) {
+// corrupt header). raw must hold one syntactically valid JSON value.
+func objectEntries(raw []byte) ([]entry, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	tok, err := dec.Token()
 	if err != nil {
@@ -111,14 +112,6 @@ func objectEntries(raw []byte, whole bool) ([]entry, error) {
 	if _, err := dec.Token(); err != nil { // the closing brace
 		return nil, jsonErr(err)
 	}
-	if whole {
-		if _, err := dec.Token(); err != io.EOF {
-			if err == nil {
-				return nil, fmt.Errorf("unexpected data after the object at byte %d", dec.InputOffset())
-			}
-			return nil, jsonErr(err)
-		}
-	}
 	return out, nil
 }
 
@@ -142,7 +135,7 @@ func parseMetadata(raw json.RawMessage) (map[string]string, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, fmt.Errorf("%s must be an object of strings, got %s", metadataKey, snippet(raw))
 	}
-	entries, err := objectEntries(raw, false)
+	entries, err := objectEntries(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", metadataKey, err)
 	}
@@ -162,7 +155,7 @@ func parseTensorEntry(name string, raw json.RawMessage, dataLen int64) (TensorIn
 	if len(raw) == 0 || raw[0] != '{' {
 		return info, fmt.Errorf("entry must be an object with dtype, shape and data_offsets, got %s", snippet(raw))
 	}
-	entries, err := objectEntries(raw, false)
+	entries, err := objectEntries(raw)
 	if err != nil {
 		return info, err
 	}
@@ -255,19 +248,7 @@ func intArray(raw json.RawMessage, field string) ([]int64, error) {
 // exactly, like the Python library ("the data section must be fully covered").
 func checkCoverage(infos []TensorInfo, dataLen int64) error {
 	slices.SortFunc(infos, func(a, b TensorInfo) int {
-		if a.Begin != b.Begin {
-			return cmpInt64(a.Begin, b.Begin)
-		}
-		if a.End != b.End {
-			return cmpInt64(a.End, b.End)
-		}
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
+		return cmp.Or(cmp.Compare(a.Begin, b.Begin), cmp.Compare(a.End, b.End), strings.Compare(a.Name, b.Name))
 	})
 	var pos int64
 	for i, t := range infos {
@@ -293,16 +274,6 @@ func checkCoverage(infos []TensorInfo, dataLen int64) error {
 		return fmt.Errorf("data section not fully covered: bytes [%d,%d) %s belong to no tensor", pos, dataLen, where)
 	}
 	return nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // snippet renders raw JSON for an error message: one line, at most 40 bytes.

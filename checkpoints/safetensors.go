@@ -29,8 +29,10 @@ type Safetensors struct {
 }
 
 // OpenSafetensors opens and validates a safetensors file. The header is read
-// with ordinary reads (it is small and bounded by MaxHeaderSize); only the
-// data section's file is mapped. Errors name the file.
+// with ordinary reads (it is bounded by MaxHeaderSize); then the whole file is
+// mapped, since mmap offsets must be page-aligned and the data section's start
+// is not. Nothing is mapped when the data section is empty (mmap of length 0
+// fails). Errors name the file.
 func OpenSafetensors(path string) (*Safetensors, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -119,6 +119,9 @@ func TestOpenSafetensorsValid(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			if (len(tt.data) == 0) != (s.mapping == nil) {
+				t.Errorf("mapped = %v with %d data bytes", s.mapping != nil, len(tt.data))
+			}
 			var names []string
 			for n := range tt.want {
 				names = append(names, n)

@@ -58,6 +58,9 @@ func byteSize(d DType, shape []int) (int64, string) {
 		return 0, "has too many elements (the product of its dimensions overflows)"
 	}
 	bits := int64(d.Bits())
+	if bits == 0 {
+		return 0, "has unknown dtype " + strconv.Quote(string(d))
+	}
 	nb := int64(n)
 	if nb > math.MaxInt64/bits {
 		return 0, "is too large in bytes (overflows)"

@@ -62,3 +62,29 @@ func Embedding(out []float32, ids []int32, table Matrix) {
 		}
 	})
 }
+
+// MatMulTN computes c = alpha·aᵀ·b, the weight gradient of a linear layer.
+// a is (M, N), b is (M, K), c is (N, K) and is overwritten.
+func MatMulTN(c, a, b []float32, m, n, k int, alpha float32) {
+	parallelFor(n, 1, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			cj := c[j*k : (j+1)*k]
+			clear(cj)
+			for i := 0; i < m; i++ {
+				if g := a[i*n+j]; g != 0 {
+					axpy(alpha*g, b[i*k:(i+1)*k], cj)
+				}
+			}
+		}
+	})
+}
+
+// scaleInPlace multiplies v by alpha.
+func scaleInPlace(v []float32, alpha float32) {
+	if alpha == 1 {
+		return
+	}
+	for i := range v {
+		v[i] *= alpha
+	}
+}

@@ -17,8 +17,18 @@ import (
 type usageError struct{ error }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The first SIGINT/SIGTERM asks for a clean stop (tune run finishes the
+	// step and writes a checkpoint); the second one kills at once.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "\ntune: stopping after this step (again to quit now)")
+		cancel()
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+	}()
 	root := newRoot()
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "tune:", err)
@@ -38,7 +48,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newEvalCmd(), newInspectCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd())
 	return root
 }
 

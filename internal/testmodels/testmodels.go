@@ -234,3 +234,9 @@ func Write(dir string, s Spec) error {
 	}
 	return os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), index, 0o644)
 }
+
+// Demo is the built-in model of `tune run configs/demo.yaml`: a small llama
+// (2 layers, hidden 64, vocabulary 128) that trains in about a minute on 2 cores.
+func Demo() Spec {
+	return Spec{Arch: "llama", Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 128, RopeTheta: 10000, DType: checkpoints.F32, Seed: 2024}
+}

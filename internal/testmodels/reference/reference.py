@@ -11,7 +11,10 @@ A bf16 checkpoint is therefore evaluated on its bf16-rounded values, in f32.
 Only stdlib + numpy + torch are used (no transformers, no safetensors pkg).
 
 CLI:
-    python3 reference.py forward --model DIR --input IN.json --out OUT.bin
+    python3 reference.py forward --model DIR --input IN.json --out OUT.bin [--adapter ADIR]
+    python3 reference.py lora-step --model DIR --input IN.json --adapter ADIR
+        --out OUT.safetensors [--lr 1e-3] [--beta1 0.9] [--beta2 0.999]
+        [--eps 1e-8] [--weight-decay 0.01] [--steps 1]
 
 IN.json:
     {"input_ids":    [[int, ...], ...],        # (B, T), required
@@ -35,6 +38,34 @@ its logits are meaningless. Labels are taken literally with HF's shift
 that would cross a segment boundary (first token of each segment) and on
 padding.
 
+ADIR (a Hugging Face PEFT LoRA adapter directory):
+    adapter_config.json: peft_type "LORA", r, lora_alpha, use_rslora,
+      target_modules (list of names / suffixes, a regex string, or
+      "all-linear"), optional layers_to_transform / layers_pattern /
+      exclude_modules / rank_pattern / alpha_pattern, all with PEFT's
+      matching rules. fan_in_fan_out, bias != "none", use_dora, lora_bias,
+      modules_to_save, ... are refused. lora_dropout is ignored (inactive).
+    adapter_model.safetensors (F32/F16/BF16), for every selected module M
+      (e.g. "model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
+      "lm_head"): base_model.model.M.lora_A.weight (r, in) and
+      base_model.model.M.lora_B.weight (out, r), r = rank_pattern or r.
+    M's output becomes y + lora_B(lora_A(x)) * scale, i.e.
+      y + ((x A^T) B^T) * scale, with scale = alpha / r, or alpha / sqrt(r)
+      when use_rslora (alpha = alpha_pattern or lora_alpha), as PEFT's
+      lora.Linear.forward. Unknown keys, keys of missing or unselected
+      modules, selected modules without weights and bad shapes are errors.
+
+lora-step: the adapter's A and B become float32 leaves (base frozen); the
+loss is forward's. It records the gradients at the initial parameters,
+then runs --steps steps of torch.optim.AdamW(lr, (beta1, beta2), eps,
+weight_decay), recomputing loss and gradients on the same batch each step.
+OUT.safetensors (all F32, written like safetensors.torch.save_file):
+    "loss" [steps]      the loss before each step
+    "<K>.grad"          gradient at the initial parameters, shape of K
+    "<K>.updated"       value after the last step, shape of K
+  for every adapter key K (full PEFT key, ...lora_A.weight / ...lora_B.weight).
+stdout: one JSON line {"loss": loss before the first step, "steps": n}.
+
 LoRA hook: every linear layer goes through `proj(x, prefix, ...)`; `forward`
 takes `deltas`, a dict mapping a projection prefix such as
 "model.layers.0.self_attn.q_proj" to either a delta-weight tensor dW (out, in)
@@ -45,6 +76,7 @@ import argparse
 import json
 import math
 import os
+import re
 import struct
 import sys
 
@@ -135,6 +167,28 @@ def read_safetensors(path, names=None):
                 arr = raw.astype(np.float32)  # native-order, writable copy
             out[name] = torch.from_numpy(np.ascontiguousarray(arr).reshape(shape))
         return out
+
+
+def write_safetensors(path, tensors):
+    """Write {name: tensor} as a F32 .safetensors file, byte for byte as
+    safetensors.torch.save_file(tensors) (no metadata) writes it: the header
+    is compact JSON {name: {"dtype": "F32", "shape", "data_offsets"}} with
+    names sorted and data in the same order, padded with spaces to a
+    multiple of 8 bytes."""
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        a = tensors[name].detach().to(torch.float32).contiguous().numpy().astype("<f4")
+        b = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
 
 
 def load_weights(model_dir):
@@ -563,6 +617,279 @@ def causal_lm_loss(logits, labels):
 
 
 # --------------------------------------------------------------------------
+# LoRA (Hugging Face PEFT)
+# --------------------------------------------------------------------------
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PEFT_KEY_PREFIX = "base_model.model."
+LINEAR_LEAVES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoraModule:
+    """One LoRA-wrapped linear layer: `prefix` (e.g.
+    "model.layers.0.self_attn.q_proj"), rank `r`, `alpha`, `scale`
+    (alpha/r, or alpha/sqrt(r) with rsLoRA), and the full PEFT keys
+    `key_a` (lora_A.weight, (r, in)) and `key_b` (lora_B.weight, (out, r))."""
+
+    def __init__(self, prefix, r, alpha, scale):
+        self.prefix, self.r, self.alpha, self.scale = prefix, r, alpha, scale
+        self.key_a = PEFT_KEY_PREFIX + prefix + ".lora_A.weight"
+        self.key_b = PEFT_KEY_PREFIX + prefix + ".lora_B.weight"
+
+
+class Adapter:
+    """A loaded PEFT LoRA adapter: `config` (the adapter_config.json dict),
+    `modules` ({prefix: LoraModule}) and `tensors` ({full PEFT key: f32
+    tensor}, A (r, in) and B (out, r) of every module)."""
+
+    def __init__(self, config, modules, tensors):
+        self.config, self.modules, self.tensors = config, modules, tensors
+
+
+def lora_scale(r, alpha, use_rslora):
+    """PEFT LoraLayer.update_layer: alpha / sqrt(r) with rsLoRA, else alpha / r
+    (a Python float, as in PEFT)."""
+    return alpha / math.sqrt(r) if use_rslora else alpha / r
+
+
+def lora_delta(a, b, scale):
+    """The callable PEFT's lora.Linear adds to the base output:
+    f(x) = lora_B(lora_A(x)) * scaling, x (..., in) -> (..., out); a is (r, in),
+    b is (out, r). Dropout is inactive (eval mode, or lora_dropout 0)."""
+    def f(x):
+        return torch.matmul(torch.matmul(x, a.t()), b.t()) * scale
+    return f
+
+
+def lora_deltas(adapter, tensors=None):
+    """proj() hooks of an adapter: {prefix: lora_delta(A, B, scale)}, with A and
+    B from `tensors` ({full PEFT key: tensor}, default adapter.tensors; pass
+    leaf tensors that require grad to train)."""
+    t = adapter.tensors if tensors is None else tensors
+    return {p: lora_delta(t[m.key_a], t[m.key_b], m.scale) for p, m in adapter.modules.items()}
+
+
+def model_linears(model):
+    """{prefix: weight name} of every nn.Linear of the causal LM, as PEFT's
+    module names ("model.layers.N.self_attn.q_proj", ..., "lm_head")."""
+    c = model.config
+    out = {}
+    for i in range(c.num_hidden_layers):
+        for leaf in LINEAR_LEAVES:
+            sub = "mlp" if leaf in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+            p = f"model.layers.{i}.{sub}.{leaf}"
+            out[p] = p + ".weight"
+    out["lm_head"] = "model.embed_tokens.weight" if c.tie_word_embeddings else "lm_head.weight"
+    return out
+
+
+def _model_non_linears(model):
+    """Names of the other modules of the causal LM (named_modules minus the
+    linears), which LoRA target_modules must not select."""
+    c = model.config
+    out = ["", "model", "model.embed_tokens", "model.layers", "model.norm", "model.rotary_emb"]
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}"
+        out += [p, p + ".self_attn", p + ".mlp", p + ".mlp.act_fn",
+                p + ".input_layernorm", p + ".post_attention_layernorm"]
+        if c.qk_norm:
+            out += [p + ".self_attn.q_norm", p + ".self_attn.k_norm"]
+    return out
+
+
+def _is_target(cfg, key):
+    """PEFT check_target_module_exists (exclude_modules, target_modules as a
+    regex string / list of names or suffixes / "all-linear", and
+    layers_to_transform with layers_pattern) for the module name `key`."""
+    ex = cfg.get("exclude_modules")
+    if ex:
+        if isinstance(ex, str):
+            if re.fullmatch(ex, key):
+                return False
+        elif key in ex or any(key.endswith("." + e) for e in ex):
+            return False
+    tm = cfg.get("target_modules")
+    if tm == "all-linear":  # every linear but the output layer, by leaf name
+        tm = list(LINEAR_LEAVES)
+    if isinstance(tm, str):
+        return re.fullmatch(tm, key) is not None
+    if key in tm:
+        return True
+    if not any(key.endswith("." + t) for t in tm):
+        return False
+    idx = cfg.get("layers_to_transform")
+    if idx is None or (isinstance(idx, list) and not idx):
+        return True
+    pats = cfg.get("layers_pattern")
+    if not pats:
+        m = re.match(r".*\.[^.]*\.(\d+)\.", key)
+    else:
+        m = None
+        for pat in [pats] if isinstance(pats, str) else pats:
+            m = re.match(rf".*\.{pat}\.(\d+)\.", key)
+            if m:
+                break
+    if m is None:
+        return False
+    n = int(m.group(1))
+    return n == idx if isinstance(idx, int) else n in idx
+
+
+def _pattern_value(patterns, key, default):
+    """PEFT get_pattern_key: the first pattern p (in file order) with
+    re.match(rf"(.*\\.)?({p})$", key) gives the value, else `default`."""
+    for p, v in patterns.items():
+        if re.match(rf"(.*\.)?({p})$", key):
+            return v
+    return default
+
+
+def _number(v, what, integer=False):
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if not ok or isinstance(v, bool) or v <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ReferenceError(f"{ADAPTER_CONFIG}: {what} must be {kind}, got {v!r}")
+    return v
+
+
+def read_adapter_config(adapter_dir):
+    """Parse and validate adapter_config.json; returns the dict. Everything
+    that would change the math and is not plain LoRA on nn.Linear is refused."""
+    path = os.path.join(adapter_dir, ADAPTER_CONFIG)
+    if not os.path.isdir(adapter_dir):
+        raise ReferenceError(f"{adapter_dir}: not a directory")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except OSError as e:
+        raise ReferenceError(f"{path}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        raise ReferenceError(f"{path}: invalid JSON: {e}")
+    if not isinstance(cfg, dict):
+        raise ReferenceError(f"{path}: not a JSON object")
+    if cfg.get("peft_type") != "LORA":
+        raise ReferenceError(f"{path}: peft_type {cfg.get('peft_type')!r} is not supported (only LORA)")
+    _number(cfg.get("r"), "r", integer=True)
+    _number(cfg.get("lora_alpha"), "lora_alpha")
+    for key, ok in (("fan_in_fan_out", lambda v: not v), ("bias", lambda v: v in (None, "none")),
+                    ("use_dora", lambda v: not v), ("lora_bias", lambda v: not v),
+                    ("modules_to_save", lambda v: not v), ("layer_replication", lambda v: not v),
+                    ("trainable_token_indices", lambda v: not v), ("target_parameters", lambda v: not v),
+                    ("alora_invocation_tokens", lambda v: not v), ("use_qalora", lambda v: not v)):
+        if not ok(cfg.get(key)):
+            raise ReferenceError(f"{path}: {key}={cfg[key]!r} is not supported")
+    tm = cfg.get("target_modules")
+    if not (isinstance(tm, str) or (isinstance(tm, list) and all(isinstance(t, str) for t in tm))):
+        raise ReferenceError(f"{path}: target_modules must be a string or a list of strings, got {tm!r}")
+    idx = cfg.get("layers_to_transform")
+    if idx is not None and not (isinstance(idx, int) or (isinstance(idx, list) and all(
+            isinstance(i, int) for i in idx))):
+        raise ReferenceError(f"{path}: layers_to_transform must be null, an int or a list of ints")
+    for key, integer in (("rank_pattern", True), ("alpha_pattern", False)):
+        pat = cfg.get(key) or {}
+        if not isinstance(pat, dict):
+            raise ReferenceError(f"{path}: {key} must be an object")
+        for k, v in pat.items():
+            _number(v, f"{key}[{k!r}]", integer)
+            try:
+                re.compile(k)
+            except re.error as e:
+                raise ReferenceError(f"{path}: {key} key {k!r} is not a regular expression: {e}")
+        cfg[key] = pat
+    return cfg
+
+
+def load_adapter(adapter_dir, model):
+    """Load a PEFT LoRA adapter directory for `model` (see the module
+    docstring). Every key must be base_model.model.<module>.lora_{A,B}.weight
+    of a linear of the model that target_modules selects, with A (r, in) and
+    B (out, r), r from rank_pattern or r; every selected module needs both.
+    Returns an Adapter."""
+    cfg = read_adapter_config(adapter_dir)
+    wpath = os.path.join(adapter_dir, ADAPTER_WEIGHTS)
+    if not os.path.exists(wpath):
+        raise ReferenceError(f"{adapter_dir}: {ADAPTER_WEIGHTS} not found")
+    tensors = read_safetensors(wpath)
+    linears = model_linears(model)
+    try:
+        targets = {p for p in linears if _is_target(cfg, p)}
+        bad = [p for p in _model_non_linears(model) if _is_target(cfg, p)]
+    except re.error as e:
+        raise ReferenceError(f"{ADAPTER_CONFIG}: bad regular expression in target_modules "
+                             f"/ exclude_modules / layers_pattern: {e}")
+    if bad:
+        raise ReferenceError(f"{ADAPTER_CONFIG}: target_modules selects {bad[0]!r}, "
+                             "which is not a linear layer (not supported)")
+    found = {}
+    for key in sorted(tensors):
+        m = re.fullmatch(re.escape(PEFT_KEY_PREFIX) + r"(.+)\.lora_([AB])\.weight", key)
+        if m is None:
+            raise ReferenceError(f"{wpath}: unknown key {key} (expected "
+                                 f"{PEFT_KEY_PREFIX}<module>.lora_A.weight / .lora_B.weight)")
+        prefix = m.group(1)
+        if prefix not in linears:
+            raise ReferenceError(f"{wpath}: key {key} names module {prefix}, which the model does not have")
+        if prefix not in targets:
+            raise ReferenceError(f"{wpath}: key {key} names module {prefix}, which "
+                                 f"target_modules does not select")
+        found.setdefault(prefix, set()).add(m.group(2))
+    if not found:
+        raise ReferenceError(f"{wpath}: the adapter has no LoRA weights")
+    missing = sorted(targets - set(found))
+    if missing:
+        raise ReferenceError(f"{wpath}: target module {missing[0]} has no lora_A/lora_B weights")
+    modules = {}
+    for prefix in sorted(found):
+        if found[prefix] != {"A", "B"}:
+            raise ReferenceError(f"{wpath}: module {prefix} has only one of lora_A and lora_B")
+        r = _pattern_value(cfg["rank_pattern"], prefix, cfg["r"])
+        alpha = _pattern_value(cfg["alpha_pattern"], prefix, cfg["lora_alpha"])
+        mod = LoraModule(prefix, r, alpha, lora_scale(r, alpha, bool(cfg.get("use_rslora", False))))
+        out_f, in_f = model.w(linears[prefix]).shape
+        for key, want in ((mod.key_a, (r, in_f)), (mod.key_b, (out_f, r))):
+            got = tuple(tensors[key].shape)
+            if got != want:
+                raise ReferenceError(f"{wpath}: tensor {key} has shape {list(got)}, expected {list(want)}")
+        modules[prefix] = mod
+    return Adapter(cfg, modules, tensors)
+
+
+def lora_step(model, adapter, ids, labels, pos=None, seg=None, lr=1e-3, betas=(0.9, 0.999),
+              eps=1e-8, weight_decay=0.01, steps=1):
+    """Train the adapter's A and B (float32 leaves; base weights frozen) with
+    torch.optim.AdamW on the causal LM loss of one fixed batch.
+
+    ids, labels, pos, seg are (B, T) int64 tensors as for forward(). Runs
+    `steps` optimizer steps, recomputing loss and gradients before each.
+    Returns (losses [steps] floats, the loss before each step; grads {key:
+    tensor}, the gradients at the initial parameters; updated {key: tensor},
+    the parameters after the last step), keys being full PEFT keys.
+    """
+    if steps < 1:
+        raise ReferenceError(f"--steps must be at least 1, got {steps}")
+    if not int((labels[:, 1:] != IGNORE_INDEX).sum()):
+        raise ReferenceError("input: no label is counted, the loss is undefined")
+    keys = sorted(adapter.tensors)
+    params = {k: adapter.tensors[k].detach().clone().to(torch.float32).requires_grad_(True) for k in keys}
+    opt = torch.optim.AdamW([params[k] for k in keys], lr=lr, betas=betas, eps=eps,
+                            weight_decay=weight_decay)
+    deltas = lora_deltas(adapter, params)
+    losses, grads = [], None
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = causal_lm_loss(forward(model, ids, pos, seg, deltas), labels)
+        loss.backward()
+        losses.append(float(loss))
+        if grads is None:
+            grads = {k: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone())
+                     for k, p in params.items()}
+        opt.step()
+    updated = {k: p.detach().clone() for k, p in params.items()}
+    return losses, grads, updated
+
+
+# --------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------
 
@@ -609,13 +936,29 @@ def write_output(path, loss, logits):
 
 def cmd_forward(args):
     model = load_model(args.model)
+    deltas = lora_deltas(load_adapter(args.adapter, model)) if args.adapter else None
     ids, labels, pos, seg = read_input(args.input)
     with torch.no_grad():
-        logits = forward(model, ids, pos, seg)
+        logits = forward(model, ids, pos, seg, deltas)
         loss = float(causal_lm_loss(logits, labels))
     write_output(args.out, loss, logits)
     print(json.dumps({"loss": None if math.isnan(loss) else loss,
                       "shape": list(logits.shape)}))
+
+
+def cmd_lora_step(args):
+    model = load_model(args.model)
+    adapter = load_adapter(args.adapter, model)
+    ids, labels, pos, seg = read_input(args.input)
+    losses, grads, updated = lora_step(
+        model, adapter, ids, labels, pos, seg, lr=args.lr, betas=(args.beta1, args.beta2),
+        eps=args.eps, weight_decay=args.weight_decay, steps=args.steps)
+    out = {"loss": torch.tensor(losses, dtype=torch.float32)}
+    for k in adapter.tensors:
+        out[k + ".grad"] = grads[k]
+        out[k + ".updated"] = updated[k]
+    write_safetensors(args.out, out)
+    print(json.dumps({"loss": losses[0], "steps": args.steps}))
 
 
 def setup_torch():
@@ -632,11 +975,25 @@ def main(argv=None):
     f.add_argument("--model", required=True, help="HF model directory")
     f.add_argument("--input", required=True, help="IN.json")
     f.add_argument("--out", required=True, help="OUT.bin")
+    f.add_argument("--adapter", help="PEFT LoRA adapter directory (optional)")
+    s = sub.add_parser("lora-step", help="LoRA gradients and AdamW steps")
+    s.add_argument("--model", required=True, help="HF model directory")
+    s.add_argument("--input", required=True, help="IN.json")
+    s.add_argument("--adapter", required=True, help="PEFT LoRA adapter directory")
+    s.add_argument("--out", required=True, help="OUT.safetensors")
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--beta1", type=float, default=0.9)
+    s.add_argument("--beta2", type=float, default=0.999)
+    s.add_argument("--eps", type=float, default=1e-8)
+    s.add_argument("--weight-decay", type=float, default=0.01)
+    s.add_argument("--steps", type=int, default=1)
     args = ap.parse_args(argv)
     setup_torch()
     try:
         if args.cmd == "forward":
             cmd_forward(args)
+        elif args.cmd == "lora-step":
+            cmd_lora_step(args)
     except ReferenceError as e:
         print(f"reference.py: error: {e}", file=sys.stderr)
         return 2

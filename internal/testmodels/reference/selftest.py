@@ -15,7 +15,14 @@ would break:
     factor 2 at positions 2p == unscaled at p; RoPE is shift-invariant,
   - (e) hand-computed RMSNorm, RoPE and llama3 frequencies with plain math,
   - loss vs a manual computation, tie_word_embeddings, bf16 checkpoints,
-  - the CLI output file and its one-line errors.
+  - the CLI output file and its one-line errors,
+  - LoRA (PEFT): (a) B = 0 adapter == base model exactly; (b) adapter ==
+    base with merged W + scale B A (also rank_pattern / alpha_pattern /
+    layers_to_transform, BF16 and F16 adapters, packed rows); (c) lora-step
+    gradients == central finite differences of the float64 naive forward;
+    (d) one AdamW step == p (1 - lr wd) - lr g / (|g| + eps), and several
+    steps == a hand-written AdamW; (e) rsLoRA scale alpha / sqrt(r);
+    lora-step's safetensors layout; one-line errors for bad adapters.
 Prints "N passed, 0 failed" and exits 0 when all pass.
 """
 
@@ -471,17 +478,24 @@ def test_tie_and_bf16(tmp):
 
 
 def test_sliding_window():
-    m = build(make_config("mistral", sliding_window=4), seed=12)
-    run(m, [[1, 2, 3, 4]])  # within window: fine
-    run(m, [[1, 2, 3, 4, 5, 6]], seg=[[1, 1, 1, 2, 2, 2]])  # segments within window
-    try:
-        run(m, [[1, 2, 3, 4, 5]])
-        check("sliding window beyond sequence refused", False)
-    except ref.ReferenceError:
-        check("sliding window beyond sequence refused", True)
+    # One layer, so a token's output depends only on the tokens it attends to:
+    # with window 4, the logits at t equal a run of tokens t-3..t alone (RoPE is
+    # relative; positions kept), and the first 4 tokens match full attention.
+    cfg = make_config("mistral", num_hidden_layers=1, sliding_window=4)
+    w = make_weights(cfg, seed=12)
+    m, full = build(cfg, w), build(dict(cfg, sliding_window=None), w)
+    ids = [3, 1, 4, 1, 5, 9, 2]
+    out = run(m, [ids])[0]
+    d = max(maxdiff(out[t], run(m, [ids[t - 3:t + 1]], [list(range(t - 3, t + 1))])[0, -1])
+            for t in range(3, len(ids)))
+    check("sliding window: logits at t == run of tokens t-3..t alone", d < 1e-5, f"maxdiff {d}")
+    ref_full = run(full, [ids])[0]
+    check("sliding window: first 4 tokens == full attention, later differ",
+          maxdiff(out[:4], ref_full[:4]) == 0.0 and maxdiff(out[4:], ref_full[4:]) > 1e-4)
     q = build(make_config("qwen2", sliding_window=2, use_sliding_window=False), seed=12)
-    run(q, [[1, 2, 3, 4, 5]])
-    check("qwen2 sliding_window ignored unless use_sliding_window", True)
+    q_none = build(make_config("qwen2", sliding_window=None), seed=12)
+    check("qwen2 sliding_window ignored unless use_sliding_window",
+          maxdiff(run(q, [[1, 2, 3, 4, 5]]), run(q_none, [[1, 2, 3, 4, 5]])) == 0.0)
 
 
 def cli(*args):
@@ -540,6 +554,459 @@ def test_cli(tmp):
               and lines[0].startswith("reference.py: error:"), f"rc={rc} err={err!r}")
 
 
+# --------------------------------------------------------------------------
+# LoRA
+# --------------------------------------------------------------------------
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def lora_modules(cfg, targets=ALL_LINEAR, lm_head=False):
+    """{module prefix: (out, in)} of the targeted linears of a config dict,
+    computed here independently of reference.model_linears."""
+    D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    Hq = cfg["num_attention_heads"]
+    Hk = cfg.get("num_key_value_heads") or Hq
+    hd = cfg.get("head_dim") or D // Hq
+    dims = {"q_proj": (Hq * hd, D), "k_proj": (Hk * hd, D), "v_proj": (Hk * hd, D),
+            "o_proj": (D, Hq * hd), "gate_proj": (F, D), "up_proj": (F, D), "down_proj": (D, F)}
+    out = {}
+    for i in range(cfg["num_hidden_layers"]):
+        for t in targets:
+            sub = "mlp" if t in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+            out[f"model.layers.{i}.{sub}.{t}"] = dims[t]
+    if lm_head:
+        out["lm_head"] = (V, D)
+    return out
+
+
+def make_lora(mods, ranks, seed=0, zero_b=False, s=0.3):
+    """Random PEFT tensors {full key: (A (r, in) | B (out, r))} for
+    mods {prefix: (out, in)} with ranks {prefix: r}."""
+    rng = np.random.default_rng(seed)
+    t = {}
+    for p, (o, i) in mods.items():
+        r = ranks[p]
+        t[f"base_model.model.{p}.lora_A.weight"] = (rng.standard_normal((r, i)) * s).astype(np.float32)
+        b = np.zeros((o, r), np.float32) if zero_b else (rng.standard_normal((o, r)) * s).astype(np.float32)
+        t[f"base_model.model.{p}.lora_B.weight"] = b
+    return t
+
+
+def peft_config(r=2, alpha=8, targets=ALL_LINEAR, **over):
+    """An adapter_config.json dict as PEFT 0.13 writes it."""
+    cfg = {"alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "tiny",
+           "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
+           "init_lora_weights": True, "layer_replication": None, "layers_pattern": None,
+           "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
+           "lora_dropout": 0.05, "megatron_config": None, "megatron_core": "megatron.core",
+           "modules_to_save": None, "peft_type": "LORA", "r": r, "rank_pattern": {},
+           "revision": None, "target_modules": list(targets), "task_type": "CAUSAL_LM",
+           "use_dora": False, "use_rslora": False}
+    cfg.update(over)
+    return cfg
+
+
+def save_adapter(d, pcfg, tensors, dtype="F32"):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump(pcfg, f)
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors, dtype)
+    return d
+
+
+def merged_weights(w, tensors, scales):
+    """Base weights with W += scale * B @ A (float64, then float32) for every
+    module; scales {prefix: float}."""
+    out = dict(w)
+    for p, sc in scales.items():
+        a = np.float64(tensors[f"base_model.model.{p}.lora_A.weight"])
+        b = np.float64(tensors[f"base_model.model.{p}.lora_B.weight"])
+        out[p + ".weight"] = (np.float64(w[p + ".weight"]) + sc * (b @ a)).astype(np.float32)
+    return out
+
+
+def run_lora(model, adapter, ids, pos=None, seg=None):
+    t = lambda x: None if x is None else torch.tensor(x, dtype=torch.int64)  # noqa: E731
+    with torch.no_grad():
+        return ref.forward(model, t(ids), t(pos), t(seg), ref.lora_deltas(adapter))
+
+
+def test_lora_zero_b(tmp):
+    for arch in ARCHS:
+        cfg = make_config(arch)
+        w = make_weights(cfg, seed=20)
+        mods = lora_modules(cfg, lm_head=True)
+        d = save_adapter(os.path.join(tmp, f"zb_{arch}"), peft_config(target_modules=list(ALL_LINEAR) + ["lm_head"]),
+                         make_lora(mods, {p: 2 for p in mods}, seed=21, zero_b=True))
+        m = build(cfg, w)
+        ad = ref.load_adapter(d, m)
+        ids = [[3, 1, 4, 1, 5, 9, 2, 6]]
+        check(f"{arch}: LoRA (a) B = 0 forward == base forward exactly",
+              len(ad.modules) == len(mods) and maxdiff(run_lora(m, ad, ids), run(m, ids)) == 0.0)
+
+
+def test_lora_merged(tmp):
+    ids = [[3, 1, 4, 1, 5, 9, 2, 6], [7, 7, 0, 12, 30, 2, 2, 8]]
+    for arch in ARCHS:
+        cfg = make_config(arch)
+        w = make_weights(cfg, seed=22)
+        mods = lora_modules(cfg, lm_head=True)
+        t = make_lora(mods, {p: 3 for p in mods}, seed=23, s=0.1)
+        d = save_adapter(os.path.join(tmp, f"mg_{arch}"),
+                         peft_config(r=3, alpha=6, target_modules=list(ALL_LINEAR) + ["lm_head"]), t)
+        m = build(cfg, w)
+        got = run_lora(m, ref.load_adapter(d, m), ids)
+        mw = merged_weights(w, t, {p: 6 / 3 for p in mods})
+        exp = run(build(cfg, mw), ids)
+        # 1e-5 relative to the largest logit: float32 noise here is ~3e-6
+        # (the adapter moves logits by ~2).
+        dd, big = maxdiff(got, exp), float(exp.abs().max())
+        check(f"{arch}: LoRA (b) adapter == merged W + scale B A", dd < 1e-5 * max(1.0, big)
+              and maxdiff(got, run(m, ids)) > 0.3, f"maxdiff {dd} max|logit| {big}")
+        if arch in ("qwen2", "qwen3"):
+            n64 = np.stack([naive_forward(cfg, mw, row, list(range(len(row)))) for row in ids])
+            dd = maxdiff(got, n64)
+            check(f"{arch}: LoRA adapter == naive float64 forward of merged weights", dd < 1e-4, f"maxdiff {dd}")
+
+    # rank_pattern / alpha_pattern (PEFT: first pattern p with
+    # re.match("(.*\.)?(p)$", module)), a subset of targets, layers_to_transform, BF16.
+    cfg = make_config("llama", num_hidden_layers=3)
+    w = make_weights(cfg, seed=24)
+    mods = {p: v for p, v in lora_modules(cfg, ("q_proj", "v_proj", "down_proj")).items()
+            if ".1." not in p}
+    ranks = {p: 4 if p == "model.layers.0.self_attn.q_proj" else 3 if "down_proj" in p else 2
+             for p in mods}
+    alphas = {p: 12.0 if "q_proj" in p else 5 for p in mods}
+    t = make_lora(mods, ranks, seed=25)
+    tb = {k: bf16_round(v) for k, v in t.items()}
+    pc = peft_config(r=2, alpha=5, targets=("q_proj", "v_proj", "down_proj"),
+                     layers_to_transform=[0, 2],
+                     rank_pattern={"model.layers.0.self_attn.q_proj": 4, "down_proj": 3},
+                     alpha_pattern={"q_proj": 12.0})
+    d = save_adapter(os.path.join(tmp, "pattern"), pc, t, dtype="BF16")
+    m = build(cfg, w)
+    ad = ref.load_adapter(d, m)
+    ok = (set(ad.modules) == set(mods)
+          and all(ad.modules[p].r == ranks[p] and ad.modules[p].scale == alphas[p] / ranks[p]
+                  for p in mods))
+    check("LoRA rank_pattern / alpha_pattern / layers_to_transform: ranks and scales", ok,
+          str({p: (x.r, x.scale) for p, x in ad.modules.items()}))
+    exp = run(build(cfg, merged_weights(w, tb, {p: alphas[p] / ranks[p] for p in mods})), ids)
+    dd = maxdiff(run_lora(m, ad, ids), exp)
+    check("LoRA patterns + BF16 adapter == merged", dd < 1e-5 * max(1.0, float(exp.abs().max())),
+          f"maxdiff {dd}")
+
+
+def test_rslora(tmp):
+    cfg = make_config("qwen3")
+    w = make_weights(cfg, seed=26)
+    m = build(cfg, w)
+    mods = lora_modules(cfg, ("q_proj", "o_proj", "up_proj"))
+    t = make_lora(mods, {p: 4 for p in mods}, seed=27)
+    rs = ref.load_adapter(save_adapter(os.path.join(tmp, "rs"), peft_config(
+        r=4, alpha=8, targets=("q_proj", "o_proj", "up_proj"), use_rslora=True), t), m)
+    check("LoRA (e) rsLoRA scale == alpha / sqrt(r)",
+          all(x.scale == 8 / math.sqrt(4) == 4.0 for x in rs.modules.values()),
+          str([x.scale for x in rs.modules.values()]))
+    plain = ref.load_adapter(save_adapter(os.path.join(tmp, "rs_plain"), peft_config(
+        r=4, alpha=16, targets=("q_proj", "o_proj", "up_proj")), t), m)
+    half = ref.load_adapter(save_adapter(os.path.join(tmp, "rs_half"), peft_config(
+        r=4, alpha=8, targets=("q_proj", "o_proj", "up_proj")), t), m)
+    ids = [[5, 4, 3, 2, 1, 0]]
+    check("LoRA (e) rsLoRA alpha 8 r 4 == plain alpha 16 r 4",
+          maxdiff(run_lora(m, rs, ids), run_lora(m, plain, ids)) == 0.0)
+    check("LoRA (e) plain alpha 8 r 4 differs (scale 2)",
+          all(x.scale == 2.0 for x in half.modules.values())
+          and maxdiff(run_lora(m, rs, ids), run_lora(m, half, ids)) > 1e-3)
+    rs16 = peft_config(r=16, alpha=8, targets=("q_proj",), use_rslora=True)
+    d = save_adapter(os.path.join(tmp, "rs16"), rs16,
+                     make_lora(lora_modules(cfg, ("q_proj",)), {p: 16 for p in lora_modules(cfg, ("q_proj",))}))
+    check("LoRA (e) rsLoRA r 16 alpha 8 scale 2",
+          all(x.scale == 2.0 for x in ref.load_adapter(d, m).modules.values()))
+
+
+def read_st_raw(path):
+    """(header dict in file order, header length, raw header bytes)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+    return json.loads(raw), n, raw
+
+
+def naive_loss(cfg, w, ids, labels):
+    """float64 mean shifted CE over rows with naive_forward; plain causal."""
+    total, count = 0.0, 0
+    for row, lab in zip(ids, labels):
+        logits = naive_forward(cfg, w, row, list(range(len(row))))
+        for t in range(1, len(row)):
+            if lab[t] == -100:
+                continue
+            z = logits[t - 1]
+            mx = float(np.max(z))
+            total += mx + math.log(float(np.sum(np.exp(z - mx)))) - float(z[lab[t]])
+            count += 1
+    return total / count
+
+
+def test_lora_step(tmp):
+    cfg = make_config("qwen2", num_hidden_layers=2)
+    w = make_weights(cfg, seed=28)
+    md = save_model(os.path.join(tmp, "step_model"), cfg, w)
+    mods = lora_modules(cfg, lm_head=True)
+    t = make_lora(mods, {p: 2 for p in mods}, seed=29)
+    alpha, r = 6, 2
+    ad_dir = save_adapter(os.path.join(tmp, "step_ad"), peft_config(
+        r=r, alpha=alpha, target_modules=list(ALL_LINEAR) + ["lm_head"]), t)
+    inp = {"input_ids": [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]],
+           "labels": [[-100, 2, 3, -100, 5, 6], [7, 8, -100, 10, 11, -100]]}
+    ip, op = os.path.join(tmp, "step_in.json"), os.path.join(tmp, "step_out.safetensors")
+    with open(ip, "w") as f:
+        json.dump(inp, f)
+    lr, wd, eps = 1e-2, 0.1, 1e-8
+    rc, out, err = cli("lora-step", "--model", md, "--input", ip, "--adapter", ad_dir, "--out", op,
+                       "--lr", str(lr), "--weight-decay", str(wd))
+    check("cli lora-step exit 0", rc == 0, err)
+    if rc != 0:
+        return
+    summary = json.loads(out.strip().splitlines()[-1])
+    res = ref.read_safetensors(op)
+
+    # Output format: F32 only, sorted keys, padded header, contiguous data.
+    header, hlen, raw = read_st_raw(op)
+    names = list(header)
+    offs = [header[k]["data_offsets"] for k in names]
+    want_names = sorted(["loss"] + [k + s for k in t for s in (".grad", ".updated")])
+    ok = (names == want_names and hlen % 8 == 0 and raw.rstrip(b" ") == json.dumps(header, separators=(",", ":")).encode()
+          and all(header[k]["dtype"] == "F32" for k in names)
+          and offs[0][0] == 0 and all(offs[i][1] == offs[i + 1][0] for i in range(len(offs) - 1))
+          and header["loss"]["shape"] == [1]
+          and all(header[k + ".grad"]["shape"] == list(v.shape) == header[k + ".updated"]["shape"]
+                  for k, v in t.items()))
+    check("lora-step output: F32, sorted compact header padded to 8, keys", ok, str(names[:4]))
+
+    # Loss == forward --adapter's loss, and == the float64 naive loss.
+    fo = os.path.join(tmp, "step_fwd.bin")
+    rc2, out2, err2 = cli("forward", "--model", md, "--input", ip, "--out", fo, "--adapter", ad_dir)
+    fl = float(np.fromfile(fo, dtype="<f4")[0]) if rc2 == 0 else float("nan")
+    scales = {p: alpha / r for p in mods}
+    nl = naive_loss(cfg, merged_weights(w, t, scales), inp["input_ids"], inp["labels"])
+    check("lora-step loss == forward --adapter loss", rc2 == 0 and float(res["loss"][0]) == fl
+          and abs(summary["loss"] - fl) < 1e-6 and summary["steps"] == 1, f"{res['loss']} {fl} {err2}")
+    check("lora-step loss == naive float64 merged loss", abs(fl - nl) < 1e-5, f"{fl} {nl}")
+
+    # (c) gradients vs central finite differences of the float64 naive loss.
+    rng = np.random.default_rng(30)
+    w64 = {k: np.float64(v) for k, v in w.items()}
+    t64 = {k: np.float64(v) for k, v in t.items()}
+
+    def loss_at(key, delta):
+        tt = dict(t64)
+        tt[key] = t64[key] + delta
+        return naive_loss(cfg, merged_weights(w64, tt, scales), inp["input_ids"], inp["labels"])
+
+    h, worst, worst_key = 1e-4, 0.0, ""
+    for key in sorted(t):
+        g = res[key + ".grad"].double().numpy()
+        shape = t[key].shape
+        dirs = []
+        for _ in range(3):  # single elements
+            e = np.zeros(shape)
+            e[tuple(rng.integers(0, n) for n in shape)] = 1.0
+            dirs.append(e)
+        dirs.append(rng.standard_normal(shape))  # a random direction
+        scale_g = max(float(np.abs(g).max()), 1e-12)
+        for e in dirs:
+            fd = (loss_at(key, h * e) - loss_at(key, -h * e)) / (2 * h)
+            an = float(np.sum(g * e))
+            rel = abs(an - fd) / max(abs(fd), scale_g * float(np.abs(e).max()))
+            if rel > worst:
+                worst, worst_key = rel, key
+    check("LoRA (c) lora-step gradients == central finite differences (float64)", worst < 1e-3,
+          f"worst rel {worst} at {worst_key}")
+    check("LoRA (c) gradients are not trivially zero",
+          all(float(res[k + ".grad"].abs().max()) > 1e-4 for k in t))
+
+    # (d) one AdamW step: p (1 - lr wd) - lr g / (|g| + eps).
+    worst = 0.0
+    for key in t:
+        p, g = torch.from_numpy(t[key]).double(), res[key + ".grad"].double()
+        exp = p * (1 - lr * wd) - lr * g / (g.abs() + eps)
+        worst = max(worst, maxdiff(res[key + ".updated"], exp))
+    check("LoRA (d) one AdamW step == p(1 - lr wd) - lr g/(|g| + eps)", worst < 1e-6, f"maxdiff {worst}")
+
+    # PEFT init (B = 0): grad A == 0 exactly, A only decays; B moves by ~lr.
+    tz = make_lora(mods, {p: 2 for p in mods}, seed=31, zero_b=True)
+    zd = save_adapter(os.path.join(tmp, "step_zero"), peft_config(
+        r=r, alpha=alpha, target_modules=list(ALL_LINEAR) + ["lm_head"]), tz)
+    rc, out, err = cli("lora-step", "--model", md, "--input", ip, "--adapter", zd, "--out", op)
+    if rc == 0:
+        rz = ref.read_safetensors(op)
+        a_keys = [k for k in tz if "lora_A" in k]
+        b_keys = [k for k in tz if "lora_B" in k]
+        ok = (all(float(rz[k + ".grad"].abs().max()) == 0.0 for k in a_keys)
+              and all(float(rz[k + ".grad"].abs().max()) > 0.0 for k in b_keys)
+              and all(maxdiff(rz[k + ".updated"], torch.from_numpy(tz[k]) * (1 - 1e-3 * 0.01)) < 1e-7
+                      for k in a_keys)
+              and all(float(rz[k + ".updated"].abs().max()) <= 1e-3 + 1e-9 for k in b_keys)
+              and abs(float(rz["loss"][0]) - float(ref.causal_lm_loss(
+                  run(build(cfg, w), inp["input_ids"]), torch.tensor(inp["labels"])))) < 1e-6)
+        check("LoRA B = 0 (PEFT init): grad A == 0, default-hyperparameter step", ok)
+    else:
+        check("LoRA B = 0 (PEFT init): grad A == 0, default-hyperparameter step", False, err)
+
+    # Several steps vs a hand-written AdamW on gradients from reference.forward.
+    steps, b1, b2 = 3, 0.8, 0.95
+    rc, out, err = cli("lora-step", "--model", md, "--input", ip, "--adapter", ad_dir, "--out", op,
+                       "--steps", str(steps), "--lr", "0.02", "--beta1", str(b1), "--beta2", str(b2),
+                       "--eps", "1e-6", "--weight-decay", "0.05")
+    if rc != 0:
+        check("lora-step --steps 3 == hand-written AdamW", False, err)
+        return
+    r3 = ref.read_safetensors(op)
+    m = ref.load_model(md)
+    ad = ref.load_adapter(ad_dir, m)
+    p = {k: v.clone() for k, v in ad.tensors.items()}
+    mom = {k: torch.zeros_like(v) for k, v in p.items()}
+    var = {k: torch.zeros_like(v) for k, v in p.items()}
+    ids, labels = torch.tensor(inp["input_ids"]), torch.tensor(inp["labels"])
+    losses = []
+    for s in range(1, steps + 1):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+        loss = ref.causal_lm_loss(ref.forward(m, ids, None, None, ref.lora_deltas(ad, leaves)), labels)
+        loss.backward()
+        losses.append(float(loss))
+        for k in p:
+            g = leaves[k].grad
+            mom[k] = b1 * mom[k] + (1 - b1) * g
+            var[k] = b2 * var[k] + (1 - b2) * g * g
+            mh, vh = mom[k] / (1 - b1 ** s), var[k] / (1 - b2 ** s)
+            p[k] = p[k] * (1 - 0.02 * 0.05) - 0.02 * mh / (vh.sqrt() + 1e-6)
+    d_loss = max(abs(a - b) for a, b in zip(losses, r3["loss"].tolist()))
+    d_par = max(maxdiff(r3[k + ".updated"], p[k]) for k in p)
+    d_grad = max(maxdiff(r3[k + ".grad"], res[k + ".grad"]) for k in p)
+    check("lora-step --steps 3 == hand-written AdamW (losses, params)",
+          r3["loss"].shape == (steps,) and d_loss < 1e-5 and d_par < 1e-5 and d_grad == 0.0,
+          f"loss {d_loss} params {d_par} grad {d_grad}")
+    check("lora-step losses decrease", losses[2] < losses[1] < losses[0], str(losses))
+
+
+def test_lora_packed(tmp):
+    """Adapter forward on packed rows == separate runs; lora-step loss there
+    == forward --adapter loss."""
+    cfg = make_config("mistral")
+    w = make_weights(cfg, seed=32)
+    md = save_model(os.path.join(tmp, "pk_model"), cfg, w)
+    mods = lora_modules(cfg, ("q_proj", "k_proj", "gate_proj"))
+    ad_dir = save_adapter(os.path.join(tmp, "pk_ad"), peft_config(
+        targets=("q_proj", "k_proj", "gate_proj")), make_lora(mods, {p: 2 for p in mods}, seed=33), "F16")
+    m = ref.load_model(md)
+    ad = ref.load_adapter(ad_dir, m)
+    A, B = [4, 8, 15, 16, 23], [1, 2, 3]
+    out = run_lora(m, ad, [A + B], [list(range(5)) + list(range(3))], [[1] * 5 + [2] * 3])
+    d = max(maxdiff(out[0, :5], run_lora(m, ad, [A])[0]), maxdiff(out[0, 5:], run_lora(m, ad, [B])[0]))
+    check("LoRA packed segments == separate runs", d < 1e-5, f"maxdiff {d}")
+    inp = {"input_ids": [A + B + [0]], "labels": [[-100, 8, 15, 16, 23, -100, 2, 3, -100]],
+           "position_ids": [list(range(5)) + list(range(3)) + [0]], "segment_ids": [[1] * 5 + [2] * 3 + [0]]}
+    ip = os.path.join(tmp, "pk_in.json")
+    with open(ip, "w") as f:
+        json.dump(inp, f)
+    o1, o2 = os.path.join(tmp, "pk.bin"), os.path.join(tmp, "pk.safetensors")
+    rc1, _, e1 = cli("forward", "--model", md, "--input", ip, "--out", o1, "--adapter", ad_dir)
+    rc2, _, e2 = cli("lora-step", "--model", md, "--input", ip, "--out", o2, "--adapter", ad_dir)
+    ok = rc1 == 0 and rc2 == 0 and float(np.fromfile(o1, dtype="<f4")[0]) == float(ref.read_safetensors(o2)["loss"][0])
+    check("lora-step loss == forward --adapter loss on packed input", ok, e1 + e2)
+
+
+def test_lora_cli(tmp):
+    cfg = make_config("llama")
+    w = make_weights(cfg, seed=34)
+    md = save_model(os.path.join(tmp, "lc_model"), cfg, w)
+    mods = lora_modules(cfg, ("q_proj", "v_proj"))
+    t = make_lora(mods, {p: 2 for p in mods}, seed=35, zero_b=True)
+    good = peft_config(targets=("q_proj", "v_proj"))
+    inp = {"input_ids": [[1, 2, 3, 4]]}
+    ip, op = os.path.join(tmp, "lc_in.json"), os.path.join(tmp, "lc_out")
+    with open(ip, "w") as f:
+        json.dump(inp, f)
+    d = save_adapter(os.path.join(tmp, "lc_good"), good, t)
+    base = os.path.join(tmp, "lc_base.bin")
+    rc0, _, e0 = cli("forward", "--model", md, "--input", ip, "--out", base)
+    rc1, out1, e1 = cli("forward", "--model", md, "--input", ip, "--out", op, "--adapter", d)
+    with open(base, "rb") as f0, open(op, "rb") as f1:
+        same = rc0 == 0 and rc1 == 0 and f0.read() == f1.read()
+    check("cli forward --adapter with B = 0 == plain forward, byte for byte", same, e0 + e1)
+
+    def variant(name, pcfg=good, tensors=t):
+        return save_adapter(os.path.join(tmp, "lc_" + name), pcfg, tensors)
+
+    q0 = "base_model.model.model.layers.0.self_attn.q_proj"
+    k0 = "base_model.model.model.layers.0.self_attn.k_proj"
+    extra = make_lora({"model.layers.0.self_attn.k_proj": (8, 16)}, {"model.layers.0.self_attn.k_proj": 2})
+    no_q0 = {k: v for k, v in t.items() if not k.startswith(q0 + ".")}
+    cases = [
+        ("unknown key", variant("unk", tensors=dict(t, **{q0 + ".lora_C.weight": np.zeros((2, 16), np.float32)})),
+         "unknown key"),
+        ("embedding LoRA key", variant("emb", tensors=dict(
+            t, **{"base_model.model.model.embed_tokens.lora_embedding_A": np.zeros((2, 37), np.float32)})),
+         "unknown key"),
+        ("shape mismatch", variant("shape", tensors=dict(t, **{q0 + ".lora_A.weight": np.zeros((3, 16), np.float32)})),
+         "shape"),
+        ("module that does not exist", variant("nomod", tensors=dict(t, **{
+            "base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight": np.zeros((2, 16), np.float32),
+            "base_model.model.model.layers.7.self_attn.q_proj.lora_B.weight": np.zeros((16, 2), np.float32)})),
+         "does not have"),
+        ("module not in target_modules", variant("untargeted", tensors=dict(t, **extra)), "target_modules"),
+        ("target module without weights", variant("missing", tensors=no_q0), "no lora_A"),
+        ("only lora_A", variant("onlya", tensors={k: v for k, v in t.items() if k != q0 + ".lora_B.weight"}),
+         "only one"),
+        ("peft_type", variant("ia3", dict(good, peft_type="IA3")), "peft_type"),
+        ("use_dora", variant("dora", dict(good, use_dora=True)), "use_dora"),
+        ("fan_in_fan_out", variant("fifo", dict(good, fan_in_fan_out=True)), "fan_in_fan_out"),
+        ("bias", variant("bias", dict(good, bias="all")), "bias"),
+        ("modules_to_save", variant("mts", dict(good, modules_to_save=["lm_head"])), "modules_to_save"),
+        ("non-linear target", variant("nl", dict(good, target_modules=["q_proj", "v_proj", "mlp"])),
+         "not a linear"),
+        ("bad r", variant("r0", dict(good, r=0)), "r must"),
+        ("no adapter dir", os.path.join(tmp, "lc_nothing"), "not a directory"),
+    ]
+    m = ref.load_model(md)
+    for label, adir, needle in cases:
+        try:
+            ref.load_adapter(adir, m)
+            check(f"adapter error: {label}", False, "no error")
+        except ref.ReferenceError as e:
+            msg = str(e)
+            check(f"adapter error: {label}", needle in msg and "\n" not in msg, msg)
+    for label, adir, needle in [cases[0], cases[2], cases[3], cases[-1]]:  # the CLI: exit 2, one line
+        for sub in ("forward", "lora-step"):
+            rc, out, err = cli(sub, "--model", md, "--input", ip, "--out", op, "--adapter", adir)
+            lines = err.strip().splitlines()
+            check(f"cli {sub} adapter error: {label}", rc == 2 and len(lines) == 1 and needle in lines[0]
+                  and lines[0].startswith("reference.py: error:"), f"rc={rc} err={err!r}")
+    with open(ip, "w") as f:
+        json.dump({"input_ids": [[1, 2, 3]], "labels": [[1, -100, -100]]}, f)
+    rc, out, err = cli("lora-step", "--model", md, "--input", ip, "--out", op, "--adapter", d)
+    check("cli lora-step with no counted label: one-line error", rc == 2 and len(err.strip().splitlines()) == 1
+          and "no label" in err, err)
+
+    # "all-linear" selects the 7 projections (not lm_head); regex target_modules.
+    al = lora_modules(cfg)
+    ta = make_lora(al, {p: 2 for p in al})
+    ad = ref.load_adapter(variant("allx", dict(good, target_modules="all-linear"), ta), m)
+    check("target_modules all-linear", set(ad.modules) == set(al))
+    try:
+        ref.load_adapter(variant("allh", dict(good, target_modules="all-linear"),
+                                 dict(ta, **make_lora({"lm_head": (37, 16)}, {"lm_head": 2}))), m)
+        check("target_modules all-linear excludes lm_head", False)
+    except ref.ReferenceError as e:
+        check("target_modules all-linear excludes lm_head", "target_modules" in str(e), str(e))
+    rx = {p: v for p, v in al.items() if "layers.1" in p and "self_attn" in p}
+    ad = ref.load_adapter(variant("regex", dict(good, target_modules=r".*\.1\.self_attn\.(q|k|v|o)_proj"),
+                                  make_lora(rx, {p: 2 for p in rx})), m)
+    check("target_modules regex (re.fullmatch)", set(ad.modules) == set(rx))
+
+
 def main():
     ref.setup_torch()
     with tempfile.TemporaryDirectory() as tmp:
@@ -555,6 +1022,12 @@ def main():
         test_tie_and_bf16(tmp)
         test_sliding_window()
         test_cli(tmp)
+        test_lora_zero_b(tmp)
+        test_lora_merged(tmp)
+        test_rslora(tmp)
+        test_lora_step(tmp)
+        test_lora_packed(tmp)
+        test_lora_cli(tmp)
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 1 if RESULTS["failed"] else 0
 

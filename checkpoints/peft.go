@@ -1,0 +1,154 @@
+package checkpoints
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// PEFT adapter directories: adapter_config.json + adapter_model.safetensors,
+// the interchange format of Hugging Face PEFT, vLLM, TGI and LoRAX.
+const (
+	PEFTConfigFile  = "adapter_config.json"
+	PEFTWeightsFile = "adapter_model.safetensors"
+)
+
+// PEFTConfig is adapter_config.json for a LoRA adapter. Field names and the
+// set of fields are PEFT's LoraConfig (0.9 and later read all of them).
+type PEFTConfig struct {
+	AlphaPattern        map[string]float64 `json:"alpha_pattern"`
+	AutoMapping         any                `json:"auto_mapping"`
+	BaseModelNameOrPath string             `json:"base_model_name_or_path"`
+	Bias                string             `json:"bias"`
+	FanInFanOut         bool               `json:"fan_in_fan_out"`
+	InferenceMode       bool               `json:"inference_mode"`
+	InitLoraWeights     bool               `json:"init_lora_weights"`
+	LayersPattern       any                `json:"layers_pattern"`
+	LayersToTransform   []int              `json:"layers_to_transform"`
+	LoraAlpha           float64            `json:"lora_alpha"`
+	LoraDropout         float64            `json:"lora_dropout"`
+	ModulesToSave       any                `json:"modules_to_save"`
+	PeftType            string             `json:"peft_type"`
+	R                   int                `json:"r"`
+	RankPattern         map[string]int     `json:"rank_pattern"`
+	Revision            any                `json:"revision"`
+	TargetModules       []string           `json:"target_modules"`
+	TaskType            string             `json:"task_type"`
+	UseDora             bool               `json:"use_dora"`
+	UseRSLoRA           bool               `json:"use_rslora"`
+}
+
+// NewPEFTConfig fills the fields that are the same for every tune adapter.
+func NewPEFTConfig(base string, r int, alpha, dropout float64, targets []string, layers []int, rslora bool) PEFTConfig {
+	return PEFTConfig{
+		AlphaPattern: map[string]float64{}, RankPattern: map[string]int{},
+		BaseModelNameOrPath: base, Bias: "none", InferenceMode: true, InitLoraWeights: true,
+		LayersToTransform: layers, LoraAlpha: alpha, LoraDropout: dropout, PeftType: "LORA",
+		R: r, TargetModules: targets, TaskType: "CAUSAL_LM", UseRSLoRA: rslora,
+	}
+}
+
+// WritePEFT writes an adapter directory atomically: both files go into a
+// temporary sibling directory that is renamed over dir.
+func WritePEFT(dir string, cfg PEFTConfig, tensors []Tensor) error {
+	return WriteDirAtomic(dir, func(tmp string) error {
+		b, err := json.MarshalIndent(cfg, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFileSync(filepath.Join(tmp, PEFTConfigFile), append(b, '\n')); err != nil {
+			return err
+		}
+		return WriteSafetensors(filepath.Join(tmp, PEFTWeightsFile), tensors, map[string]string{"format": "pt"})
+	})
+}
+
+// ReadPEFT opens an adapter directory. The caller closes the weights.
+func ReadPEFT(dir string) (PEFTConfig, *Safetensors, error) {
+	var cfg PEFTConfig
+	path := filepath.Join(dir, PEFTConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("PEFT adapter: %w", err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, nil, fmt.Errorf("%s: %w", path, jsonErr(err))
+	}
+	switch {
+	case cfg.PeftType != "LORA":
+		return cfg, nil, fmt.Errorf("%s: peft_type %q: tune reads LORA adapters", path, cfg.PeftType)
+	case cfg.R <= 0:
+		return cfg, nil, fmt.Errorf("%s: r: %d; expected a positive integer", path, cfg.R)
+	case cfg.LoraAlpha <= 0:
+		return cfg, nil, fmt.Errorf("%s: lora_alpha: %g; expected a positive number", path, cfg.LoraAlpha)
+	case cfg.FanInFanOut:
+		return cfg, nil, fmt.Errorf("%s: fan_in_fan_out: true is not supported", path)
+	case cfg.UseDora:
+		return cfg, nil, fmt.Errorf("%s: use_dora: true is not supported", path)
+	case len(cfg.RankPattern) > 0 || len(cfg.AlphaPattern) > 0:
+		return cfg, nil, fmt.Errorf("%s: rank_pattern/alpha_pattern are not supported", path)
+	}
+	st, err := OpenSafetensors(filepath.Join(dir, PEFTWeightsFile))
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, st, nil
+}
+
+// WriteDirAtomic builds a directory under a temporary name next to dir, syncs
+// it, and renames it to dir, replacing an older one, so that a crash leaves
+// either the old directory or the new one, never half of one.
+func WriteDirAtomic(dir string, fill func(tmp string) error) error {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return err
+	}
+	if err := fill(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := syncDir(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
+		os.RemoveAll(tmp)
+		return err
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return syncDir(parent)
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/train"
+)
+
+// loadConfig reads a config with overrides; its errors are usage errors (exit 2).
+func loadConfig(path string, overrides []string) (*configs.Config, error) {
+	cfg, err := configs.Load(path, overrides)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return cfg, nil
+}
+
+func newRunCmd() *cobra.Command {
+	var resume string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "run CONFIG [key=value ...]",
+		Short: "Train a LoRA adapter as a YAML config says",
+		Long: `Trains a LoRA adapter. Values of the config can be overridden on the command
+line, torchtune style: tune run configs/demo.yaml train.lr=1e-3 lora.r=16
+
+Writes to output.dir: metrics.jsonl, loss.png, checkpoints/step-N (adapter,
+optimizer and data cursor; resumable) and adapter/ (a PEFT adapter).
+Ctrl-C finishes the current step, writes a checkpoint and exits; a second
+Ctrl-C exits at once. --resume continues from the latest checkpoint (or the
+one named) exactly as if the run had not stopped.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 {
+				return usageError{errors.New("run needs a config file: tune run CONFIG [key=value ...] (tune ls lists the shipped ones)")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			opt := train.Options{Resume: resume, Log: cmd.ErrOrStderr(), Progress: cmd.ErrOrStderr()}
+			if quiet {
+				opt.Progress = nil
+			}
+			res, err := train.Run(cmd.Context(), cfg, opt)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if res.Interrupted {
+				fmt.Fprintf(out, "interrupted after step %d; checkpoint %s\n", res.Steps, res.Checkpoint)
+				return nil
+			}
+			fmt.Fprintf(out, "trained %d steps: loss %.4f -> %.4f\nadapter: %s\nmetrics: %s\n",
+				res.Steps, res.FirstLoss, res.LastLoss, res.AdapterDir, filepath.Join(cfg.Output.Dir, "metrics.jsonl"))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&resume, "resume", "", "continue from the latest checkpoint (--resume latest) or a step directory")
+	cmd.Flags().Lookup("resume").NoOptDefVal = "latest"
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	return cmd
+}
+
+func newValidateCmd() *cobra.Command {
+	var show bool
+	cmd := &cobra.Command{
+		Use:   "validate CONFIG [key=value ...]",
+		Short: "Check a config: every error with its field path; --show prints the effective config",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 {
+				return usageError{errors.New("validate needs a config file")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			if show {
+				b, err := configs.Dump(cfg)
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&show, "show", false, "print the config with defaults and overrides applied")
+	return cmd
+}
+
+func newLsCmd() *cobra.Command {
+	dir := "configs"
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the shipped configs",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+			if err != nil {
+				return err
+			}
+			if len(files) == 0 {
+				return fmt.Errorf("no configs in %s (run tune from the repository root)", dir)
+			}
+			sort.Strings(files)
+			for _, f := range files {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-32s %s\n", f, firstComment(f))
+			}
+			return nil
+		},
+	}
+}
+
+// firstComment is a config's first comment line: what it is for.
+func firstComment(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if c, ok := strings.CutPrefix(strings.TrimSpace(line), "#"); ok && strings.TrimSpace(c) != "" {
+			return strings.TrimSpace(c)
+		}
+	}
+	return ""
+}

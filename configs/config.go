@@ -1,0 +1,347 @@
+// Package configs is the run configuration of `tune run CONFIG [key.path=value ...]`:
+// its schema, its defaults, loading (viper: YAML file, TUNE_ environment variables,
+// torchtune-style command-line overrides) and validation with field paths. The
+// ready-made YAML configs users copy live next to this file.
+//
+// Precedence, lowest to highest: defaults, the YAML file, environment variables
+// (TUNE_ + the upper-cased path with dots as underscores, e.g. TUNE_TRAIN_LR), and
+// the overrides in the order given (the last one wins).
+//
+// Values: the YAML file is typed strictly (lora.r: "8" is an error, not 8); a null
+// value means "use the default". Every value given is checked, even one that a later
+// source overrides. Override and environment values are parsed as YAML
+// (lora.target_modules=[q_proj,k_proj], train.lr=1e-4, lora.use_rslora=true), except
+// that a string field takes the text verbatim unless it starts with a quote
+// (output.dir=runs/2024 is the string "runs/2024"). An empty value clears a string or
+// a list. A list of names or integers may also be written as one comma-separated
+// string (lora.target_modules=q_proj,v_proj).
+//
+// Paths: relative values of model.path, data.train, data.val, lora.init_from and
+// output.dir are resolved against the current working directory, as torchtune does,
+// not against the config file's directory; values starting with "builtin:" are kept
+// as they are. Load does not check that the paths exist: the run does, when it starts.
+package configs
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one run's configuration.
+type Config struct {
+	Model      Model      `mapstructure:"model"`
+	LoRA       LoRA       `mapstructure:"lora"`
+	Data       Data       `mapstructure:"data"`
+	Train      Train      `mapstructure:"train"`
+	Checkpoint Checkpoint `mapstructure:"checkpoint"`
+	Output     Output     `mapstructure:"output"`
+
+	// Path is the config file it came from, as given to Load ("" when none).
+	Path string `mapstructure:"-"`
+}
+
+// Model names the base model.
+type Model struct {
+	// Path is the Hugging Face model directory (required). The special value
+	// "builtin:tiny" means tune generates a small demo model.
+	Path string `mapstructure:"path"`
+}
+
+// LoRA describes the adapters.
+type LoRA struct {
+	R       int     `mapstructure:"r"`
+	Alpha   float64 `mapstructure:"alpha"`
+	Dropout float64 `mapstructure:"dropout"`
+	// TargetModules is a subset of q_proj, k_proj, v_proj, o_proj, gate_proj,
+	// up_proj, down_proj, or the single value "all-linear".
+	TargetModules []string `mapstructure:"target_modules"`
+	// Layers lists the layers that get adapters; nil means all.
+	Layers []int `mapstructure:"layers"`
+	// LastLayers > 0 gives adapters to the last N layers only (exclusive with Layers).
+	LastLayers int  `mapstructure:"last_layers"`
+	UseRSLoRA  bool `mapstructure:"use_rslora"`
+	// InitFrom is a PEFT adapter directory to continue from ("" = fresh adapters).
+	InitFrom string `mapstructure:"init_from"`
+}
+
+// Data describes the training and validation data.
+type Data struct {
+	Train    string  `mapstructure:"train"`
+	Val      string  `mapstructure:"val"`
+	ValRatio float64 `mapstructure:"val_ratio"`
+	// Format is one of Formats().
+	Format  string `mapstructure:"format"`
+	SeqLen  int    `mapstructure:"seq_len"`
+	Packing bool   `mapstructure:"packing"`
+	Shuffle bool   `mapstructure:"shuffle"`
+	// BuiltinExamples is how many examples tune generates when Train is
+	// "builtin:counting".
+	BuiltinExamples int `mapstructure:"builtin_examples"`
+}
+
+// Train holds the optimizer, schedule and loop settings.
+type Train struct {
+	Seed        uint64  `mapstructure:"seed"`
+	Epochs      int     `mapstructure:"epochs"`
+	MaxSteps    int     `mapstructure:"max_steps"`
+	BatchSize   int     `mapstructure:"batch_size"`
+	GradAccum   int     `mapstructure:"grad_accum"`
+	LR          float64 `mapstructure:"lr"`
+	Schedule    string  `mapstructure:"schedule"` // constant, linear or cosine
+	WarmupSteps int     `mapstructure:"warmup_steps"`
+	WarmupRatio float64 `mapstructure:"warmup_ratio"`
+	WeightDecay float64 `mapstructure:"weight_decay"`
+	Beta1       float64 `mapstructure:"beta1"`
+	Beta2       float64 `mapstructure:"beta2"`
+	Eps         float64 `mapstructure:"eps"`
+	MaxGradNorm float64 `mapstructure:"max_grad_norm"` // 0 = no clipping
+	EvalEvery   int     `mapstructure:"eval_every"`    // 0 = no periodic evaluation
+	EvalBatches int     `mapstructure:"eval_batches"`  // 0 = the whole validation set
+	LogEvery    int     `mapstructure:"log_every"`
+	Threads     int     `mapstructure:"threads"` // 0 = all cores
+}
+
+// Checkpoint controls step checkpoints.
+type Checkpoint struct {
+	Every    int `mapstructure:"every"` // 0 = only the final adapter
+	KeepLast int `mapstructure:"keep_last"`
+}
+
+// Output says where the run writes and what.
+type Output struct {
+	Dir    string `mapstructure:"dir"`
+	Merged bool   `mapstructure:"merged"`
+}
+
+// Field types, as Field.Type spells them.
+const (
+	TypeInt     = "int"
+	TypeUint    = "uint"
+	TypeFloat   = "float"
+	TypeBool    = "bool"
+	TypeString  = "string"
+	TypeStrings = "[]string"
+	TypeInts    = "[]int"
+)
+
+// Field describes one configuration key.
+type Field struct {
+	Path    string // dotted path, e.g. "lora.r"
+	Type    string // one of the Type constants
+	Default any    // int, uint64, float64, bool, string, []string or []int
+	Help    string // one line
+}
+
+// The builtin sources tune generates itself.
+const (
+	BuiltinModel = "builtin:tiny"
+	BuiltinData  = "builtin:counting"
+	builtinPre   = "builtin:"
+)
+
+// TargetModules returns the projection names lora.target_modules accepts, besides
+// AllLinear.
+func TargetModules() []string {
+	return []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+}
+
+// AllLinear is the lora.target_modules value meaning every projection.
+const AllLinear = "all-linear"
+
+// Schedules returns the accepted train.schedule values.
+func Schedules() []string { return []string{"constant", "linear", "cosine"} }
+
+// Formats returns the accepted data.format values.
+func Formats() []string { return []string{"pretokenized", "text", "instruction", "chat"} }
+
+// Fields returns every configuration key in schema order, with its type, default and
+// help. The result is a fresh copy.
+func Fields() []Field {
+	return []Field{
+		{"model.path", TypeString, "", "Hugging Face model directory (config.json, *.safetensors, tokenizer files), or builtin:tiny; required"},
+
+		{"lora.r", TypeInt, 8, "adapter rank"},
+		{"lora.alpha", TypeFloat, 16.0, "adapter scale numerator: updates are scaled by alpha/r (alpha/sqrt(r) with use_rslora)"},
+		{"lora.dropout", TypeFloat, 0.05, "dropout on the adapter input, in [0, 1)"},
+		{"lora.target_modules", TypeStrings, []string{"q_proj", "v_proj"}, "projections with adapters: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, or all-linear"},
+		{"lora.layers", TypeInts, []int{}, "layer indices with adapters; empty = all"},
+		{"lora.last_layers", TypeInt, 0, "if > 0, only the last N layers get adapters (not with lora.layers)"},
+		{"lora.use_rslora", TypeBool, false, "rank-stabilized LoRA: scale by alpha/sqrt(r)"},
+		{"lora.init_from", TypeString, "", "PEFT adapter directory to continue training from"},
+
+		{"data.train", TypeString, "", "training data file, or builtin:counting; required"},
+		{"data.val", TypeString, "", "validation data file (not with data.val_ratio)"},
+		{"data.val_ratio", TypeFloat, 0.0, "fraction of data.train held out for validation, in [0, 1)"},
+		{"data.format", TypeString, "pretokenized", "pretokenized, text, instruction or chat"},
+		{"data.seq_len", TypeInt, 512, "tokens per row"},
+		{"data.packing", TypeBool, true, "pack several examples into each row (attention never crosses examples)"},
+		{"data.shuffle", TypeBool, true, "shuffle the examples every epoch"},
+		{"data.builtin_examples", TypeInt, 256, "examples generated when data.train is builtin:counting"},
+
+		{"train.seed", TypeUint, uint64(42), "seed of every random choice (init, dropout, shuffle, split)"},
+		{"train.epochs", TypeInt, 1, "passes over the data; used when train.max_steps is 0"},
+		{"train.max_steps", TypeInt, 0, "optimizer steps; > 0 overrides train.epochs"},
+		{"train.batch_size", TypeInt, 4, "rows per micro-batch"},
+		{"train.grad_accum", TypeInt, 1, "micro-batches per optimizer step"},
+		{"train.lr", TypeFloat, 2e-4, "peak learning rate (AdamW)"},
+		{"train.schedule", TypeString, "cosine", "learning-rate decay after warmup: constant, linear or cosine"},
+		{"train.warmup_steps", TypeInt, 0, "linear warmup steps"},
+		{"train.warmup_ratio", TypeFloat, 0.0, "warmup as a fraction of all steps, in [0, 1) (not with warmup_steps)"},
+		{"train.weight_decay", TypeFloat, 0.0, "AdamW decoupled weight decay"},
+		{"train.beta1", TypeFloat, 0.9, "AdamW beta1, in [0, 1)"},
+		{"train.beta2", TypeFloat, 0.999, "AdamW beta2, in [0, 1)"},
+		{"train.eps", TypeFloat, 1e-8, "AdamW epsilon"},
+		{"train.max_grad_norm", TypeFloat, 1.0, "clip the global gradient norm to this; 0 = no clipping"},
+		{"train.eval_every", TypeInt, 0, "evaluate every N steps; 0 = no periodic evaluation"},
+		{"train.eval_batches", TypeInt, 0, "batches per evaluation; 0 = the whole validation set"},
+		{"train.log_every", TypeInt, 1, "log metrics every N steps"},
+		{"train.threads", TypeInt, 0, "CPU threads; 0 = all cores"},
+
+		{"checkpoint.every", TypeInt, 100, "resumable checkpoint every N steps; 0 = only the final adapter"},
+		{"checkpoint.keep_last", TypeInt, 3, "step checkpoints kept (older ones are deleted)"},
+
+		{"output.dir", TypeString, "", "run directory; empty = runs/<config file base name>"},
+		{"output.merged", TypeBool, false, "also write the merged model"},
+	}
+}
+
+// Defaults returns the defaults as nested maps ({"lora": {"r": 8, ...}, ...}), for
+// documentation and `tune validate --show`. output.dir is "" there: Load replaces it
+// with runs/<config file base name>. The result is a fresh copy.
+func Defaults() map[string]any {
+	m := map[string]any{}
+	for _, f := range Fields() {
+		setNested(m, f.Path, f.Default)
+	}
+	return m
+}
+
+// DefaultOutputDir is output.dir when the config leaves it empty:
+// runs/<base name of the config file without extension> ("runs/run" without a file).
+func DefaultOutputDir(configPath string) string {
+	name := strings.TrimSuffix(filepath.Base(configPath), filepath.Ext(configPath))
+	if configPath == "" || name == "" || name == "." || name == ".." || name == string(filepath.Separator) {
+		name = "run"
+	}
+	return filepath.Join("runs", name)
+}
+
+// Dump returns the effective configuration as YAML, every key in schema order; Load
+// reads it back to the same Config (Path aside).
+func Dump(c *Config) ([]byte, error) {
+	if c == nil {
+		return nil, fmt.Errorf("configs: Dump of a nil config")
+	}
+	root := &yaml.Node{Kind: yaml.MappingNode}
+	if c.Path != "" {
+		root.HeadComment = "effective configuration of " + c.Path
+	}
+	var sec *yaml.Node
+	current := ""
+	for _, f := range Fields() {
+		section, leaf, _ := strings.Cut(f.Path, ".")
+		if section != current {
+			current = section
+			sec = &yaml.Node{Kind: yaml.MappingNode}
+			root.Content = append(root.Content, scalarKey(section), sec)
+		}
+		v, ok := fieldValue(c, f.Path)
+		if !ok {
+			return nil, fmt.Errorf("configs: Dump: no struct field for %s", f.Path)
+		}
+		n, err := valueNode(v.Interface())
+		if err != nil {
+			return nil, fmt.Errorf("configs: Dump %s: %w", f.Path, err)
+		}
+		sec.Content = append(sec.Content, scalarKey(leaf), n)
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, fmt.Errorf("configs: Dump: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("configs: Dump: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// valueNode is the YAML node of one field value.
+func valueNode(val any) (*yaml.Node, error) {
+	scalar := func(tag, v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: v} }
+	switch x := val.(type) {
+	case int:
+		return scalar("!!int", strconv.Itoa(x)), nil
+	case uint64:
+		return scalar("!!int", strconv.FormatUint(x, 10)), nil
+	case float64:
+		return scalar("!!float", fmtFloat(x)), nil
+	case bool:
+		return scalar("!!bool", strconv.FormatBool(x)), nil
+	case string:
+		return scalar("!!str", x), nil // the encoder quotes it when needed
+	case []string:
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+		for _, e := range x {
+			seq.Content = append(seq.Content, scalar("!!str", e))
+		}
+		return seq, nil
+	case []int:
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+		for _, e := range x {
+			seq.Content = append(seq.Content, scalar("!!int", strconv.Itoa(e)))
+		}
+		return seq, nil
+	}
+	return nil, fmt.Errorf("unsupported type %T", val)
+}
+
+func scalarKey(s string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+}
+
+// fieldValue finds the struct field of c at a dotted path by its mapstructure tags.
+func fieldValue(c *Config, path string) (reflect.Value, bool) {
+	v := reflect.ValueOf(c).Elem()
+	for _, name := range strings.Split(path, ".") {
+		found := false
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			if tagName(t.Field(i)) == name {
+				v = v.Field(i)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return reflect.Value{}, false
+		}
+	}
+	return v, true
+}
+
+func tagName(f reflect.StructField) string {
+	tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+	return tag
+}
+
+// setNested sets m[a][b] = v for path "a.b".
+func setNested(m map[string]any, path string, v any) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		sub, ok := m[p].(map[string]any)
+		if !ok {
+			sub = map[string]any{}
+			m[p] = sub
+		}
+		m = sub
+	}
+	m[parts[len(parts)-1]] = v
+}

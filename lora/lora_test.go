@@ -1,0 +1,139 @@
+package lora
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/model"
+)
+
+func tinyConfig() model.Config {
+	return model.Config{ModelType: "llama", Hidden: 8, Intermediate: 12, Layers: 3, Heads: 2, KVHeads: 1, HeadDim: 4, Vocab: 10}
+}
+
+func TestNewFollowsPEFT(t *testing.T) {
+	a, err := New(Spec{R: 4, Alpha: 8, Targets: []string{"v_proj", "q_proj"}, Layers: []int{2, 0}}, tinyConfig(), rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, m := range a.Modules {
+		keys = append(keys, m.Key())
+	}
+	want := []string{
+		"base_model.model.model.layers.0.self_attn.q_proj", "base_model.model.model.layers.0.self_attn.v_proj",
+		"base_model.model.model.layers.2.self_attn.q_proj", "base_model.model.model.layers.2.self_attn.v_proj",
+	}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("modules %v, want %v", keys, want)
+	}
+	q, v := a.Modules[0], a.Modules[1]
+	if q.In != 8 || q.Out != 8 || v.In != 8 || v.Out != 4 {
+		t.Fatalf("shapes q %dx%d v %dx%d", q.Out, q.In, v.Out, v.In)
+	}
+	bound := float32(1 / math.Sqrt(8)) // kaiming_uniform(a=√5): ±1/√fan_in
+	var maxAbs float32
+	for _, x := range q.A {
+		maxAbs = max(maxAbs, float32(math.Abs(float64(x))))
+	}
+	if maxAbs > bound || maxAbs < bound*0.7 {
+		t.Errorf("A spans ±%g, want about ±%g", maxAbs, bound)
+	}
+	for _, x := range q.B {
+		if x != 0 {
+			t.Fatal("B must start at zero")
+		}
+	}
+	if a.Spec.Scale() != 2 || (Spec{R: 4, Alpha: 8, RSLoRA: true}).Scale() != 4 {
+		t.Errorf("scale alpha/r = %g, rsLoRA alpha/√r = %g", a.Spec.Scale(), Spec{R: 4, Alpha: 8, RSLoRA: true}.Scale())
+	}
+	if _, err := New(Spec{R: 4, Alpha: 8, Targets: []string{"lm_head"}}, tinyConfig(), nil); err == nil {
+		t.Error("lm_head must not be a target")
+	}
+	if _, err := New(Spec{R: 4, Alpha: 8, Targets: []string{"q_proj"}, Layers: []int{3}}, tinyConfig(), nil); err == nil {
+		t.Error("layer 3 of a 3-layer model must be refused")
+	}
+}
+
+func TestDeltaByHand(t *testing.T) {
+	a := &Adapter{Spec: Spec{R: 2, Alpha: 4}}
+	m := &Module{In: 3, Out: 2, A: []float32{1, 2, 3, 4, 5, 6}, B: []float32{1, 0, 0, 1}}
+	a.Modules = []*Module{m}
+	// B·A = A when B is the identity; scale 4/2 = 2.
+	if got, want := a.Delta(m), []float32{2, 4, 6, 8, 10, 12}; !slices.Equal(got, want) {
+		t.Fatalf("delta %v, want %v", got, want)
+	}
+}
+
+func TestPEFTRoundTrip(t *testing.T) {
+	cfg := tinyConfig()
+	r := rand.New(rand.NewPCG(3, 4))
+	a, err := New(Spec{R: 2, Alpha: 3, Dropout: 0.1, Targets: AllLinear, Layers: []int{1, 2}, RSLoRA: true}, cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range a.Modules {
+		for i := range m.B {
+			m.B[i] = r.Float32()
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := checkpoints.WritePEFT(dir, a.PEFTConfig("base/dir"), a.PEFTTensors()); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	for k, want := range map[string]any{"peft_type": "LORA", "r": 2.0, "lora_alpha": 3.0, "task_type": "CAUSAL_LM", "bias": "none", "use_rslora": true, "fan_in_fan_out": false, "base_model_name_or_path": "base/dir"} {
+		if fields[k] != want {
+			t.Errorf("adapter_config.json %s = %v, want %v", k, fields[k], want)
+		}
+	}
+	b, err := FromPEFT(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Modules) != len(a.Modules) || !slices.Equal(b.Spec.Layers, []int{1, 2}) || !b.Spec.RSLoRA || b.Spec.R != 2 {
+		t.Fatalf("read back %d modules, spec %+v", len(b.Modules), b.Spec)
+	}
+	for i, m := range a.Modules {
+		if !slices.Equal(m.A, b.Modules[i].A) || !slices.Equal(m.B, b.Modules[i].B) {
+			t.Fatalf("%s differs after the round trip", m.Key())
+		}
+	}
+}
+
+func TestFromPEFTErrors(t *testing.T) {
+	cfg := tinyConfig()
+	a, _ := New(Spec{R: 2, Alpha: 3, Targets: []string{"q_proj"}}, cfg, rand.New(rand.NewPCG(1, 2)))
+	good := a.PEFTTensors()
+	cases := []struct {
+		name    string
+		tensors []checkpoints.Tensor
+		want    string
+	}{
+		{"unknown key", append(good[:2:2], F32Tensor("base_model.model.lm_head.lora_A.weight", []int{2, 8}, make([]float32, 16))), "not a LoRA weight"},
+		{"layer beyond the model", []checkpoints.Tensor{F32Tensor("base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))}, "not a LoRA weight"},
+		{"A without B", good[:1], "only one of lora_A and lora_B"},
+		{"wrong shape", []checkpoints.Tensor{good[0], F32Tensor(good[1].Name, []int{2, 8}, make([]float32, 16))}, "shape [2 8], expected [8 2]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "a")
+			if err := checkpoints.WritePEFT(dir, a.PEFTConfig("b"), c.tensors); err != nil {
+				t.Fatal(err)
+			}
+			_, err := FromPEFT(dir, cfg)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}

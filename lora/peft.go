@@ -1,0 +1,151 @@
+package lora
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/model"
+)
+
+// PEFTTensors are the adapter's weights under PEFT's key names, F32:
+// <key>.lora_A.weight (R, In) and <key>.lora_B.weight (Out, R).
+func (a *Adapter) PEFTTensors() []checkpoints.Tensor {
+	var out []checkpoints.Tensor
+	for _, m := range a.Modules {
+		out = append(out,
+			F32Tensor(m.Key()+".lora_A.weight", []int{a.Spec.R, m.In}, m.A),
+			F32Tensor(m.Key()+".lora_B.weight", []int{m.Out, a.Spec.R}, m.B))
+	}
+	return out
+}
+
+// PEFTConfig is the adapter's adapter_config.json.
+func (a *Adapter) PEFTConfig(base string) checkpoints.PEFTConfig {
+	var targets []string
+	for _, t := range model.ProjectionNames {
+		if slices.Contains(a.Spec.Targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	return checkpoints.NewPEFTConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
+}
+
+// F32Tensor encodes float32 values little-endian.
+func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return checkpoints.Tensor{Name: name, DType: checkpoints.F32, Shape: shape, Data: b}
+}
+
+// FromPEFT loads an adapter directory for a model: the spec from
+// adapter_config.json, A and B from the safetensors (F32, F16 or BF16). Every
+// key must name an existing projection with the right shape, and every
+// module needs both matrices.
+func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
+	pc, st, err := checkpoints.ReadPEFT(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, Targets: pc.TargetModules, Layers: pc.LayersToTransform, RSLoRA: pc.UseRSLoRA}
+	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
+		spec.Targets = AllLinear
+	}
+	// The targets and layers that count are the ones with weights in the file.
+	type found struct{ a, b bool }
+	seen := map[[2]string]*found{}
+	var layers []int
+	var targets []string
+	for _, name := range st.Names() {
+		layer, module, which, ok := parseKey(name)
+		if !ok || layer >= cfg.Layers {
+			return nil, fmt.Errorf("%s: tensor %q is not a LoRA weight of a projection of this %d-layer model", dir, name, cfg.Layers)
+		}
+		k := [2]string{fmt.Sprint(layer), module}
+		if seen[k] == nil {
+			seen[k] = &found{}
+		}
+		if which == "A" {
+			seen[k].a = true
+		} else {
+			seen[k].b = true
+		}
+		if !slices.Contains(layers, layer) {
+			layers = append(layers, layer)
+		}
+		if !slices.Contains(targets, module) {
+			targets = append(targets, module)
+		}
+	}
+	if len(seen) == 0 {
+		return nil, fmt.Errorf("%s: the adapter has no LoRA weights", dir)
+	}
+	spec.Targets = targets
+	if len(layers) < cfg.Layers {
+		spec.Layers = layers
+	} else {
+		spec.Layers = nil
+	}
+	a, err := New(spec, cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	for _, m := range a.Modules {
+		f := seen[[2]string{fmt.Sprint(m.Layer), m.Name}]
+		if f == nil {
+			continue // a layer/target pair the file lacks: zero, no effect
+		}
+		if !f.a || !f.b {
+			return nil, fmt.Errorf("%s: %s has only one of lora_A and lora_B", dir, m.Key())
+		}
+		if err := readInto(st, m.Key()+".lora_A.weight", []int{spec.R, m.In}, m.A); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		if err := readInto(st, m.Key()+".lora_B.weight", []int{m.Out, spec.R}, m.B); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+	}
+	return a, nil
+}
+
+func readInto(st *checkpoints.Safetensors, name string, shape []int, dst []float32) error {
+	t, err := st.Tensor(name)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(t.Shape, shape) {
+		return fmt.Errorf("tensor %s: shape %v, expected %v", name, t.Shape, shape)
+	}
+	dt, ok := map[checkpoints.DType]kernels.DType{checkpoints.F32: kernels.F32, checkpoints.F16: kernels.F16, checkpoints.BF16: kernels.BF16}[t.DType]
+	if !ok {
+		return fmt.Errorf("tensor %s: dtype %s; expected F32, F16 or BF16", name, t.DType)
+	}
+	m, err := kernels.NewMatrix(dt, 1, len(dst), t.Data)
+	if err != nil {
+		return fmt.Errorf("tensor %s: %w", name, err)
+	}
+	m.Range(0, dst)
+	return nil
+}
+
+// parseKey splits base_model.model.model.layers.N.<path>.lora_{A,B}.weight.
+func parseKey(name string) (layer int, module, which string, ok bool) {
+	var rest string
+	if _, err := fmt.Sscanf(name, "base_model.model.model.layers.%d.%s", &layer, &rest); err != nil || layer < 0 {
+		return 0, "", "", false
+	}
+	for _, mod := range model.ProjectionNames {
+		for _, w := range []string{"A", "B"} {
+			if rest == model.ProjectionPath(mod)+".lora_"+w+".weight" {
+				return layer, mod, w, true
+			}
+		}
+	}
+	return 0, "", "", false
+}

@@ -1,0 +1,214 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// StepRecord is one line of metrics.jsonl per optimizer step.
+type StepRecord struct {
+	Step         int     `json:"step"`
+	Epoch        int     `json:"epoch"`
+	Loss         float64 `json:"loss"`
+	LR           float64 `json:"lr"`
+	GradNorm     float64 `json:"grad_norm"`
+	Tokens       int     `json:"tokens"`
+	TokensPerS   float64 `json:"tokens_per_s"`
+	StepTimeS    float64 `json:"step_time_s"`
+	PeakMemBytes int64   `json:"peak_mem_bytes"`
+}
+
+// EvalRecord is one line of metrics.jsonl per evaluation.
+type EvalRecord struct {
+	Step           int     `json:"step"`
+	EvalLoss       float64 `json:"eval_loss"`
+	EvalPerplexity float64 `json:"eval_perplexity"`
+	EvalTokens     int     `json:"eval_tokens"`
+}
+
+// metricsFile appends records to metrics.jsonl.
+type metricsFile struct {
+	f      *os.File
+	closed bool
+}
+
+// openMetrics opens metrics.jsonl for appending. A resumed run first drops the
+// records after its checkpoint's step, which the interrupted run wrote but
+// will now be written again.
+func openMetrics(path string, fromStep int) (*metricsFile, error) {
+	var keep []byte
+	if fromStep > 0 {
+		old, err := os.ReadFile(path)
+		if err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+		for _, line := range bytes.SplitAfter(old, []byte("\n")) {
+			var r struct{ Step int }
+			if json.Unmarshal(line, &r) == nil && r.Step <= fromStep {
+				keep = append(keep, line...)
+			}
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(keep); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &metricsFile{f: f}, nil
+}
+
+func (m *metricsFile) Write(rec any) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = m.f.Write(append(b, '\n'))
+	return err
+}
+
+func (m *metricsFile) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	return m.f.Close()
+}
+
+// progress is the terminal progress bar: step, loss, learning rate, tokens/s, ETA.
+type progress struct{ bar *progressbar.ProgressBar }
+
+func newProgress(w io.Writer, total, done int) progress {
+	if w == nil {
+		return progress{}
+	}
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionSetWidth(24),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+	)
+	_ = bar.Set(done)
+	return progress{bar}
+}
+
+func (p progress) Step(step int, loss, lr, tps float64) {
+	if p.bar == nil {
+		return
+	}
+	p.bar.Describe(fmt.Sprintf("loss %.4f  lr %.2e  %5.0f tok/s", loss, lr, tps))
+	_ = p.bar.Set(step)
+}
+
+func (p progress) Finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+// peakRSS is the process's peak resident memory (VmHWM on Linux), or the Go
+// runtime's total from the OS elsewhere.
+func peakRSS() int64 {
+	if f, err := os.Open("/proc/self/status"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.Sys)
+}
+
+// PlotLoss draws the training loss (and evaluation loss, if any) of a
+// metrics.jsonl as a PNG.
+func PlotLoss(metricsPath, pngPath string) error {
+	b, err := os.ReadFile(metricsPath)
+	if err != nil {
+		return err
+	}
+	var trainPts, evalPts plotter.XYs
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var r struct {
+			Step     int
+			Loss     *float64 `json:"loss"`
+			EvalLoss *float64 `json:"eval_loss"`
+		}
+		if json.Unmarshal(line, &r) != nil {
+			continue
+		}
+		if r.Loss != nil {
+			trainPts = append(trainPts, plotter.XY{X: float64(r.Step), Y: *r.Loss})
+		}
+		if r.EvalLoss != nil {
+			evalPts = append(evalPts, plotter.XY{X: float64(r.Step), Y: *r.EvalLoss})
+		}
+	}
+	p := plot.New()
+	p.Title.Text = "tune: loss"
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = "cross-entropy"
+	p.Add(plotter.NewGrid())
+	for _, s := range []struct {
+		name string
+		pts  plotter.XYs
+		w    int
+	}{{"train", trainPts, 0}, {"eval", evalPts, 1}} {
+		if len(s.pts) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(s.pts)
+		if err != nil {
+			return err
+		}
+		l.Color = plotter.DefaultLineStyle.Color
+		if s.w == 1 {
+			l.Color = evalColor
+			l.Width = vg.Points(2)
+		}
+		p.Add(l)
+		p.Legend.Add(s.name, l)
+	}
+	p.Legend.Top = true
+	var buf bytes.Buffer
+	wt, err := p.WriterTo(8*vg.Inch, 4.5*vg.Inch, "png")
+	if err != nil {
+		return err
+	}
+	if _, err := wt.WriteTo(&buf); err != nil {
+		return err
+	}
+	return checkpoints.WriteFileAtomic(pngPath, func(w io.Writer) error {
+		_, err := w.Write(buf.Bytes())
+		return err
+	})
+}
+
+var evalColor = color.RGBA{R: 200, G: 60, B: 30, A: 255}

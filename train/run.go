@@ -1,0 +1,422 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	G "gorgonia.org/gorgonia"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+)
+
+// Options are the per-invocation choices that are not part of a config.
+type Options struct {
+	// Resume is "" (start fresh), "latest" or a step checkpoint directory.
+	Resume string
+	// Progress receives the progress bar; nil for none.
+	Progress io.Writer
+	// Log receives one-line messages (checkpoints written, evaluations).
+	Log io.Writer
+	// OnStep, if set, sees every step's record after the update.
+	OnStep func(StepRecord)
+}
+
+// Result says how a run ended.
+type Result struct {
+	Steps       int
+	FirstLoss   float64
+	LastLoss    float64
+	Interrupted bool   // stopped by a signal after writing a checkpoint
+	AdapterDir  string // the final PEFT adapter ("" when interrupted)
+	Checkpoint  string // the last step checkpoint written
+}
+
+// ErrNonFinite is returned when the loss or the gradients stop being numbers.
+var ErrNonFinite = errors.New("non-finite loss")
+
+// Run trains a LoRA adapter as cfg says. It is the whole training loop, read
+// top to bottom: set up the model, data, adapter and optimizer; resume; then
+// for each step accumulate gradients over micro-batches, clip, update, log,
+// evaluate and checkpoint. Cancelling ctx (SIGINT/SIGTERM) finishes the
+// current step, writes a checkpoint and returns with Interrupted set.
+func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) {
+	var res Result
+	logf := func(format string, a ...any) {
+		if opt.Log != nil {
+			fmt.Fprintf(opt.Log, format+"\n", a...)
+		}
+	}
+	t := cfg.Train
+	outDir := cfg.Output.Dir
+	ckptDir := filepath.Join(outDir, "checkpoints")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return res, err
+	}
+
+	// Model.
+	modelPath, err := resolveModel(cfg.Model.Path, outDir)
+	if err != nil {
+		return res, err
+	}
+	base, err := OpenBase(modelPath)
+	if err != nil {
+		return res, err
+	}
+	defer base.Close()
+	mc := base.Model.Config
+
+	// Data.
+	trainSet, valSet, err := loadData(cfg, mc)
+	if err != nil {
+		return res, err
+	}
+	rowsOf := func(epoch int) []datasets.Row {
+		ex := trainSet
+		if cfg.Data.Shuffle {
+			ex = make([]datasets.Example, len(trainSet))
+			for i, j := range datasets.Shuffled(len(trainSet), t.Seed, epoch) {
+				ex[i] = trainSet[j]
+			}
+		}
+		return datasets.Rows(ex, cfg.Data.SeqLen, cfg.Data.Packing)
+	}
+	epochRows := rowsOf(0)
+	rowsPerStep := t.BatchSize * t.GradAccum
+	stepsPerEpoch := (len(epochRows) + rowsPerStep - 1) / rowsPerStep
+	total := t.MaxSteps
+	if total <= 0 {
+		total = t.Epochs * stepsPerEpoch
+	}
+	sched := Schedule{Kind: t.Schedule, Peak: t.LR, Total: total, Warmup: WarmupSteps(t.WarmupSteps, t.WarmupRatio, total)}
+	if err := sched.Check(); err != nil {
+		return res, err
+	}
+
+	// Adapter and optimizer.
+	adapter, err := newAdapter(cfg, mc)
+	if err != nil {
+		return res, err
+	}
+	params := ParamsOf(adapter)
+	sizes := make([]int, len(params))
+	for i, p := range params {
+		sizes[i] = len(p)
+	}
+	adam := NewAdamW(sizes, t.Beta1, t.Beta2, t.Eps, t.WeightDecay)
+
+	// Resume.
+	st := State{Seed: t.Seed, BaseModel: modelPath}
+	if opt.Resume != "" {
+		dir := opt.Resume
+		if dir == "latest" {
+			if dir, err = LatestCheckpoint(ckptDir); err != nil {
+				return res, err
+			}
+			if dir == "" {
+				return res, fmt.Errorf("resume: no checkpoint under %s", ckptDir)
+			}
+		}
+		if st, err = LoadCheckpoint(dir, mc, adapter, adam); err != nil {
+			return res, err
+		}
+		if st.Seed != t.Seed {
+			return res, fmt.Errorf("resume: %s was trained with seed %d, the config says %d", dir, st.Seed, t.Seed)
+		}
+		epochRows = rowsOf(st.Epoch)
+		logf("resumed from %s at step %d", dir, st.Step)
+	}
+	metrics, err := openMetrics(filepath.Join(outDir, "metrics.jsonl"), st.Step)
+	if err != nil {
+		return res, err
+	}
+	defer metrics.Close()
+
+	// Graph: loss and its gradient with respect to every A and B.
+	at := adapter.Attach(true)
+	gr, err := base.Model.Build(t.BatchSize, cfg.Data.SeqLen, at)
+	if err != nil {
+		return res, err
+	}
+	if _, err := G.Grad(gr.Loss, at.Nodes()...); err != nil {
+		return res, fmt.Errorf("gradient graph: %w", err)
+	}
+	vm := G.NewTapeMachine(gr.G, G.BindDualValues(at.Nodes()...))
+	defer vm.Close()
+	nodeOf := map[string]*G.Node{}
+	for _, p := range at.Params() {
+		nodeOf[p.Key] = p.Node
+	}
+	gradNodes := make([]*G.Node, 0, len(params))
+	for _, m := range adapter.Modules {
+		gradNodes = append(gradNodes, nodeOf[m.Key()+".lora_A.weight"], nodeOf[m.Key()+".lora_B.weight"])
+	}
+	grads := make([][]float32, len(params))
+	for i := range grads {
+		grads[i] = make([]float32, len(params[i]))
+	}
+
+	bar := newProgress(opt.Progress, total, st.Step)
+	defer bar.Finish()
+	logf("training %d adapter parameters (%d modules, r=%d) on %d rows of %d tokens: %d steps", adapter.ParamCount(), len(adapter.Modules), adapter.Spec.R, len(epochRows), cfg.Data.SeqLen, total)
+
+	// nextBatch takes BatchSize rows at the cursor, padding at an epoch's end.
+	nextBatch := func() model.Batch {
+		var b model.Batch
+		for range t.BatchSize {
+			r := datasets.PaddingRow(cfg.Data.SeqLen)
+			if st.Row < len(epochRows) {
+				r = epochRows[st.Row]
+				st.Row++
+			}
+			b.IDs = append(b.IDs, r.IDs...)
+			b.Labels = append(b.Labels, r.Labels...)
+			b.Positions = append(b.Positions, r.Positions...)
+			b.Segments = append(b.Segments, r.Segments...)
+		}
+		if st.Row >= len(epochRows) {
+			st.Epoch, st.Row = st.Epoch+1, 0
+			epochRows = rowsOf(st.Epoch)
+		}
+		return b
+	}
+
+	checkpoint := func() error {
+		st.AdamStep = adam.Step
+		dir, err := SaveCheckpoint(ckptDir, st, adapter, adam, modelPath, cfg.Checkpoint.KeepLast)
+		if err == nil {
+			res.Checkpoint = dir
+			logf("checkpoint %s", dir)
+		}
+		return err
+	}
+
+	for st.Step < total {
+		start := time.Now()
+		for _, g := range grads {
+			clear(g)
+		}
+		var lossSum float64
+		tokens := 0
+		for micro := range t.GradAccum {
+			b := nextBatch()
+			if err := gr.Feed(b); err != nil {
+				return res, err
+			}
+			if err := at.SetSeed(dropoutSeed(t.Seed, st.Step, micro)); err != nil {
+				return res, err
+			}
+			if err := vm.RunAll(); err != nil {
+				return res, fmt.Errorf("step %d: %w", st.Step+1, err)
+			}
+			n := gr.Counted()
+			if n > 0 {
+				loss := float64(gr.Loss.Value().Data().(float32))
+				lossSum += loss * float64(n)
+				tokens += n
+				// Token-weighted: the sum over micro-batches is the gradient of
+				// the mean over all their tokens, as one large batch would give.
+				for i, node := range gradNodes {
+					gv, err := node.Grad()
+					if err != nil {
+						return res, err
+					}
+					g := gv.Data().([]float32)
+					axpyF32(float32(n), g, grads[i])
+					clear(g) // Gorgonia adds each run's gradient to the last
+				}
+			}
+			vm.Reset()
+		}
+		if tokens == 0 {
+			st.Step++ // an all-padding step (tiny dataset): nothing to learn
+			continue
+		}
+		for _, g := range grads {
+			scaleF32(g, 1/float32(tokens))
+		}
+		loss := lossSum / float64(tokens)
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return res, fmt.Errorf("step %d: %w (%g); the adapter was not updated and no checkpoint was written: lower train.lr or check the data", st.Step+1, ErrNonFinite, loss)
+		}
+		norm := ClipGradNorm(grads, t.MaxGradNorm)
+		if math.IsNaN(norm) || math.IsInf(norm, 0) {
+			return res, fmt.Errorf("step %d: %w gradient norm; the adapter was not updated", st.Step+1, ErrNonFinite)
+		}
+		lr := sched.LR(st.Step)
+		adam.Update(params, grads, lr)
+		st.Step++
+		st.Tokens += int64(tokens)
+		elapsed := time.Since(start)
+		if res.Steps == 0 {
+			res.FirstLoss = loss
+		}
+		res.Steps++
+		res.LastLoss = loss
+		tps := float64(tokens) / elapsed.Seconds()
+		rec := StepRecord{Step: st.Step, Epoch: st.Epoch, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerS: tps, StepTimeS: elapsed.Seconds(), PeakMemBytes: peakRSS()}
+		if err := metrics.Write(rec); err != nil {
+			return res, err
+		}
+		if opt.OnStep != nil {
+			opt.OnStep(rec)
+		}
+		bar.Step(st.Step, loss, lr, tps)
+
+		if t.EvalEvery > 0 && len(valSet) > 0 && (st.Step%t.EvalEvery == 0 || st.Step == total) {
+			ev, err := evaluate(ctx, base.Model, adapter, valSet, cfg)
+			if err != nil {
+				return res, err
+			}
+			if err := metrics.Write(EvalRecord{Step: st.Step, EvalLoss: ev.Loss, EvalPerplexity: ev.Perplexity, EvalTokens: ev.Tokens}); err != nil {
+				return res, err
+			}
+			logf("step %d: eval loss %.4f, perplexity %.3f", st.Step, ev.Loss, ev.Perplexity)
+		}
+		stopping := ctx.Err() != nil
+		if stopping || (cfg.Checkpoint.Every > 0 && st.Step%cfg.Checkpoint.Every == 0) || st.Step == total {
+			if err := checkpoint(); err != nil {
+				return res, err
+			}
+		}
+		if stopping {
+			res.Interrupted = true
+			logf("stopped at step %d; resume with --resume", st.Step)
+			return res, nil
+		}
+	}
+
+	// Outputs: the PEFT adapter, the loss curve, the merged model on request.
+	res.AdapterDir = filepath.Join(outDir, "adapter")
+	if err := checkpoints.WritePEFT(res.AdapterDir, adapter.PEFTConfig(modelPath), adapter.PEFTTensors()); err != nil {
+		return res, err
+	}
+	if err := metrics.Close(); err != nil {
+		return res, err
+	}
+	if err := PlotLoss(filepath.Join(outDir, "metrics.jsonl"), filepath.Join(outDir, "loss.png")); err != nil {
+		return res, err
+	}
+	if cfg.Output.Merged {
+		if err := WriteMerged(base, adapter, filepath.Join(outDir, "merged")); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// resolveModel turns "builtin:tiny" into a generated model directory under the
+// run's output (made once, deterministic), and leaves a path alone.
+func resolveModel(path, outDir string) (string, error) {
+	name, ok := strings.CutPrefix(path, "builtin:")
+	if !ok {
+		return path, nil
+	}
+	if name != "tiny" {
+		return "", fmt.Errorf("model.path: unknown built-in model %q (tune has builtin:tiny)", path)
+	}
+	dir := filepath.Join(outDir, "base-model")
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return dir, nil
+	}
+	err := checkpoints.WriteDirAtomic(dir, func(tmp string) error {
+		return testmodels.Write(tmp, testmodels.Demo())
+	})
+	return dir, err
+}
+
+// loadData reads the training examples and splits off the validation set.
+func loadData(cfg *configs.Config, mc model.Config) (trainSet, valSet []datasets.Example, err error) {
+	read := func(path string) ([]datasets.Example, error) {
+		if name, ok := strings.CutPrefix(path, "builtin:"); ok {
+			if name != "counting" {
+				return nil, fmt.Errorf("data.train: unknown built-in dataset %q (tune has builtin:counting)", path)
+			}
+			return datasets.Counting(cfg.Data.BuiltinExamples, mc.Vocab, cfg.Train.Seed), nil
+		}
+		if cfg.Data.Format != "pretokenized" {
+			return nil, fmt.Errorf("data.format: %q datasets need the tokenizer, which this build of tune does not have yet; use pretokenized", cfg.Data.Format)
+		}
+		return datasets.ReadPretokenized(path)
+	}
+	if trainSet, err = read(cfg.Data.Train); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Data.Val != "" {
+		if valSet, err = read(cfg.Data.Val); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		trainSet, valSet = datasets.Split(trainSet, cfg.Data.ValRatio, cfg.Train.Seed)
+	}
+	for _, set := range [][]datasets.Example{trainSet, valSet} {
+		for i, ex := range set {
+			for j, id := range ex.IDs {
+				if int(id) >= mc.Vocab {
+					return nil, nil, fmt.Errorf("data: example %d: token %d at position %d is outside the model's vocabulary of %d", i+1, id, j, mc.Vocab)
+				}
+			}
+		}
+	}
+	if len(trainSet) == 0 {
+		return nil, nil, fmt.Errorf("data.train: no examples")
+	}
+	return trainSet, valSet, nil
+}
+
+// newAdapter makes the adapter the config asks for, or loads lora.init_from.
+func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
+	if cfg.LoRA.InitFrom != "" {
+		return lora.FromPEFT(cfg.LoRA.InitFrom, mc)
+	}
+	spec := lora.Spec{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.TargetModules, Layers: cfg.LoRA.Layers, RSLoRA: cfg.LoRA.UseRSLoRA}
+	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
+		spec.Targets = lora.AllLinear
+	}
+	if n := cfg.LoRA.LastLayers; n > 0 {
+		spec.Layers = nil
+		for l := max(0, mc.Layers-n); l < mc.Layers; l++ {
+			spec.Layers = append(spec.Layers, l)
+		}
+	}
+	return lora.New(spec, mc, rand.New(rand.NewPCG(cfg.Train.Seed, 0xa)))
+}
+
+// evaluate runs the validation set with the adapter, dropout off.
+func evaluate(ctx context.Context, m *model.Model, a *lora.Adapter, val []datasets.Example, cfg *configs.Config) (EvalResult, error) {
+	if n := cfg.Train.EvalBatches; n > 0 {
+		// Rows of whole examples are cheaper to bound by example count.
+		val = val[:min(len(val), n*cfg.Train.BatchSize)]
+	}
+	return Evaluate(ctx, m, val, cfg.Train.BatchSize, cfg.Data.SeqLen, a.Attach(false))
+}
+
+// dropoutSeed derives a micro-batch's dropout masks from the run's seed.
+func dropoutSeed(seed uint64, step, micro int) int32 {
+	r := rand.New(rand.NewPCG(seed, uint64(step)<<8|uint64(micro)))
+	return int32(r.Uint32())
+}
+
+func axpyF32(alpha float32, x, y []float32) {
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
+func scaleF32(v []float32, alpha float32) {
+	for i := range v {
+		v[i] *= alpha
+	}
+}

@@ -1,0 +1,125 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tune-dev/tune/configs"
+)
+
+// demoConfig is configs/demo.yaml with overrides, writing under a temp dir.
+func demoConfig(t *testing.T, overrides ...string) *configs.Config {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "run")
+	cfg, err := configs.Load("../configs/demo.yaml", append([]string{"output.dir=" + out}, overrides...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func stepLosses(t *testing.T, metrics string) map[int]float64 {
+	t.Helper()
+	b, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]float64{}
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var r struct {
+			Step int
+			Loss *float64
+		}
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("metrics.jsonl: %q: %v", line, err)
+		}
+		if r.Loss != nil {
+			if _, dup := out[r.Step]; dup {
+				t.Fatalf("metrics.jsonl has step %d twice", r.Step)
+			}
+			out[r.Step] = *r.Loss
+		}
+	}
+	return out
+}
+
+// TestMemorise: a small model memorises 8 examples; the loss falls below a
+// tenth of its start.
+func TestMemorise(t *testing.T) {
+	cfg := demoConfig(t, "data.builtin_examples=8", "data.val_ratio=0", "train.batch_size=4", "train.max_steps=80",
+		"train.lr=1e-2", "train.schedule=constant", "train.warmup_steps=0", "lora.r=16", "lora.alpha=16", "checkpoint.every=0", "train.eval_every=0")
+	res, err := Run(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("loss %.4f -> %.4f", res.FirstLoss, res.LastLoss)
+	if !(res.LastLoss < res.FirstLoss/10) {
+		t.Fatalf("loss %.4f -> %.4f: did not fall below a tenth", res.FirstLoss, res.LastLoss)
+	}
+	for _, f := range []string{"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "metrics.jsonl", "loss.png"} {
+		if _, err := os.Stat(filepath.Join(cfg.Output.Dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestInterruptAndResume: a run cancelled (as by SIGINT) after step 7 writes a
+// checkpoint; resuming it gives exactly the losses and adapter of a run that
+// was never stopped, with dropout and gradient accumulation on.
+func TestInterruptAndResume(t *testing.T) {
+	overrides := []string{"train.max_steps=12", "train.grad_accum=2", "train.batch_size=2", "lora.dropout=0.1", "data.builtin_examples=40",
+		"checkpoint.every=5", "checkpoint.keep_last=2", "train.eval_every=4"}
+	whole := demoConfig(t, overrides...)
+	if _, err := Run(context.Background(), whole, Options{}); err != nil {
+		t.Fatal(err)
+	}
+
+	cut := demoConfig(t, overrides...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := Run(ctx, cut, Options{OnStep: func(r StepRecord) {
+		if r.Step == 7 {
+			cancel() // as SIGINT during step 7 would
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || !strings.HasSuffix(res.Checkpoint, "step-000007") {
+		t.Fatalf("interrupted run: %+v", res)
+	}
+	if _, err := Run(context.Background(), cut, Options{Resume: "latest"}); err != nil {
+		t.Fatal(err)
+	}
+	want, got := stepLosses(t, filepath.Join(whole.Output.Dir, "metrics.jsonl")), stepLosses(t, filepath.Join(cut.Output.Dir, "metrics.jsonl"))
+	if len(got) != 12 || len(want) != 12 {
+		t.Fatalf("steps logged: %d resumed, %d whole", len(got), len(want))
+	}
+	for s, w := range want {
+		if got[s] != w {
+			t.Errorf("step %d: loss %.9f after resume, %.9f uninterrupted", s, got[s], w)
+		}
+	}
+	a, _ := os.ReadFile(filepath.Join(whole.Output.Dir, "adapter", "adapter_model.safetensors"))
+	b, _ := os.ReadFile(filepath.Join(cut.Output.Dir, "adapter", "adapter_model.safetensors"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Error("final adapters differ")
+	}
+	steps, _ := listSteps(filepath.Join(cut.Output.Dir, "checkpoints"))
+	if len(steps) != 2 || steps[1] != 12 {
+		t.Errorf("kept checkpoints %v, want the last 2 ending at 12", steps)
+	}
+}
+
+func TestNonFiniteLossStops(t *testing.T) {
+	cfg := demoConfig(t, "train.lr=1e30", "train.max_steps=5", "train.warmup_steps=0", "train.max_grad_norm=0", "checkpoint.every=1")
+	_, err := Run(context.Background(), cfg, Options{})
+	if err == nil || !strings.Contains(err.Error(), "non-finite") {
+		t.Fatalf("error %v, want a non-finite loss error", err)
+	}
+}
