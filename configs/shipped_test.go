@@ -64,18 +64,13 @@ func TestShippedConfigs(t *testing.T) {
 	}
 }
 
+// TestDemoConfig: the README's first command needs nothing downloaded.
 func TestDemoConfig(t *testing.T) {
 	cfg, err := Load("demo.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wd, _ := os.Getwd()
-	c := *cfg
-	switch {
-	case c.Model.Path != BuiltinModel, c.Data.Train != BuiltinData, c.Data.BuiltinExamples != 256, c.Data.SeqLen != 64,
-		c.LoRA.R != 8, c.LoRA.Alpha != 16, c.LoRA.Dropout != 0, len(c.LoRA.TargetModules) != 1 || c.LoRA.TargetModules[0] != AllLinear,
-		c.Train.LR != 3e-3, c.Train.MaxSteps != 60, c.Train.BatchSize != 8, c.Train.Schedule != "cosine", c.Train.WarmupSteps != 5,
-		c.Checkpoint.Every != 20, c.Train.EvalEvery != 20, c.Data.ValRatio != 0.1, c.Output.Dir != filepath.Join(wd, "runs", "demo"):
-		t.Errorf("demo.yaml: %+v", c)
+	if cfg.Model.Path != BuiltinModel || cfg.Data.Train != BuiltinData {
+		t.Errorf("demo.yaml trains %s on %s; it must use the built-in model and data", cfg.Model.Path, cfg.Data.Train)
 	}
 }

@@ -66,7 +66,7 @@ func softmaxRow(p, qi, k []float32, sg []int32, i, rows, kw, koff, d int, scale 
 	}
 	var sum float32
 	for j := 0; j <= i; j++ {
-		e := float32(math.Exp(float64(p[j] - maxv)))
+		e := expf(p[j] - maxv)
 		p[j] = e
 		sum += e
 	}
@@ -114,3 +114,5 @@ func AttentionBackward(dq, dk, dv, dout, out, q, k, v []float32, seg []int32, s 
 		}
 	})
 }
+
+func expf(x float32) float32 { return float32(math.Exp(float64(x))) }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -165,4 +166,22 @@ func (a *Adapter) Delta(m *Module) []float32 {
 		}
 	}
 	return d
+}
+
+// AddDelta adds scale·x·Aᵀ·Bᵀ to y for an adapted projection, during
+// decoding (model.LinearDelta). x is (rows, In), y is (rows, Out).
+func (a *Adapter) AddDelta(layer int, module string, x []float32, rows int, y []float32) {
+	m := a.Module(layer, module)
+	if m == nil {
+		return
+	}
+	r := a.Spec.R
+	down := make([]float32, rows*r)
+	kernels.LinearForward(down, x, rows, kernels.MatrixF32(r, m.In, m.A), nil)
+	upd := make([]float32, rows*m.Out)
+	kernels.LinearForward(upd, down, rows, kernels.MatrixF32(m.Out, r, m.B), nil)
+	scale := float32(a.Spec.Scale())
+	for i, v := range upd {
+		y[i] += scale * v
+	}
 }

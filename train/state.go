@@ -92,6 +92,11 @@ func SaveCheckpoint(root string, st State, a *lora.Adapter, opt *AdamW, base str
 	if err != nil {
 		return "", fmt.Errorf("write checkpoint %s: %w", dir, err)
 	}
+	// Temporary directories of checkpoints whose writing was killed.
+	stale, _ := filepath.Glob(filepath.Join(root, "."+stepPrefix+"*.tmp-*"))
+	for _, s := range stale {
+		os.RemoveAll(s)
+	}
 	steps, err := listSteps(root)
 	if err != nil {
 		return dir, err

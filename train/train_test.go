@@ -123,3 +123,39 @@ func TestNonFiniteLossStops(t *testing.T) {
 		t.Fatalf("error %v, want a non-finite loss error", err)
 	}
 }
+
+// TestKilledCheckpointWriteLeavesPreviousOne: a checkpoint whose writing was
+// killed (a half-written temporary directory, as WriteDirAtomic leaves) is
+// ignored; --resume takes the previous complete one, and the next save
+// removes the debris.
+func TestKilledCheckpointWriteLeavesPreviousOne(t *testing.T) {
+	overrides := []string{"train.max_steps=8", "checkpoint.every=4", "train.eval_every=0", "data.val_ratio=0"}
+	cfg := demoConfig(t, overrides...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := Run(ctx, cfg, Options{OnStep: func(r StepRecord) {
+		if r.Step == 4 {
+			cancel()
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(cfg.Output.Dir, "checkpoints")
+	partial := filepath.Join(root, ".step-000005.tmp-123")
+	os.MkdirAll(partial, 0o755)
+	os.WriteFile(filepath.Join(partial, "adapter_model.safetensors"), []byte("\x10\x00\x00"), 0o644)
+	latest, err := LatestCheckpoint(root)
+	if err != nil || !strings.HasSuffix(latest, "step-000004") {
+		t.Fatalf("latest checkpoint %q, %v; want step-000004", latest, err)
+	}
+	res, err := Run(context.Background(), cfg, Options{Resume: "latest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 4 {
+		t.Errorf("resumed run made %d steps, want 4", res.Steps)
+	}
+	if _, err := os.Stat(partial); !os.IsNotExist(err) {
+		t.Error("the half-written checkpoint directory was not removed")
+	}
+}

@@ -7,11 +7,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/train"
 )
 
 func newEvalCmd() *cobra.Command {
-	var modelDir, data string
+	var modelDir, data, adapterDir string
 	var batch, seq int
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -47,17 +48,36 @@ Examples are packed into rows of --seq tokens; attention never crosses two of th
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				return enc.Encode(res)
+			out := cmd.OutOrStdout()
+			if adapterDir == "" {
+				if asJSON {
+					return json.NewEncoder(out).Encode(res)
+				}
+				fmt.Fprintf(out, "loss %.6f  perplexity %.4f  (%d tokens predicted, %d examples, %d rows of %d)\n",
+					res.Loss, res.Perplexity, res.Tokens, res.Examples, res.Rows, seq)
+				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "loss %.6f  perplexity %.4f  (%d tokens predicted, %d examples, %d rows of %d)\n",
-				res.Loss, res.Perplexity, res.Tokens, res.Examples, res.Rows, seq)
+			a, err := lora.FromPEFT(adapterDir, base.Model.Config)
+			if err != nil {
+				return err
+			}
+			withAdapter, err := train.Evaluate(cmd.Context(), base.Model, examples, batch, seq, a.Attach(false))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(out).Encode(map[string]train.EvalResult{"base": res, "adapter": withAdapter})
+			}
+			fmt.Fprintf(out, "%-16s %10s %12s\n", "", "loss", "perplexity")
+			fmt.Fprintf(out, "%-16s %10.6f %12.4f\n", "base", res.Loss, res.Perplexity)
+			fmt.Fprintf(out, "%-16s %10.6f %12.4f\n", "base + adapter", withAdapter.Loss, withAdapter.Perplexity)
+			fmt.Fprintf(out, "(%d tokens predicted, %d examples)\n", res.Tokens, res.Examples)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&modelDir, "model", "", "Hugging Face model directory")
 	cmd.Flags().StringVar(&data, "data", "", "JSONL file of pre-tokenized records")
+	cmd.Flags().StringVar(&adapterDir, "adapter", "", "PEFT adapter: print base and base + adapter side by side")
 	cmd.Flags().IntVar(&batch, "batch", 4, "rows per forward pass")
 	cmd.Flags().IntVar(&seq, "seq", 0, "tokens per row (default: the longest example, at most 2048)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")

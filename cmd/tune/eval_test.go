@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/train"
 )
 
@@ -83,6 +85,46 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 	}
 	if math.Abs(res.Perplexity-math.Exp(res.Loss)) > 1e-9*res.Perplexity {
 		t.Errorf("perplexity %g is not exp(loss %g)", res.Perplexity, res.Loss)
+	}
+
+	// --adapter: base and base + adapter side by side, each as PyTorch has it.
+	base, err := train.OpenBase(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}, base.Model.Config, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range a.Modules {
+		for i := range m.B {
+			m.B[i] = r.Float32() - 0.5
+		}
+	}
+	adapterDir := filepath.Join(dir, "adapter")
+	if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runTune(t, "eval", "--model", dir, "--data", data, "--json", "--adapter", adapterDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var both map[string]train.EvalResult
+	if err := json.Unmarshal([]byte(out), &both); err != nil {
+		t.Fatalf("eval --adapter --json printed %q: %v", out, err)
+	}
+	refAdapted, _, err := testmodels.Reference(dir, in, "--adapter", adapterDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, pair := range map[string][2]float64{"base": {both["base"].Loss, float64(refLoss)}, "adapter": {both["adapter"].Loss, float64(refAdapted)}} {
+		if d := math.Abs(pair[0]-pair[1]) / pair[1]; d > 1e-4 {
+			t.Errorf("%s loss %.7f, PyTorch %.7f", name, pair[0], pair[1])
+		}
+	}
+	if math.Abs(both["base"].Loss-both["adapter"].Loss) < 1e-3 {
+		t.Error("the adapter does not change the loss: the comparison proves nothing")
 	}
 }
 

@@ -31,8 +31,8 @@ func ReferenceScript() string {
 const Python = "/usr/bin/python3"
 
 // Reference runs reference.py forward on a model directory and returns the loss
-// and the logits (B·T·V, row-major).
-func Reference(modelDir string, in RefInput) (loss float32, logits []float32, err error) {
+// and the logits (B·T·V, row-major). extra are more flags, e.g. --adapter DIR.
+func Reference(modelDir string, in RefInput, extra ...string) (loss float32, logits []float32, err error) {
 	tmp, err := os.MkdirTemp("", "tune-ref-")
 	if err != nil {
 		return 0, nil, err
@@ -46,7 +46,8 @@ func Reference(modelDir string, in RefInput) (loss float32, logits []float32, er
 	if err := os.WriteFile(inPath, b, 0o644); err != nil {
 		return 0, nil, err
 	}
-	cmd := exec.Command(Python, ReferenceScript(), "forward", "--model", modelDir, "--input", inPath, "--out", outPath)
+	args := append([]string{ReferenceScript(), "forward", "--model", modelDir, "--input", inPath, "--out", outPath}, extra...)
+	cmd := exec.Command(Python, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/tokenizer"
+	"github.com/tune-dev/tune/train"
+)
+
+// endOfTurn are the tokens chat models end a reply with, besides EOS.
+var endOfTurn = []string{"<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>", "</s>"}
+
+func newGenerateCmd() *cobra.Command {
+	var modelDir, adapterDir, prompt string
+	var chat bool
+	var opt model.SampleOptions
+	cmd := &cobra.Command{
+		Use:   "generate --model DIR [--adapter DIR] --prompt TEXT",
+		Short: "Stream text from a model (and adapter), to try an adapter before exporting it",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if modelDir == "" || prompt == "" {
+				return usageError{fmt.Errorf("generate needs --model DIR and --prompt TEXT")}
+			}
+			base, err := train.OpenBase(modelDir)
+			if err != nil {
+				return err
+			}
+			defer base.Close()
+			tok, err := tokenizer.Load(modelDir)
+			if err != nil {
+				return err
+			}
+			var delta model.LinearDelta
+			if adapterDir != "" {
+				a, err := lora.FromPEFT(adapterDir, base.Model.Config)
+				if err != nil {
+					return err
+				}
+				delta = a
+			}
+			var ids []int
+			if chat {
+				text, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: prompt}}, true)
+				if err != nil {
+					return err
+				}
+				ids = tok.Encode(text, false) // the template already holds BOS
+			} else {
+				ids = tok.Encode(prompt, true)
+			}
+			in := make([]int32, len(ids))
+			for i, id := range ids {
+				in[i] = int32(id)
+			}
+			if eos, ok := tok.EOS(); ok {
+				opt.Stop = append(opt.Stop, int32(eos))
+			}
+			for _, s := range endOfTurn {
+				if id, ok := tok.TokenID(s); ok {
+					opt.Stop = append(opt.Stop, int32(id))
+				}
+			}
+			dec := base.Model.NewDecoder(min(len(in)+opt.MaxTokens, base.Model.Config.MaxPositions), delta)
+			out := cmd.OutOrStdout()
+			var gen []int
+			printed := ""
+			err = model.Generate(dec, in, opt, func(id int32) bool {
+				gen = append(gen, int(id))
+				text := tok.Decode(gen, true)
+				// Hold back a partial UTF-8 character until its last byte arrives.
+				if !strings.HasSuffix(text, "\uFFFD") && strings.HasPrefix(text, printed) {
+					fmt.Fprint(out, text[len(printed):])
+					printed = text
+				}
+				return cmd.Context().Err() == nil
+			})
+			fmt.Fprintln(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&modelDir, "model", "", "Hugging Face model directory (with tokenizer.json)")
+	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory (tune's adapter/ or a step checkpoint)")
+	f.StringVar(&prompt, "prompt", "", "the prompt")
+	f.BoolVar(&chat, "chat", false, "wrap the prompt as a user message in the model's chat template")
+	f.IntVar(&opt.MaxTokens, "max-tokens", 128, "tokens to generate at most")
+	f.Float64Var(&opt.Temperature, "temperature", 0, "sampling temperature; 0 is greedy")
+	f.Float64Var(&opt.TopP, "top-p", 1, "nucleus sampling: keep the top tokens up to this probability")
+	f.Uint64Var(&opt.Seed, "seed", 0, "random seed for sampling")
+	return cmd
+}

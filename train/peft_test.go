@@ -1,0 +1,95 @@
+package train
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+
+	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+)
+
+// graphLoss runs a model (with an adapter, or nil) on one batch.
+func graphLoss(t *testing.T, m *model.Model, a *lora.Adapter, b model.Batch, batch, seq int) float32 {
+	t.Helper()
+	var ad model.Adapter
+	if a != nil {
+		ad = a.Attach(false)
+	}
+	gr, err := m.Build(batch, seq, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(gr.G)
+	defer vm.Close()
+	if err := gr.Feed(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	return gr.Loss.Value().Data().(float32)
+}
+
+// TestTrainedAdapterReloads: the PEFT adapter and merged model a run writes
+// give, reloaded by tune and by PyTorch, the loss of the training graph.
+func TestTrainedAdapterReloads(t *testing.T) {
+	cfg := demoConfig(t, "train.max_steps=6", "checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "output.merged=true", "lora.target_modules=[q_proj,k_proj,o_proj,down_proj]")
+	res, err := Run(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseDir := filepath.Join(cfg.Output.Dir, "base-model")
+	base, err := OpenBase(baseDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	a, err := lora.FromPEFT(res.AdapterDir, base.Model.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch, seq = 2, 16
+	r := rand.New(rand.NewPCG(1, 9))
+	var b model.Batch
+	var in testmodels.RefInput
+	for range batch {
+		row := make([]int32, seq)
+		for i := range row {
+			row[i] = int32(1 + r.IntN(16))
+		}
+		b.IDs = append(b.IDs, row...)
+		in.InputIDs = append(in.InputIDs, row)
+	}
+	withAdapter := graphLoss(t, base.Model, a, b, batch, seq)
+	without := graphLoss(t, base.Model, nil, b, batch, seq)
+	if math.Abs(float64(withAdapter-without)) < 1e-3 {
+		t.Fatalf("the trained adapter changes the loss by only %g: the comparison would prove nothing", withAdapter-without)
+	}
+
+	refLoss, _, err := testmodels.Reference(baseDir, in, "--adapter", res.AdapterDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := OpenBase(filepath.Join(cfg.Output.Dir, "merged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer merged.Close()
+	mergedLoss := graphLoss(t, merged.Model, nil, b, batch, seq)
+	refMerged, _, err := testmodels.Reference(filepath.Join(cfg.Output.Dir, "merged"), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("loss: base %.6f; base+adapter tune %.6f, PyTorch %.6f; merged tune %.6f, PyTorch %.6f", without, withAdapter, refLoss, mergedLoss, refMerged)
+	for name, got := range map[string]float32{"PyTorch base+adapter": refLoss, "tune merged": mergedLoss, "PyTorch merged": refMerged} {
+		if d := math.Abs(float64(got-withAdapter)) / float64(withAdapter); d > 1e-5 {
+			t.Errorf("%s loss %.7f, tune base+adapter %.7f", name, got, withAdapter)
+		}
+	}
+}
