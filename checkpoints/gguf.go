@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -761,36 +760,22 @@ func writeGGUF(w io.Writer, kv []KV, tensors []GGUFTensor) error {
 	}
 
 	cw := &countingWriter{w: w}
-	le := binary.LittleEndian
-	var scratch [8]byte
-	u32 := func(v uint32) { le.PutUint32(scratch[:], v); cw.write(scratch[:4]) }
-	u64 := func(v uint64) { le.PutUint64(scratch[:], v); cw.write(scratch[:8]) }
-	str := func(s string) { u64(uint64(len(s))); cw.write([]byte(s)) }
-
 	cw.write([]byte(ggufMagic))
-	u32(GGUFVersion)
-	u64(uint64(len(tensors)))
-	u64(uint64(len(kv)))
+	cw.u32(GGUFVersion)
+	cw.u64(uint64(len(tensors)))
+	cw.u64(uint64(len(kv)))
 	for _, e := range kv {
-		str(e.Key)
-		t, array, _ := valueType(e.Value)
-		if array {
-			u32(uint32(GGUFArray))
-			u32(uint32(t))
-			writeArray(cw, e.Value, u64, str)
-		} else {
-			u32(uint32(t))
-			writeScalar(cw, e.Value, str)
-		}
+		cw.str(e.Key)
+		cw.value(e.Value)
 	}
 	for i, t := range tensors {
-		str(t.Name)
-		u32(uint32(len(t.Dims)))
+		cw.str(t.Name)
+		cw.u32(uint32(len(t.Dims)))
 		for _, d := range t.Dims {
-			u64(d)
+			cw.u64(d)
 		}
-		u32(uint32(t.Type))
-		u64(offsets[i])
+		cw.u32(uint32(t.Type))
+		cw.u64(offsets[i])
 	}
 	cw.pad(align)
 	for i, t := range tensors {
@@ -810,82 +795,91 @@ func writeGGUF(w io.Writer, kv []KV, tensors []GGUFTensor) error {
 	return cw.err
 }
 
-func writeScalar(cw *countingWriter, v any, str func(string)) {
+// value writes a metadata value with its type tag.
+func (c *countingWriter) value(v any) {
+	t, array, _ := valueType(v)
+	if array {
+		c.u32(uint32(GGUFArray))
+		c.u32(uint32(t))
+		c.array(v)
+		return
+	}
+	c.u32(uint32(t))
+	c.scalar(v)
+}
+
+func (c *countingWriter) scalar(v any) {
 	var b [8]byte
 	le := binary.LittleEndian
 	switch x := v.(type) {
 	case uint8:
-		cw.write([]byte{x})
+		c.write([]byte{x})
 	case int8:
-		cw.write([]byte{byte(x)})
+		c.write([]byte{byte(x)})
 	case bool:
 		if x {
-			cw.write([]byte{1})
+			c.write([]byte{1})
 		} else {
-			cw.write([]byte{0})
+			c.write([]byte{0})
 		}
 	case uint16:
 		le.PutUint16(b[:], x)
-		cw.write(b[:2])
+		c.write(b[:2])
 	case int16:
 		le.PutUint16(b[:], uint16(x))
-		cw.write(b[:2])
+		c.write(b[:2])
 	case uint32:
-		le.PutUint32(b[:], x)
-		cw.write(b[:4])
+		c.u32(x)
 	case int32:
-		le.PutUint32(b[:], uint32(x))
-		cw.write(b[:4])
+		c.u32(uint32(x))
 	case float32:
-		le.PutUint32(b[:], math.Float32bits(x))
-		cw.write(b[:4])
+		c.u32(math.Float32bits(x))
 	case uint64:
-		le.PutUint64(b[:], x)
-		cw.write(b[:8])
+		c.u64(x)
 	case int64:
-		le.PutUint64(b[:], uint64(x))
-		cw.write(b[:8])
+		c.u64(uint64(x))
 	case float64:
-		le.PutUint64(b[:], math.Float64bits(x))
-		cw.write(b[:8])
+		c.u64(math.Float64bits(x))
 	case string:
-		str(x)
+		c.str(x)
 	}
 }
 
-func writeArray(cw *countingWriter, v any, u64 func(uint64), str func(string)) {
-	each := func(n int, f func(i int) any) {
-		u64(uint64(n))
-		for i := range n {
-			writeScalar(cw, f(i), str)
-		}
-	}
+// array writes an array's length and elements (its types are written by value).
+func (c *countingWriter) array(v any) {
 	switch x := v.(type) {
 	case []uint8:
-		u64(uint64(len(x)))
-		cw.write(x)
+		c.u64(uint64(len(x)))
+		c.write(x)
 	case []int8:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []bool:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []uint16:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []int16:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []uint32:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []int32:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []float32:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []uint64:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []int64:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []float64:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
 	case []string:
-		each(len(x), func(i int) any { return x[i] })
+		writeEach(c, x)
+	}
+}
+
+func writeEach[T any](c *countingWriter, x []T) {
+	c.u64(uint64(len(x)))
+	for _, e := range x {
+		c.scalar(e)
 	}
 }
 
@@ -906,16 +900,26 @@ func (c *countingWriter) write(b []byte) {
 	c.err = err
 }
 
-var zeros [64]byte
-
-func (c *countingWriter) pad(align uint64) {
-	for p := alignUp(c.n, align) - c.n; p > 0 && c.err == nil; {
-		k := min(p, uint64(len(zeros)))
-		c.write(zeros[:k])
-		p -= k
-	}
+func (c *countingWriter) u32(v uint32) {
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], v)
+	c.write(b[:])
 }
 
-// errShortData is returned by the decoders for byte counts that are not
-// whole elements or blocks.
-var errShortData = errors.New("data length is not a whole number of elements")
+func (c *countingWriter) u64(v uint64) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], v)
+	c.write(b[:])
+}
+
+func (c *countingWriter) str(s string) {
+	c.u64(uint64(len(s)))
+	c.write([]byte(s))
+}
+
+// pad writes zeros up to the next multiple of align (less than align bytes).
+func (c *countingWriter) pad(align uint64) {
+	if p := alignUp(c.n, align) - c.n; p > 0 {
+		c.write(make([]byte, p))
+	}
+}

@@ -159,3 +159,23 @@ func TestKilledCheckpointWriteLeavesPreviousOne(t *testing.T) {
 		t.Error("the half-written checkpoint directory was not removed")
 	}
 }
+
+// TestInitFromContinues: lora.init_from starts from a saved adapter, so the
+// second run begins at the loss the first one reached, not at the base's.
+func TestInitFromContinues(t *testing.T) {
+	common := []string{"checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "train.schedule=constant", "train.warmup_steps=0"}
+	first := demoConfig(t, append(common, "train.max_steps=40")...)
+	r1, err := Run(context.Background(), first, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := demoConfig(t, append(common, "train.max_steps=1", "lora.init_from="+r1.AdapterDir)...)
+	r2, err := Run(context.Background(), second, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first run %.4f -> %.4f; continued run starts at %.4f", r1.FirstLoss, r1.LastLoss, r2.FirstLoss)
+	if !(r2.FirstLoss < r1.FirstLoss/2) {
+		t.Fatalf("the continued run starts at loss %.4f, the fresh one started at %.4f", r2.FirstLoss, r1.FirstLoss)
+	}
+}
