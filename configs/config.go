@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -72,17 +73,55 @@ type LoRA struct {
 
 // Data describes the training and validation data.
 type Data struct {
-	Train    string  `mapstructure:"train"`
+	// Train is the single training source (a file, a directory or glob of text
+	// files, or "builtin:counting"); Sources is the several-source form. Exactly
+	// one of them is set.
+	Train   string   `mapstructure:"train"`
+	Sources []Source `mapstructure:"sources"`
+	// Val is the validation source (not with ValRatio); ValRatio holds out a
+	// seeded fraction of the training examples instead.
 	Val      string  `mapstructure:"val"`
 	ValRatio float64 `mapstructure:"val_ratio"`
-	// Format is one of Formats().
-	Format  string `mapstructure:"format"`
-	SeqLen  int    `mapstructure:"seq_len"`
-	Packing bool   `mapstructure:"packing"`
-	Shuffle bool   `mapstructure:"shuffle"`
+	// Format is one of Formats(): the record format of every source that does
+	// not name its own.
+	Format string `mapstructure:"format"`
+	// Fields renames record fields for data.train and data.val (and for the
+	// sources without fields of their own): canonical name -> the dataset's name,
+	// e.g. {instruction: question, output: answer}. Keys are FieldNames().
+	Fields map[string]string `mapstructure:"fields"`
+	// PromptTemplate renders instruction records: "auto" (the model's chat
+	// template when it has one, else Alpaca), "chat_template" or "alpaca".
+	PromptTemplate string `mapstructure:"prompt_template"`
+	// TrainOnInputs trains on every token, prompts included; by default only
+	// responses (assistant turns with their end-of-turn token) are trained.
+	TrainOnInputs bool `mapstructure:"train_on_inputs"`
+	SeqLen        int  `mapstructure:"seq_len"`
+	// MaxLen bounds one example in tokens (0 = SeqLen); Truncation is what
+	// happens to a longer one: one of Truncations().
+	MaxLen     int    `mapstructure:"max_len"`
+	Truncation string `mapstructure:"truncation"`
+	Packing    bool   `mapstructure:"packing"`
+	Shuffle    bool   `mapstructure:"shuffle"`
+	// SkipBadRecords skips (and counts) records that cannot be read instead of
+	// stopping at the first.
+	SkipBadRecords bool `mapstructure:"skip_bad_records"`
 	// BuiltinExamples is how many examples tune generates when Train is
 	// "builtin:counting".
 	BuiltinExamples int `mapstructure:"builtin_examples"`
+}
+
+// Source is one entry of data.sources.
+type Source struct {
+	// Path is a JSONL, JSON or Parquet file, a text document, a directory (every
+	// text file under it is one document) or a glob (each match by its extension).
+	Path string `mapstructure:"path"`
+	// Format is the records' format; "" means data.format.
+	Format string `mapstructure:"format"`
+	// Weight scales how often the source's examples are seen per epoch: 2 = each
+	// twice, 0.5 = a seeded half (another half each epoch). Default 1.
+	Weight float64 `mapstructure:"weight"`
+	// Fields renames record fields as data.fields does; nil means data.fields.
+	Fields map[string]string `mapstructure:"fields"`
 }
 
 // Train holds the optimizer, schedule and loop settings.
@@ -128,13 +167,19 @@ const (
 	TypeString  = "string"
 	TypeStrings = "[]string"
 	TypeInts    = "[]int"
+	// TypeStringMap is a mapping of names to names ({a: b}), also written as a
+	// list or a comma-separated string of a=b.
+	TypeStringMap = "map[string]string"
+	// TypeSources is a list of data sources (mappings with path, format, weight,
+	// fields).
+	TypeSources = "[]source"
 )
 
 // Field describes one configuration key.
 type Field struct {
 	Path    string // dotted path, e.g. "lora.r"
 	Type    string // one of the Type constants
-	Default any    // int, uint64, float64, bool, string, []string or []int
+	Default any    // int, uint64, float64, bool, string, []string, []int, map[string]string or []Source
 	Help    string // one line
 }
 
@@ -160,6 +205,25 @@ func Schedules() []string { return []string{"constant", "linear", "cosine"} }
 // Formats returns the accepted data.format values.
 func Formats() []string { return []string{"pretokenized", "text", "instruction", "chat"} }
 
+// Truncations returns the accepted data.truncation values: keep the first
+// max_len tokens (right), the last ones (left), drop the example, or split it
+// into windows of max_len tokens, each its own example.
+func Truncations() []string { return []string{"right", "left", "drop", "split"} }
+
+// PromptTemplates returns the accepted data.prompt_template values.
+func PromptTemplates() []string { return []string{"auto", "chat_template", "alpaca"} }
+
+// FieldNames returns the canonical record field names data.fields may rename:
+// instruction records (instruction, input, output, system), chat records
+// (messages, role, content), text records (text) and pre-tokenized records
+// (input_ids, labels).
+func FieldNames() []string {
+	return []string{"instruction", "input", "output", "system", "messages", "role", "content", "text", "input_ids", "labels"}
+}
+
+// SourceKeys returns the keys an entry of data.sources may have.
+func SourceKeys() []string { return []string{"path", "format", "weight", "fields"} }
+
 // Fields returns every configuration key in schema order, with its type, default and
 // help. The result is a fresh copy.
 func Fields() []Field {
@@ -175,13 +239,20 @@ func Fields() []Field {
 		{"lora.use_rslora", TypeBool, false, "rank-stabilized LoRA: scale by alpha/sqrt(r)"},
 		{"lora.init_from", TypeString, "", "PEFT adapter directory to continue training from"},
 
-		{"data.train", TypeString, "", "training data file, or builtin:counting; required"},
-		{"data.val", TypeString, "", "validation data file (not with data.val_ratio)"},
-		{"data.val_ratio", TypeFloat, 0.0, "fraction of data.train held out for validation, in [0, 1)"},
-		{"data.format", TypeString, "pretokenized", "pretokenized, text, instruction or chat"},
+		{"data.train", TypeString, "", "training data: a JSONL/JSON/Parquet file, a directory or glob of text files, or builtin:counting; this or data.sources is required"},
+		{"data.sources", TypeSources, []Source{}, "several training sources mixed: a list of {path, format, weight, fields} (not with data.train)"},
+		{"data.val", TypeString, "", "validation data, as data.train (not with data.val_ratio)"},
+		{"data.val_ratio", TypeFloat, 0.0, "fraction of the training examples held out (seeded) for validation, in [0, 1)"},
+		{"data.format", TypeString, "pretokenized", "record format: pretokenized, text, instruction or chat"},
+		{"data.fields", TypeStringMap, map[string]string{}, "record field names when they differ, e.g. {instruction: question, output: answer, messages: conversations}"},
+		{"data.prompt_template", TypeString, "auto", "instruction prompts: auto (the model's chat template if it has one, else Alpaca), chat_template or alpaca"},
+		{"data.train_on_inputs", TypeBool, false, "train on prompts too; by default only responses (assistant turns + end-of-turn token) are trained"},
 		{"data.seq_len", TypeInt, 512, "tokens per row"},
+		{"data.max_len", TypeInt, 0, "tokens per example at most; 0 = data.seq_len"},
+		{"data.truncation", TypeString, "right", "longer examples: right (keep the start), left (keep the end), drop, or split (into windows)"},
 		{"data.packing", TypeBool, true, "pack several examples into each row (attention never crosses examples)"},
 		{"data.shuffle", TypeBool, true, "shuffle the examples every epoch"},
+		{"data.skip_bad_records", TypeBool, false, "skip and count records that cannot be read instead of stopping at the first"},
 		{"data.builtin_examples", TypeInt, 256, "examples generated when data.train is builtin:counting"},
 
 		{"train.seed", TypeUint, uint64(42), "seed of every random choice (init, dropout, shuffle, split)"},
@@ -297,6 +368,36 @@ func valueNode(val any) (*yaml.Node, error) {
 		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
 		for _, e := range x {
 			seq.Content = append(seq.Content, scalar("!!int", strconv.Itoa(e)))
+		}
+		return seq, nil
+	case map[string]string:
+		m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			m.Content = append(m.Content, scalar("!!str", k), scalar("!!str", x[k]))
+		}
+		return m, nil
+	case []Source:
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		if len(x) == 0 {
+			seq.Style = yaml.FlowStyle
+		}
+		for _, src := range x {
+			fields, _ := valueNode(src.Fields)
+			if src.Fields == nil {
+				fields, _ = valueNode(map[string]string{})
+			}
+			m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+			m.Content = append(m.Content,
+				scalarKey("path"), scalar("!!str", src.Path),
+				scalarKey("format"), scalar("!!str", src.Format),
+				scalarKey("weight"), scalar("!!float", fmtFloat(src.Weight)),
+				scalarKey("fields"), fields)
+			seq.Content = append(seq.Content, m)
 		}
 		return seq, nil
 	}

@@ -52,7 +52,7 @@ func TestValidationMessages(t *testing.T) {
 		{"model.path unknown builtin", []byte("model:\n  path: builtin:huge\ndata:\n  train: t.jsonl\n"), nil, nil,
 			[]string{f + `:2: model.path: unknown builtin model "builtin:huge"; the only one is builtin:tiny`}},
 		{"data.train missing", []byte("model:\n  path: m\n"), nil, nil,
-			[]string{f + ": data.train: required: the training data file, or builtin:counting"}},
+			[]string{f + ": data.train: required: the training data file, or builtin:counting; or data.sources"}},
 		{"r zero", doc("lora:", "  r: 0"), nil, nil, []string{f + ":6: lora.r: must be > 0, got 0"}},
 		{"r negative", doc("lora:", "  r: -4"), nil, nil, []string{f + ":6: lora.r: must be > 0, got -4"}},
 		{"r wrong type", doc("lora:", "  r: eight"), nil, nil, []string{f + `:6: lora.r: expected an integer, got "eight"`}},
@@ -179,7 +179,7 @@ func TestAllErrorsReported(t *testing.T) {
 		"x.yaml:4: lora.r: must be > 0, got 0",
 		"x.yaml:5: lora.alpha: must be > 0, got -1",
 		`x.yaml:7: lora.target_modules: unknown module "x_proj"; did you mean q_proj?`,
-		"x.yaml: data.train: required: the training data file, or builtin:counting",
+		"x.yaml: data.train: required: the training data file, or builtin:counting; or data.sources",
 		"x.yaml:11: train.batch_size: must be >= 1, got 0",
 		`x.yaml:9: train.schedule: must be one of constant, linear, cosine; got "cosinus"; did you mean cosine?`,
 		"override checkpoint.keep_last=0: checkpoint.keep_last: must be >= 1, got 0",
@@ -207,7 +207,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Model: Model{Path: filepath.Join(wd, "m")},
 		LoRA:  LoRA{R: 8, Alpha: 16, Dropout: 0.05, TargetModules: []string{"q_proj", "v_proj"}},
 		Data: Data{Train: filepath.Join(wd, "t.jsonl"), Format: "pretokenized", SeqLen: 512, Packing: true, Shuffle: true,
-			BuiltinExamples: 256},
+			BuiltinExamples: 256, PromptTemplate: "auto", Truncation: "right"},
 		Train: Train{Seed: 42, Epochs: 1, BatchSize: 4, GradAccum: 1, LR: 2e-4, Schedule: "cosine",
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1.0, LogEvery: 1},
 		Checkpoint: Checkpoint{Every: 100, KeepLast: 3},
@@ -283,8 +283,10 @@ func TestFieldsMatchStruct(t *testing.T) {
 			wantKind = reflect.Bool
 		case TypeString:
 			wantKind = reflect.String
-		case TypeStrings, TypeInts:
+		case TypeStrings, TypeInts, TypeSources:
 			wantKind = reflect.Slice
+		case TypeStringMap:
+			wantKind = reflect.Map
 		}
 		if v.Kind() != wantKind {
 			t.Errorf("%s: field kind %v, schema type %s", f.Path, v.Kind(), f.Type)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func load(file string, data []byte, overrides, environ []string) (*Config, error
 		}
 		val, msg := convert(f, raw)
 		if msg != "" {
-			errs = append(errs, &FieldError{File: file, Line: lines[f.Path], Path: f.Path, Msg: msg})
+			errs = append(errs, convertError(file, lines[f.Path], f.Path, msg))
 			bad[f.Path] = true
 			continue
 		}
@@ -133,7 +134,7 @@ func load(file string, data []byte, overrides, environ []string) (*Config, error
 		label := "env " + name + "=" + text
 		val, msg := parseValue(f, text)
 		if msg != "" {
-			errs = append(errs, &FieldError{File: label, Path: f.Path, Msg: msg})
+			errs = append(errs, convertError(label, 0, f.Path, msg))
 			bad[f.Path] = true
 			continue
 		}
@@ -156,7 +157,7 @@ func load(file string, data []byte, overrides, environ []string) (*Config, error
 		}
 		val, msg := parseValue(f, text)
 		if msg != "" {
-			errs = append(errs, &FieldError{File: label, Path: key, Msg: msg})
+			errs = append(errs, convertError(label, 0, key, msg))
 			bad[key] = true
 			continue
 		}
@@ -172,6 +173,7 @@ func load(file string, data []byte, overrides, environ []string) (*Config, error
 	if len(cfg.LoRA.Layers) == 0 {
 		cfg.LoRA.Layers = nil
 	}
+	normalizeData(&cfg.Data)
 	if cfg.Output.Dir == "" {
 		cfg.Output.Dir = DefaultOutputDir(file)
 	}
@@ -189,15 +191,20 @@ func load(file string, data []byte, overrides, environ []string) (*Config, error
 			errs = append(errs, &FieldError{File: file, Path: p.path, Msg: "cannot resolve against the working directory: " + err.Error()})
 		}
 	}
+	for i := range cfg.Data.Sources {
+		if err := resolvePath(&cfg.Data.Sources[i].Path); err != nil {
+			errs = append(errs, &FieldError{File: file, Path: "data.sources[" + strconv.Itoa(i) + "].path", Msg: "cannot resolve against the working directory: " + err.Error()})
+		}
+	}
 
 	if verr := cfg.Validate(); verr != nil {
 		var vs Errors
 		if errors.As(verr, &vs) {
 			for _, e := range vs {
-				if bad[e.Path] {
+				if bad[basePath(e.Path)] {
 					continue // its own type error already says what is wrong
 				}
-				o, set := origins[e.Path]
+				o, set := origins[basePath(e.Path)]
 				switch {
 				case set && o.label != "":
 					e.File, e.Line = o.label, 0
@@ -422,6 +429,10 @@ func parseValue(f Field, text string) (any, string) {
 			return []string{}, ""
 		case TypeInts:
 			return []int{}, ""
+		case TypeStringMap:
+			return map[string]string{}, ""
+		case TypeSources:
+			return []Source{}, ""
 		}
 		return nil, "expected " + expected(f.Type) + ", got nothing"
 	}
@@ -534,8 +545,174 @@ func convert(f Field, raw any) (any, string) {
 			return []int{n}, ""
 		}
 		return fail()
+	case TypeStringMap:
+		return convertStringMap(raw)
+	case TypeSources:
+		return convertSources(raw)
 	}
 	return nil, "internal error: unknown field type " + f.Type
+}
+
+// convertStringMap reads {a: b, ...}, [a=b, ...] or "a=b,c=d".
+func convertStringMap(raw any) (any, string) {
+	const want = "expected a mapping of names (e.g. {instruction: question}) or a=b pairs, got "
+	out := map[string]string{}
+	pair := func(s string) string {
+		k, v, ok := strings.Cut(s, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" {
+			return want + quote(s)
+		}
+		out[k] = v
+		return ""
+	}
+	switch x := raw.(type) {
+	case map[string]string:
+		for k, v := range x {
+			out[k] = v
+		}
+		return out, ""
+	case map[string]any:
+		for k, v := range x {
+			s, ok := v.(string)
+			if !ok {
+				return nil, "[" + k + "]: expected a name, got " + describe(v)
+			}
+			out[k] = s
+		}
+		return out, ""
+	case string:
+		for _, p := range splitList(x) {
+			if msg := pair(p); msg != "" {
+				return nil, msg
+			}
+		}
+		return out, ""
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, want + describe(e) + " in the list"
+			}
+			if msg := pair(s); msg != "" {
+				return nil, msg
+			}
+		}
+		return out, ""
+	}
+	return nil, want + describe(raw)
+}
+
+// convertSources reads data.sources: a list of mappings with SourceKeys().
+func convertSources(raw any) (any, string) {
+	const want = "expected a list of sources, e.g. [{path: a.jsonl}, {path: b.parquet, weight: 2}], got "
+	switch x := raw.(type) {
+	case []Source:
+		out := make([]Source, len(x))
+		for i, s := range x {
+			out[i] = s
+			if s.Fields != nil {
+				out[i].Fields = map[string]string{}
+				for k, v := range s.Fields {
+					out[i].Fields[k] = v
+				}
+			}
+		}
+		return out, ""
+	case []any:
+		out := make([]Source, 0, len(x))
+		for i, e := range x {
+			at := "[" + strconv.Itoa(i) + "]"
+			m, ok := e.(map[string]any)
+			if !ok {
+				return nil, at + ": expected a mapping with path (and format, weight, fields), got " + describe(e)
+			}
+			src := Source{Weight: 1}
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				v := m[k]
+				if v == nil {
+					continue // null: the default
+				}
+				switch k {
+				case "path", "format":
+					s, ok := v.(string)
+					if !ok {
+						return nil, at + "." + k + ": expected a string, got " + describe(v)
+					}
+					if k == "path" {
+						src.Path = s
+					} else {
+						src.Format = s
+					}
+				case "weight":
+					w, msg := convert(Field{Type: TypeFloat}, v)
+					if msg != "" {
+						return nil, at + ".weight: " + msg
+					}
+					src.Weight = w.(float64)
+				case "fields":
+					f, msg := convertStringMap(v)
+					if msg != "" {
+						if strings.HasPrefix(msg, "[") {
+							return nil, at + ".fields" + msg
+						}
+						return nil, at + ".fields: " + msg
+					}
+					src.Fields = f.(map[string]string)
+				default:
+					msg := at + ": unknown key " + quote(k) + "; a source has " + strings.Join(SourceKeys(), ", ")
+					if n := nearest(k, SourceKeys()); levenshtein(k, n) <= max(2, len(k)/3) {
+						msg += "; did you mean " + n + "?"
+					}
+					return nil, msg
+				}
+			}
+			out = append(out, src)
+		}
+		return out, ""
+	}
+	return nil, want + describe(raw)
+}
+
+// convertError is the error of a value that convert refused. A message that
+// starts with "[i]..." names a part of the value: it extends the path.
+func convertError(file string, line int, path, msg string) *FieldError {
+	if strings.HasPrefix(msg, "[") {
+		if sub, rest, ok := strings.Cut(msg, ": "); ok {
+			return &FieldError{File: file, Line: line, Path: path + sub, Msg: rest}
+		}
+	}
+	return &FieldError{File: file, Line: line, Path: path, Msg: msg}
+}
+
+// basePath is a field path without its index or key suffix:
+// data.sources[1].weight -> data.sources.
+func basePath(p string) string {
+	if i := strings.IndexByte(p, '['); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// normalizeData makes empty lists and maps nil, so that a config equals its
+// Dump read back.
+func normalizeData(d *Data) {
+	if len(d.Sources) == 0 {
+		d.Sources = nil
+	}
+	if len(d.Fields) == 0 {
+		d.Fields = nil
+	}
+	for i := range d.Sources {
+		if len(d.Sources[i].Fields) == 0 {
+			d.Sources[i].Fields = nil
+		}
+	}
 }
 
 // splitList splits "a, b,c" into its trimmed, non-empty parts.
@@ -589,6 +766,10 @@ func expected(typ string) string {
 		return "a name or a list of names"
 	case TypeInts:
 		return "an integer or a list of integers"
+	case TypeStringMap:
+		return "a mapping of names"
+	case TypeSources:
+		return "a list of sources"
 	}
 	return typ
 }

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -48,10 +49,28 @@ func (c *Config) Validate() error {
 	// data
 	d := c.Data
 	switch {
-	case d.Train == "":
-		v.add("data.train", "required: the training data file, or %s", BuiltinData)
+	case d.Train == "" && len(d.Sources) == 0:
+		v.add("data.train", "required: the training data file, or %s; or data.sources", BuiltinData)
+	case d.Train != "" && len(d.Sources) > 0:
+		v.add("data.sources", "cannot be combined with data.train; set one of them")
 	case strings.HasPrefix(d.Train, builtinPre) && d.Train != BuiltinData:
 		v.add("data.train", "unknown builtin data set %s; the only one is %s", quote(d.Train), BuiltinData)
+	}
+	for i, src := range d.Sources {
+		at := fmt.Sprintf("data.sources[%d]", i)
+		switch {
+		case src.Path == "":
+			v.add(at+".path", "required: a file, a directory or a glob")
+		case strings.HasPrefix(src.Path, builtinPre):
+			v.add(at+".path", "builtin data sets go in data.train, not data.sources; got %s", quote(src.Path))
+		}
+		if src.Format != "" {
+			v.oneOf(at+".format", src.Format, Formats())
+		}
+		if !(src.Weight > 0) || math.IsInf(src.Weight, 0) {
+			v.add(at+".weight", "must be a finite number > 0, got %s", fmtFloat(src.Weight))
+		}
+		v.fieldNames(at+".fields", src.Fields)
 	}
 	if strings.HasPrefix(d.Val, builtinPre) {
 		v.add("data.val", "builtin data sets cannot be a validation file; use data.val_ratio")
@@ -61,7 +80,14 @@ func (c *Config) Validate() error {
 		v.add("data.val_ratio", "cannot be combined with data.val; set one of them")
 	}
 	v.oneOf("data.format", d.Format, Formats())
+	v.fieldNames("data.fields", d.Fields)
+	v.oneOf("data.prompt_template", d.PromptTemplate, PromptTemplates())
 	v.atLeastOne("data.seq_len", d.SeqLen)
+	v.nonNegative("data.max_len", d.MaxLen)
+	if d.MaxLen > d.SeqLen && d.SeqLen >= 1 {
+		v.add("data.max_len", "must be <= data.seq_len (%d), got %d; an example cannot be longer than a row", d.SeqLen, d.MaxLen)
+	}
+	v.oneOf("data.truncation", d.Truncation, Truncations())
 	if d.Train == BuiltinData && d.BuiltinExamples < 1 {
 		v.add("data.builtin_examples", "must be >= 1 when data.train is %s, got %d", BuiltinData, d.BuiltinExamples)
 	} else {
@@ -165,6 +191,23 @@ func (v *validator) oneOf(path, s string, valid []string) {
 		msg += "; did you mean " + n + "?"
 	}
 	v.add(path, "%s", msg)
+}
+
+// fieldNames checks the keys of a field renaming (data.fields, a source's fields).
+func (v *validator) fieldNames(path string, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		switch {
+		case !slices.Contains(FieldNames(), k):
+			v.add(path, "unknown field %s; did you mean %s? (fields: %s)", quote(k), nearest(k, FieldNames()), strings.Join(FieldNames(), ", "))
+		case m[k] == "":
+			v.add(path, "field %s: empty name", k)
+		}
+	}
 }
 
 func (v *validator) targetModules(mods []string) {

@@ -1,0 +1,243 @@
+package export
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+)
+
+// GGUF writes the model in baseDir, merged with the PEFT adapter in
+// adapterDir ("" for none), as one GGUF file llama.cpp and Ollama run
+// directly. typ is f32, f16, bf16 or q8_0: it applies to the matrices;
+// norms, biases and other 1-D tensors stay F32 as llama.cpp requires, and
+// under q8_0 a matrix whose rows are not whole 32-value blocks falls back to
+// F16 (as convert_hf_to_gguf does).
+//
+// Tensors are produced one at a time while the file is written: each base
+// tensor is read from the memory-mapped checkpoint, the adapter's delta
+// scale·B·A added in float32, q/k rows permuted for llama-arch models, and
+// the result converted once, so memory stays near one tensor however large
+// the model. The metadata is what llama.cpp reads: the hyperparameters under
+// the architecture's prefix, rope scaling (linear as rope.scaling.*, llama3
+// as a rope_freqs tensor of per-frequency divisors, as convert_hf_to_gguf
+// emits it), and the tokenizer with its chat template.
+func GGUF(baseDir, adapterDir, outPath, typ string) error {
+	t, err := ParseType(typ)
+	if err != nil {
+		return err
+	}
+	md, err := checkpoints.OpenModelDir(baseDir)
+	if err != nil {
+		return err
+	}
+	defer md.Close()
+	cfg, err := model.ParseConfig(md.Config)
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(baseDir, checkpoints.ConfigFile), err)
+	}
+	arch, err := ggufArch(cfg.ModelType)
+	if err != nil {
+		return fmt.Errorf("%s: %w", baseDir, err)
+	}
+	// Load checks every tensor the architecture needs is there with the right
+	// shape and a float dtype; it maps, it does not copy.
+	if _, err := model.Load(cfg, md); err != nil {
+		return fmt.Errorf("%s: %w", baseDir, err)
+	}
+	var adapter *lora.Adapter
+	if adapterDir != "" {
+		if adapter, err = lora.FromPEFT(adapterDir, cfg); err != nil {
+			return err
+		}
+	}
+	kv, err := modelKV(cfg, arch, t, filepath.Base(filepath.Clean(baseDir)))
+	if err != nil {
+		return fmt.Errorf("%s: %w", baseDir, err)
+	}
+	vkv, err := vocabKV(baseDir, cfg.Vocab)
+	if err != nil {
+		return err
+	}
+	kv = append(kv, vkv...)
+
+	var tensors []checkpoints.GGUFTensor
+	if cfg.RopeScaling.Type == "llama3" {
+		factors := llama3RopeFactors(cfg)
+		tensors = append(tensors, checkpoints.GGUFTensor{Name: "rope_freqs.weight", Dims: []uint64{uint64(len(factors))}, Type: checkpoints.GGMLF32,
+			Data: func() ([]byte, error) { return checkpoints.EncodeGGML(checkpoints.GGMLF32, factors) }})
+	}
+	type entry struct {
+		hf, name string
+		layer    int
+		module   string
+	}
+	var entries []entry
+	for _, hf := range md.Names() {
+		name, layer, module, skip, err := ggufName(hf)
+		if err != nil {
+			return fmt.Errorf("%s: %w", baseDir, err)
+		}
+		if !skip {
+			entries = append(entries, entry{hf, name, layer, module})
+		}
+	}
+	// token_embd, then the layers in order, then output_norm and output: the
+	// order convert_hf_to_gguf writes (llama.cpp looks tensors up by name).
+	rank := func(e entry) int {
+		switch e.name {
+		case "token_embd.weight":
+			return -2
+		case "output_norm.weight":
+			return math.MaxInt - 1
+		case "output.weight":
+			return math.MaxInt
+		}
+		return e.layer
+	}
+	slices.SortStableFunc(entries, func(a, b entry) int { return cmp.Compare(rank(a), rank(b)) })
+	for _, e := range entries {
+		info, _ := md.Info(e.hf)
+		var mod *lora.Module
+		if adapter != nil && e.module != "" && filepath.Ext(e.hf) == ".weight" {
+			mod = adapter.Module(e.layer, e.module)
+			if mod != nil && allZero(mod.A) && allZero(mod.B) {
+				mod = nil
+			}
+		}
+		heads := 0
+		if permutesQK(arch) {
+			heads = qkHeads(cfg, e.module)
+		}
+		out := t
+		switch {
+		case len(info.Shape) < 2:
+			out = checkpoints.GGMLF32
+		case t == checkpoints.GGMLQ8_0 && info.Shape[len(info.Shape)-1]%checkpoints.Q8_0BlockSize != 0:
+			out = checkpoints.GGMLF16
+		}
+		hf := e.hf
+		tensors = append(tensors, checkpoints.GGUFTensor{Name: e.name, Dims: ggufDims(info.Shape), Type: out,
+			Data: func() ([]byte, error) { return convertTensor(md, hf, out, adapter, mod, heads) }})
+	}
+	if err := checkpoints.WriteGGUF(outPath, kv, tensors); err != nil {
+		return fmt.Errorf("GGUF: %w", err)
+	}
+	return nil
+}
+
+// convertTensor produces one output tensor: base (+ delta), permuted rows
+// when heads > 0, converted to out.
+func convertTensor(md *checkpoints.ModelDir, name string, out checkpoints.GGMLType, a *lora.Adapter, m *lora.Module, heads int) ([]byte, error) {
+	t, err := md.Tensor(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storedType(t.DType)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if st == out && m == nil && heads == 0 {
+		return t.Data, nil // already what the file needs: no copy
+	}
+	v, err := checkpoints.DecodeGGML(st, t.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	rows := 1
+	if len(t.Shape) > 0 {
+		rows = t.Shape[0]
+	}
+	if m != nil {
+		d := a.Delta(m)
+		if len(d) != len(v) {
+			return nil, fmt.Errorf("%s: %d values, the adapter's delta has %d", name, len(v), len(d))
+		}
+		for i := range v {
+			v[i] += d[i]
+		}
+	}
+	if heads > 0 {
+		if rows%(2*heads) != 0 {
+			return nil, fmt.Errorf("%s: %d rows do not split into %d heads of an even size", name, rows, heads)
+		}
+		v = permuteRows(v, rows, len(v)/rows, heads)
+	}
+	return checkpoints.EncodeGGML(out, v)
+}
+
+// modelKV is the general.* and <arch>.* metadata llama.cpp's loader reads.
+func modelKV(cfg model.Config, arch string, t checkpoints.GGMLType, name string) ([]checkpoints.KV, error) {
+	u32 := func(n int) uint32 { return uint32(n) }
+	kv := []checkpoints.KV{
+		{Key: "general.architecture", Value: arch},
+		{Key: "general.type", Value: "model"},
+		{Key: "general.name", Value: name},
+		{Key: "general.file_type", Value: fileType(t)},
+		{Key: "general.quantization_version", Value: uint32(2)},
+		{Key: arch + ".vocab_size", Value: u32(cfg.Vocab)},
+		{Key: arch + ".context_length", Value: u32(cfg.MaxPositions)},
+		{Key: arch + ".embedding_length", Value: u32(cfg.Hidden)},
+		{Key: arch + ".block_count", Value: u32(cfg.Layers)},
+		{Key: arch + ".feed_forward_length", Value: u32(cfg.Intermediate)},
+		{Key: arch + ".attention.head_count", Value: u32(cfg.Heads)},
+		{Key: arch + ".attention.head_count_kv", Value: u32(cfg.KVHeads)},
+		{Key: arch + ".attention.layer_norm_rms_epsilon", Value: float32(cfg.RMSNormEps)},
+		{Key: arch + ".rope.freq_base", Value: float32(cfg.RopeTheta)},
+		{Key: arch + ".rope.dimension_count", Value: u32(cfg.HeadDim)},
+	}
+	if cfg.HeadDim*cfg.Heads != cfg.Hidden {
+		// llama.cpp assumes hidden/heads unless told.
+		kv = append(kv,
+			checkpoints.KV{Key: arch + ".attention.key_length", Value: u32(cfg.HeadDim)},
+			checkpoints.KV{Key: arch + ".attention.value_length", Value: u32(cfg.HeadDim)})
+	}
+	switch cfg.RopeScaling.Type {
+	case "":
+	case "linear":
+		kv = append(kv,
+			checkpoints.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
+			checkpoints.KV{Key: arch + ".rope.scaling.factor", Value: float32(cfg.RopeScaling.Factor)})
+	case "llama3":
+		if arch != "llama" {
+			return nil, fmt.Errorf("rope_scaling llama3 on %s: llama.cpp applies rope_freqs only to llama-arch models", cfg.ModelType)
+		}
+	default:
+		return nil, fmt.Errorf("rope_scaling %q has no GGUF equivalent tune writes", cfg.RopeScaling.Type)
+	}
+	return kv, nil
+}
+
+// llama3RopeFactors are the per-frequency divisors of Llama 3.x's RoPE
+// scaling, as convert_hf_to_gguf computes them for the rope_freqs tensor
+// (llama.cpp divides each base frequency by its factor). One difference:
+// convert reads original_max_position_embeddings from the top level of
+// config.json (defaulting to 8192, right for every released Llama 3.x); tune
+// takes it from rope_scaling, where transformers reads it.
+func llama3RopeFactors(cfg model.Config) []float32 {
+	s := cfg.RopeScaling
+	dim := cfg.HeadDim
+	lowWavelen := s.OriginalMaxPositions / s.LowFreqFactor
+	highWavelen := s.OriginalMaxPositions / s.HighFreqFactor
+	out := make([]float32, dim/2)
+	for i := range out {
+		// torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim)) in float32
+		freq := float64(float32(1 / math.Pow(cfg.RopeTheta, float64(float32(2*i)/float32(dim)))))
+		wavelen := 2 * math.Pi / freq
+		switch {
+		case wavelen < highWavelen:
+			out[i] = 1
+		case wavelen > lowWavelen:
+			out[i] = float32(s.Factor)
+		default:
+			smooth := (s.OriginalMaxPositions/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+			out[i] = float32(1 / ((1-smooth)/s.Factor + smooth))
+		}
+	}
+	return out
+}

@@ -1,0 +1,185 @@
+// Package export turns what tune trains into files inference servers load:
+// GGUF LoRA adapters and whole GGUF models for llama.cpp and Ollama, and
+// Ollama Modelfiles. Everything is checked against llama.cpp itself (through
+// node-llama-cpp, internal/oracle/llamacpp) in this package's tests.
+package export
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/model"
+)
+
+// ggufArch is llama.cpp's architecture name for a Hugging Face model_type.
+// Mistral has no architecture of its own in llama.cpp: convert_hf_to_gguf
+// writes it as llama (and llama.cpp then ignores its sliding window).
+func ggufArch(modelType string) (string, error) {
+	switch modelType {
+	case "llama", "mistral":
+		return "llama", nil
+	case "qwen2":
+		return "qwen2", nil
+	case "qwen3":
+		return "qwen3", nil
+	}
+	return "", fmt.Errorf("model_type %q has no GGUF export (supported: llama, mistral, qwen2, qwen3)", modelType)
+}
+
+// permutesQK reports whether q and k rows must be reordered for llama.cpp.
+// Hugging Face stores llama q/k for the rotate-half RoPE; llama.cpp's llama
+// architecture rotates interleaved pairs, so convert_hf_to_gguf permutes the
+// rows. Qwen2/3 use llama.cpp's NEOX RoPE, which is rotate-half: no change.
+func permutesQK(arch string) bool { return arch == "llama" }
+
+// ggufModule is llama.cpp's name for a projection inside blk.N.
+var ggufModule = map[string]string{
+	"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+	"gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down",
+}
+
+// ggufLayerTensor maps the part of a layer tensor name after
+// "model.layers.N." to its GGUF name after "blk.N.".
+var ggufLayerTensor = map[string]string{
+	"input_layernorm.weight":          "attn_norm.weight",
+	"post_attention_layernorm.weight": "ffn_norm.weight",
+	"self_attn.q_norm.weight":         "attn_q_norm.weight",
+	"self_attn.k_norm.weight":         "attn_k_norm.weight",
+}
+
+// ggufName maps a Hugging Face tensor name to llama.cpp's, with the layer
+// (-1 outside layers) and, for projections, the module ("q_proj"). skip is
+// true for tensors convert_hf_to_gguf drops (rotary inv_freq buffers).
+func ggufName(hf string) (name string, layer int, module string, skip bool, err error) {
+	switch hf {
+	case "model.embed_tokens.weight":
+		return "token_embd.weight", -1, "", false, nil
+	case "model.norm.weight":
+		return "output_norm.weight", -1, "", false, nil
+	case "lm_head.weight":
+		return "output.weight", -1, "", false, nil
+	}
+	if strings.HasSuffix(hf, "rotary_emb.inv_freq") {
+		return "", -1, "", true, nil
+	}
+	rest, ok := strings.CutPrefix(hf, "model.layers.")
+	if ok {
+		num, tail, _ := strings.Cut(rest, ".")
+		n, convErr := strconv.Atoi(num)
+		if convErr == nil && n >= 0 {
+			if g, ok := ggufLayerTensor[tail]; ok {
+				return fmt.Sprintf("blk.%d.%s", n, g), n, "", false, nil
+			}
+			for _, m := range model.ProjectionNames {
+				for _, suffix := range []string{"weight", "bias"} {
+					if tail == model.ProjectionPath(m)+"."+suffix {
+						return fmt.Sprintf("blk.%d.%s.%s", n, ggufModule[m], suffix), n, m, false, nil
+					}
+				}
+			}
+		}
+	}
+	return "", -1, "", false, fmt.Errorf("tensor %q has no GGUF name (not part of a llama/mistral/qwen2/qwen3 model)", hf)
+}
+
+// permuteRows reorders the rows of a (rows, cols) matrix, or of a vector
+// (cols 1), the way convert_hf_to_gguf's LlamaModel.permute does:
+// view(heads, 2, rows/heads/2, cols).swapaxes(1, 2). Within each head the
+// first half (the "real" parts of rotate-half) and the second half become
+// interleaved pairs: new row 2j+s of a head is old row s·half+j.
+func permuteRows(w []float32, rows, cols, heads int) []float32 {
+	out := make([]float32, len(w))
+	hd := rows / heads
+	half := hd / 2
+	for h := range heads {
+		for j := range half {
+			for s := range 2 {
+				dst := (h*hd + 2*j + s) * cols
+				src := (h*hd + s*half + j) * cols
+				copy(out[dst:dst+cols], w[src:src+cols])
+			}
+		}
+	}
+	return out
+}
+
+// unpermuteRows undoes permuteRows.
+func unpermuteRows(w []float32, rows, cols, heads int) []float32 {
+	out := make([]float32, len(w))
+	hd := rows / heads
+	half := hd / 2
+	for h := range heads {
+		for j := range half {
+			for s := range 2 {
+				src := (h*hd + 2*j + s) * cols
+				dst := (h*hd + s*half + j) * cols
+				copy(out[dst:dst+cols], w[src:src+cols])
+			}
+		}
+	}
+	return out
+}
+
+// qkHeads is the head count permuteRows uses for a projection: n_head for q,
+// n_kv_head for k, 0 for projections that are not permuted.
+func qkHeads(cfg model.Config, module string) int {
+	switch module {
+	case "q_proj":
+		return cfg.Heads
+	case "k_proj":
+		return cfg.KVHeads
+	}
+	return 0
+}
+
+// ParseType reads a GGUF tensor type as users write it: f32, f16, bf16, q8_0.
+func ParseType(s string) (checkpoints.GGMLType, error) {
+	switch strings.ToLower(s) {
+	case "f32":
+		return checkpoints.GGMLF32, nil
+	case "f16":
+		return checkpoints.GGMLF16, nil
+	case "bf16":
+		return checkpoints.GGMLBF16, nil
+	case "q8_0":
+		return checkpoints.GGMLQ8_0, nil
+	}
+	return 0, fmt.Errorf("GGUF type %q: expected f32, f16, bf16 or q8_0", s)
+}
+
+// fileType is general.file_type, llama.cpp's llama_ftype for a whole model.
+func fileType(t checkpoints.GGMLType) uint32 {
+	switch t {
+	case checkpoints.GGMLF16:
+		return 1 // LLAMA_FTYPE_MOSTLY_F16
+	case checkpoints.GGMLQ8_0:
+		return 7 // LLAMA_FTYPE_MOSTLY_Q8_0
+	case checkpoints.GGMLBF16:
+		return 32 // LLAMA_FTYPE_MOSTLY_BF16
+	}
+	return 0 // LLAMA_FTYPE_ALL_F32
+}
+
+// storedType is the checkpoint dtype as a GGML type, for decoding.
+func storedType(d checkpoints.DType) (checkpoints.GGMLType, error) {
+	switch d {
+	case checkpoints.F32:
+		return checkpoints.GGMLF32, nil
+	case checkpoints.F16:
+		return checkpoints.GGMLF16, nil
+	case checkpoints.BF16:
+		return checkpoints.GGMLBF16, nil
+	}
+	return 0, fmt.Errorf("dtype %s: expected F32, F16 or BF16", d)
+}
+
+// ggufDims reverses a PyTorch shape into GGUF order.
+func ggufDims(shape []int) []uint64 {
+	d := make([]uint64, len(shape))
+	for i, s := range shape {
+		d[len(shape)-1-i] = uint64(s)
+	}
+	return d
+}

