@@ -17,44 +17,38 @@ const (
 
 // gemmNT computes y = x·Wᵀ for M >= gemmMinRows (see LinearForward).
 func gemmNT(y, x []float32, m int, w Matrix) {
-	n, k := w.Rows, w.Cols
-	impl := gonum.Implementation{}
-	if w.DType == F32 {
-		impl.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, x, k, w.f32, k, 0, y, n)
-		return
-	}
-	buf := make([]float32, min(gemmBlock, n)*k)
-	for j0 := 0; j0 < n; j0 += gemmBlock {
-		nb := min(gemmBlock, n-j0)
-		widenRows(w, j0, nb, buf)
-		impl.Sgemm(blas.NoTrans, blas.Trans, m, nb, k, 1, x, k, buf, k, 0, y[j0:], n)
-	}
+	k := w.Cols
+	eachBlock(w, func(j0, nb int, wb []float32, _ bool) {
+		gonum.Implementation{}.Sgemm(blas.NoTrans, blas.Trans, m, nb, k, 1, x, k, wb, k, 0, y[j0:], w.Rows)
+	})
 }
 
 // gemmNN computes dx = dy·W for M >= gemmMinRows (see LinearBackwardInput).
 func gemmNN(dx, dy []float32, m int, w Matrix) {
-	n, k := w.Rows, w.Cols
-	impl := gonum.Implementation{}
-	if w.DType == F32 {
-		impl.Sgemm(blas.NoTrans, blas.NoTrans, m, k, n, 1, dy, n, w.f32, k, 0, dx, k)
-		return
-	}
-	buf := make([]float32, min(gemmBlock, n)*k)
-	for j0 := 0; j0 < n; j0 += gemmBlock {
-		nb := min(gemmBlock, n-j0)
-		widenRows(w, j0, nb, buf)
-		beta := float32(1)
-		if j0 == 0 {
+	k := w.Cols
+	eachBlock(w, func(j0, nb int, wb []float32, first bool) {
+		beta := float32(1) // blocks after the first add to dx
+		if first {
 			beta = 0
 		}
-		impl.Sgemm(blas.NoTrans, blas.NoTrans, m, k, nb, 1, dy[j0:], n, buf, k, beta, dx, k)
-	}
+		gonum.Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, k, nb, 1, dy[j0:], w.Rows, wb, k, beta, dx, k)
+	})
 }
 
-// widenRows widens rows j0..j0+nb of w into buf, in parallel.
-func widenRows(w Matrix, j0, nb int, buf []float32) {
+// eachBlock hands f the weight as float32 row blocks (j0, rows, values):
+// an f32 weight whole, an f16/bf16 one widened gemmBlock rows at a time.
+func eachBlock(w Matrix, f func(j0, nb int, wb []float32, first bool)) {
+	if w.DType == F32 {
+		f(0, w.Rows, w.f32, true)
+		return
+	}
 	k := w.Cols
-	parallelFor(nb, 16, func(lo, hi int) {
-		w.Range((j0+lo)*k, buf[lo*k:hi*k])
-	})
+	buf := make([]float32, min(gemmBlock, w.Rows)*k)
+	for j0 := 0; j0 < w.Rows; j0 += gemmBlock {
+		nb := min(gemmBlock, w.Rows-j0)
+		parallelFor(nb, 16, func(lo, hi int) {
+			w.Range((j0+lo)*k, buf[lo*k:hi*k])
+		})
+		f(j0, nb, buf[:nb*k], j0 == 0)
+	}
 }

@@ -76,8 +76,9 @@ func Dropout(x, seed *G.Node, p float64, name string) (*G.Node, error) {
 			}
 		})
 	}
-	var bwdName = "dropout_dx(" + name + ")"
-	return apply(&kernelOp{
+	// The gradient applies the same mask to dout, so it is this very op
+	// over dout: a distinct node, since its input differs.
+	op := &kernelOp{
 		name:  fmt.Sprintf("dropout(%s,%g)", name, p),
 		in:    []port{f32port(2), i32port(1)},
 		out:   2,
@@ -87,20 +88,12 @@ func Dropout(x, seed *G.Node, p float64, name string) (*G.Node, error) {
 			return nil
 		},
 		diff: []bool{true, false},
-		grad: func(in G.Nodes, _, dout *G.Node) (G.Nodes, error) {
-			dx, err := apply(&kernelOp{
-				name:  bwdName,
-				in:    []port{f32port(2), i32port(1)},
-				out:   2,
-				shape: sameShape(0),
-				do: func(out []float32, in []G.Value) error {
-					mask(out, f32s(in[0]), i32s(in[1])[0])
-					return nil
-				},
-			}, dout, in[1])
-			return G.Nodes{dx, nil}, err
-		},
-	}, x, seed)
+	}
+	op.grad = func(in G.Nodes, _, dout *G.Node) (G.Nodes, error) {
+		dx, err := apply(op, dout, in[1])
+		return G.Nodes{dx, nil}, err
+	}
+	return apply(op, x, seed)
 }
 
 // splitmix is SplitMix64's finaliser: a cheap, well-mixed hash of a counter.
