@@ -90,7 +90,9 @@ func Dropout(x, seed *G.Node, p float64, name string) (*G.Node, error) {
 		diff: []bool{true, false},
 	}
 	op.grad = func(in G.Nodes, _, dout *G.Node) (G.Nodes, error) {
-		dx, err := apply(op, dout, in[1])
+		bwd := *op // a node of its own, with its own output buffer
+		bwd.last = nil
+		dx, err := apply(&bwd, dout, in[1])
 		return G.Nodes{dx, nil}, err
 	}
 	return apply(op, x, seed)

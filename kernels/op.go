@@ -40,6 +40,13 @@ type kernelOp struct {
 	// diff marks the inputs with a gradient; grad builds their gradient nodes.
 	diff []bool
 	grad func(in G.Nodes, out, dout *G.Node) (G.Nodes, error)
+
+	// last is the output of the previous run, reused by the next one: the
+	// graph runs again every step with the same shapes, and a fresh
+	// allocation per op per step is most of the garbage a training run makes.
+	// Every do function writes its whole output, so nothing needs clearing.
+	// The caller reads what it needs (loss, gradients) before the next run.
+	last *tensor.Dense
 }
 
 func (o *kernelOp) Arity() int { return len(o.in) }
@@ -77,7 +84,11 @@ func (o *kernelOp) Do(vals ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(s...))
+	out := o.last
+	if out == nil || !out.Shape().Eq(s) {
+		out = tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(s...))
+		o.last = out
+	}
 	if err := o.do(out.Float32s(), vals); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.name, err)
 	}
@@ -105,7 +116,8 @@ func (o *kernelOp) SymDiff(in G.Nodes, out, dout *G.Node) (G.Nodes, error) {
 	return o.grad(in, out, dout)
 }
 
-// apply adds op to the graph over its inputs.
+// apply adds op to the graph over its inputs. An op serves one node: its
+// output buffer is reused run after run.
 func apply(o *kernelOp, in ...*G.Node) (*G.Node, error) {
 	n, err := G.ApplyOp(o, in...)
 	if err != nil {
