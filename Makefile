@@ -1,6 +1,7 @@
 # tune: the commands of README.md.
 GO      ?= go
-ORACLE  := internal/oracle/js
+# Each folder holds an npm oracle: transformers.js tokenizers, llama.cpp.
+ORACLES := $(dir $(wildcard internal/oracle/*/package.json))
 
 .PHONY: build test setup setup-apt setup-npm vet fuzz bench demo clean
 
@@ -14,8 +15,17 @@ setup-apt:
 	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-numpy; }
 
+# npm install, not npm ci: the registry here lacks node-llama-cpp's other
+# platform packages, so its lock cannot list them and npm ci refuses.
+# --ignore-scripts: node-llama-cpp's postinstall would try to download or build
+# llama.cpp; its prebuilt binaries come as the @node-llama-cpp/linux-x64 package.
+# --omit=optional skips the CUDA and Vulkan builds.
 setup-npm:
-	@if [ -f $(ORACLE)/package.json ]; then cd $(ORACLE) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; fi
+	@for d in $(ORACLES); do \
+		[ -d $$d/node_modules ] && [ $$d/node_modules -nt $$d/package-lock.json ] && continue; \
+		echo "npm install in $$d"; \
+		(cd $$d && npm install --no-audit --no-fund --ignore-scripts --omit=optional --loglevel=error) || exit 1; \
+	done
 
 test: setup vet
 	$(GO) test ./...
@@ -25,9 +35,15 @@ vet:
 	$(GO) vet ./...
 
 # Short fuzz runs of every parser of untrusted files.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseSafetensorsHeader$$' -fuzztime 30s ./checkpoints
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenSafetensors$$' -fuzztime 30s ./checkpoints
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSafetensorsHeader$$' -fuzztime $(FUZZTIME) ./checkpoints
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenSafetensors$$' -fuzztime $(FUZZTIME) ./checkpoints
+	$(GO) test -run '^$$' -fuzz '^FuzzReadGGUF$$' -fuzztime $(FUZZTIME) ./checkpoints
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./configs
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./tokenizer
+	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./tokenizer
+	$(GO) test -run '^$$' -fuzz '^FuzzFastSplit$$' -fuzztime $(FUZZTIME) ./tokenizer
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...

@@ -27,6 +27,20 @@ import (
 // byte-identical output matters. The header is padded with spaces to a
 // multiple of 8 bytes so the data section starts aligned.
 func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string) error {
+	for _, t := range tensors {
+		if need, problem := byteSize(t.DType, t.Shape); problem == "" && int64(len(t.Data)) != need {
+			return fmt.Errorf("%s: tensor %q: has %d bytes of data, but dtype %s shape %s needs %d",
+				path, t.Name, len(t.Data), t.DType, formatInts(t.Shape), need)
+		}
+	}
+	return WriteSafetensorsFunc(path, tensors, metadata, func(i int) ([]byte, error) { return tensors[i].Data, nil })
+}
+
+// WriteSafetensorsFunc is WriteSafetensors for files larger than memory: the
+// header comes from the tensors' names, dtypes and shapes (their Data is
+// ignored), and data(i) is asked for tensor i's bytes only when they are
+// written, so a merged 7B model is produced one tensor at a time.
+func WriteSafetensorsFunc(path string, tensors []Tensor, metadata map[string]string, data func(i int) ([]byte, error)) error {
 	header, err := encodeHeader(tensors, metadata)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -41,8 +55,16 @@ func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string)
 		if _, err := bw.Write(header); err != nil {
 			return err
 		}
-		for _, t := range tensors {
-			if _, err := bw.Write(t.Data); err != nil {
+		for i, t := range tensors {
+			b, err := data(i)
+			if err != nil {
+				return fmt.Errorf("tensor %q: %w", t.Name, err)
+			}
+			if need, _ := byteSize(t.DType, t.Shape); int64(len(b)) != need {
+				return fmt.Errorf("tensor %q: has %d bytes of data, but dtype %s shape %s needs %d",
+					t.Name, len(b), t.DType, formatInts(t.Shape), need)
+			}
+			if _, err := bw.Write(b); err != nil {
 				return err
 			}
 		}
@@ -116,10 +138,6 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) 
 		need, problem := byteSize(t.DType, t.Shape)
 		if problem != "" {
 			return nil, fmt.Errorf("tensor %q: shape %s %s", t.Name, formatInts(t.Shape), problem)
-		}
-		if int64(len(t.Data)) != need {
-			return nil, fmt.Errorf("tensor %q: has %d bytes of data, but dtype %s shape %s needs %d",
-				t.Name, len(t.Data), t.DType, formatInts(t.Shape), need)
 		}
 		if !first {
 			b.WriteByte(',')

@@ -16,10 +16,10 @@
 // a list. A list of names or integers may also be written as one comma-separated
 // string (lora.target_modules=q_proj,v_proj).
 //
-// Paths: relative values of model.path, data.train, data.val, lora.init_from and
-// output.dir are resolved against the current working directory, as torchtune does,
-// not against the config file's directory; values starting with "builtin:" are kept
-// as they are. Load does not check that the paths exist: the run does, when it starts.
+// Paths: relative values of model.path, data.train, data.val, data.sources[].path,
+// lora.init_from and output.dir are resolved against the current working directory,
+// as torchtune does, not against the config file's directory; values starting with
+// "builtin:" are kept as they are. Load does not check that the paths exist: the run does, when it starts.
 package configs
 
 import (

@@ -204,6 +204,9 @@ func load(file string, data []byte, overrides, environ []string) (*Config, error
 				if bad[basePath(e.Path)] {
 					continue // its own type error already says what is wrong
 				}
+				if e.Path == "data.train" && bad["data.sources"] {
+					continue // "required": data.sources was given, wrongly
+				}
 				o, set := origins[basePath(e.Path)]
 				switch {
 				case set && o.label != "":

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/tune-dev/tune/tokenizer"
@@ -32,7 +33,8 @@ type encoder struct {
 	pre, post     []int // what the tokenizer adds around a sequence (BOS, EOS)
 	eos           int   // -1: none
 	trainOnInputs bool
-	useChat       bool // instruction records go through the chat template
+	useChat       bool     // instruction records go through the chat template
+	specials      sync.Map // id -> its text if it is a special token, else ""
 }
 
 // encodeStats are the counters one encoding adds to.
@@ -343,10 +345,16 @@ func (e *encoder) specialTexts(ids []int) []special {
 			continue
 		}
 		seen[id] = true
-		if e.tok.Decode([]int{id}, true) == "" {
-			if s := e.tok.Decode([]int{id}, false); s != "" {
-				out = append(out, special{s, id})
+		text, ok := e.specials.Load(id)
+		if !ok {
+			text = ""
+			if e.tok.Decode([]int{id}, true) == "" {
+				text = e.tok.Decode([]int{id}, false)
 			}
+			e.specials.Store(id, text)
+		}
+		if s := text.(string); s != "" {
+			out = append(out, special{s, id})
 		}
 	}
 	return out

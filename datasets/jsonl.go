@@ -1,12 +1,25 @@
 // Package datasets turns dataset files into token sequences with label masks,
-// and those into batches. Files are read as streams, one record at a time, so a
-// file larger than memory is no problem.
+// and those into rows of batches.
+//
+// Sources are JSONL, JSON (an array of records) and Parquet files, and text
+// documents (a directory or glob of files); several are mixed with weights.
+// Records are pre-tokenized ({input_ids, labels}), text ({text}), instruction
+// (Alpaca: {instruction, input, output}) or chat (OpenAI {messages: [{role,
+// content}]} or ShareGPT {conversations: [{from, value}]}), field names
+// mappable. Text is tokenized with the model's tokenizer and its rules for BOS
+// and EOS; instruction and chat records are rendered with its chat template,
+// and only the responses are trained by default.
+//
+// Files are never held in memory: Open indexes them (8 bytes per JSONL or JSON
+// record, row groups for Parquet) and runs one counting pass that tokenizes
+// every record in parallel and keeps its length (4 bytes); a Loader then
+// reads and tokenizes the examples a row needs, in an order drawn from the
+// seed and the epoch, and its Cursor resumes mid-epoch exactly.
 package datasets
 
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,36 +78,11 @@ type Example struct {
 
 // ParsePretokenized reads a record {"input_ids": [...], "labels": [...]?}.
 func ParsePretokenized(raw []byte) (Example, error) {
-	var rec struct {
-		InputIDs *[]int32 `json:"input_ids"`
-		Labels   *[]int32 `json:"labels"`
+	o, err := parseObject(raw)
+	if err != nil {
+		return Example{}, err
 	}
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return Example{}, fmt.Errorf("field %s: got a JSON %s, expected %s", te.Field, te.Value, te.Type)
-		}
-		return Example{}, fmt.Errorf("not a JSON object: %v", err)
-	}
-	if rec.InputIDs == nil {
-		return Example{}, fmt.Errorf("field input_ids: missing")
-	}
-	ex := Example{IDs: *rec.InputIDs}
-	if len(ex.IDs) == 0 {
-		return Example{}, fmt.Errorf("field input_ids: empty")
-	}
-	for i, id := range ex.IDs {
-		if id < 0 {
-			return Example{}, fmt.Errorf("field input_ids[%d]: %d is negative", i, id)
-		}
-	}
-	if rec.Labels != nil {
-		ex.Labels = *rec.Labels
-		if len(ex.Labels) != len(ex.IDs) {
-			return Example{}, fmt.Errorf("field labels: %d values for %d input_ids", len(ex.Labels), len(ex.IDs))
-		}
-	}
-	return ex, nil
+	return parsePretokenized(o, nil)
 }
 
 // ReadPretokenized reads every record of a pre-tokenized JSONL file.

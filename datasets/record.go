@@ -103,6 +103,9 @@ func decodeInts(path string, raw json.RawMessage) ([]int32, error) {
 	if len(raw) == 0 || raw[0] != '[' {
 		return nil, fieldError(path, "expected a list of token ids, got %s", jsonKind(raw))
 	}
+	if v, ok := fastInts(raw); ok {
+		return v, nil
+	}
 	var v []int32
 	if err := json.Unmarshal(raw, &v); err == nil {
 		return v, nil
@@ -122,6 +125,59 @@ func decodeInts(path string, raw json.RawMessage) ([]int32, error) {
 		}
 	}
 	return nil, fieldError(path, "invalid list of integers")
+}
+
+// fastInts parses a JSON list of small decimal integers ([1, -100, 3]);
+// false for anything else, which encoding/json then reads (or explains).
+func fastInts(b []byte) ([]int32, bool) {
+	i, n := 1, len(b)
+	skip := func() {
+		for i < n && isSpace(b[i]) {
+			i++
+		}
+	}
+	out := make([]int32, 0, len(b)/5)
+	skip()
+	if i < n && b[i] == ']' {
+		return out, i == n-1
+	}
+	for i < n {
+		neg := false
+		if b[i] == '-' {
+			neg = true
+			i++
+		}
+		start := i
+		var v int64
+		for i < n && b[i] >= '0' && b[i] <= '9' && i-start < 10 {
+			v = v*10 + int64(b[i]-'0')
+			i++
+		}
+		if i == start || (b[start] == '0' && i-start > 1) || (i < n && b[i] >= '0' && b[i] <= '9') {
+			return nil, false
+		}
+		if neg {
+			v = -v
+		}
+		if v < -1<<31 || v > 1<<31-1 {
+			return nil, false
+		}
+		out = append(out, int32(v))
+		skip()
+		if i >= n {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i++
+			skip()
+		case ']':
+			return out, i == n-1
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
 }
 
 // parsedText is a text record.

@@ -322,6 +322,12 @@ func openJSONArray(path string) (*offsetIndex, error) {
 			if errors.As(err, &se) {
 				return fail(skipped+se.Offset, "invalid JSON: %v", se)
 			}
+			// Truncated: name the line where the record starts.
+			var buf [256]byte
+			n, _ := f.ReadAt(buf[:], before)
+			for k := 0; k < n && (isSpace(buf[k]) || buf[k] == ','); k++ {
+				before++
+			}
 			return fail(before, "invalid JSON: %v", err)
 		}
 		end := skipped + dec.InputOffset()

@@ -144,17 +144,19 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 			types[id] = tokByte
 		}
 	}
-	if u := f.Model.UnkToken; u != nil {
-		if id, ok := f.Model.Vocab[*u]; ok {
-			types[id] = tokUnknown
-		}
-	}
 	for _, a := range f.AddedTokens {
 		tokens[a.ID] = a.Content
 		if a.Special {
 			types[a.ID] = tokControl
 		} else {
 			types[a.ID] = tokUserDefined
+		}
+	}
+	// The unknown token stays UNKNOWN even when it is also an added special
+	// token (Llama 2 lists <unk> there), as in convert_hf_to_gguf's output.
+	if u := f.Model.UnkToken; u != nil {
+		if id, ok := f.Model.Vocab[*u]; ok {
+			types[id] = tokUnknown
 		}
 	}
 	merges, err := mergeList(f.Model.Merges)

@@ -26,13 +26,51 @@ type EvalResult struct {
 // examples) and runs them in batches, forward only. The loss is the mean over
 // tokens, not over batches, so it does not depend on batch or seq.
 func Evaluate(ctx context.Context, m *model.Model, examples []datasets.Example, batch, seq int, adapter model.Adapter) (EvalResult, error) {
-	res := EvalResult{Examples: len(examples)}
 	rows := datasets.Pack(examples, seq)
-	res.Rows = len(rows)
-	if len(rows) == 0 {
+	next := func() (datasets.Row, bool, error) {
+		if len(rows) == 0 {
+			return datasets.Row{}, false, nil
+		}
+		r := rows[0]
+		rows = rows[1:]
+		return r, true, nil
+	}
+	res, err := EvaluateRows(ctx, m, next, len(rows), batch, seq, adapter)
+	res.Examples = len(examples)
+	return res, err
+}
+
+// EvaluateDataset evaluates a data set's rows (packed, in file order), the
+// first maxBatches batches of them (0: all).
+func EvaluateDataset(ctx context.Context, m *model.Model, ds *datasets.Dataset, maxBatches, batch, seq int, adapter model.Adapter) (EvalResult, error) {
+	l, err := ds.Loader(datasets.LoaderOptions{Seq: seq, Packing: true})
+	if err != nil {
+		return EvalResult{}, err
+	}
+	rows := l.RowsInEpoch(0)
+	if maxBatches > 0 {
+		rows = min(rows, maxBatches*batch)
+	}
+	left := rows
+	next := func() (datasets.Row, bool, error) {
+		if left == 0 {
+			return datasets.Row{}, false, nil
+		}
+		left--
+		return l.Next()
+	}
+	res, err := EvaluateRows(ctx, m, next, rows, batch, seq, adapter)
+	res.Examples = ds.Examples()
+	return res, err
+}
+
+// EvaluateRows runs n rows that next yields in batches, forward only.
+func EvaluateRows(ctx context.Context, m *model.Model, next func() (datasets.Row, bool, error), n, batch, seq int, adapter model.Adapter) (EvalResult, error) {
+	res := EvalResult{Rows: n}
+	if n == 0 {
 		return res, fmt.Errorf("evaluate: no examples")
 	}
-	batch = min(batch, len(rows))
+	batch = min(batch, n)
 	gr, err := m.Build(batch, seq, adapter)
 	if err != nil {
 		return res, err
@@ -40,15 +78,18 @@ func Evaluate(ctx context.Context, m *model.Model, examples []datasets.Example, 
 	vm := G.NewTapeMachine(gr.G)
 	defer vm.Close()
 	var sum float64
-	for start := 0; start < len(rows); start += batch {
+	for start := 0; start < n; start += batch {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
 		b := model.Batch{}
-		for i := start; i < start+batch; i++ {
-			r := datasets.PaddingRow(seq) // fills a short last batch
-			if i < len(rows) {
-				r = rows[i]
+		for range batch {
+			r, ok, err := next()
+			if err != nil {
+				return res, err
+			}
+			if !ok {
+				r = datasets.PaddingRow(seq) // fills a short last batch
 			}
 			b.IDs = append(b.IDs, r.IDs...)
 			b.Labels = append(b.Labels, r.Labels...)

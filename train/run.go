@@ -17,9 +17,11 @@ import (
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/tokenizer"
 )
 
 // Options are the per-invocation choices that are not part of a config.
@@ -78,27 +80,25 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	defer base.Close()
 	mc := base.Model.Config
 
-	// Data.
-	trainSet, valSet, err := loadData(cfg, mc)
+	// Data: indexed and counted here, read row by row as training goes.
+	data, err := OpenData(cfg, modelPath, mc.Vocab)
 	if err != nil {
 		return res, err
 	}
-	rowsOf := func(epoch int) []datasets.Row {
-		ex := trainSet
-		if cfg.Data.Shuffle {
-			ex = make([]datasets.Example, len(trainSet))
-			for i, j := range datasets.Shuffled(len(trainSet), t.Seed, epoch) {
-				ex[i] = trainSet[j]
-			}
-		}
-		return datasets.Rows(ex, cfg.Data.SeqLen, cfg.Data.Packing)
+	defer data.Close()
+	logData(logf, data.Stats)
+	loader, err := data.Train.Loader(datasets.LoaderOptions{Seq: cfg.Data.SeqLen, Packing: cfg.Data.Packing, Shuffle: cfg.Data.Shuffle, Seed: t.Seed})
+	if err != nil {
+		return res, err
 	}
-	epochRows := rowsOf(0)
-	rowsPerStep := t.BatchSize * t.GradAccum
-	stepsPerEpoch := (len(epochRows) + rowsPerStep - 1) / rowsPerStep
 	total := t.MaxSteps
 	if total <= 0 {
-		total = t.Epochs * stepsPerEpoch
+		// Each epoch ends with a padded micro-batch; steps take GradAccum of them.
+		micro := 0
+		for e := range t.Epochs {
+			micro += (loader.RowsInEpoch(e) + t.BatchSize - 1) / t.BatchSize
+		}
+		total = (micro + t.GradAccum - 1) / t.GradAccum
 	}
 	sched := Schedule{Kind: t.Schedule, Peak: t.LR, Total: total, Warmup: WarmupSteps(t.WarmupSteps, t.WarmupRatio, total)}
 	if err := sched.Check(); err != nil {
@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	adam := NewAdamW(sizes, t.Beta1, t.Beta2, t.Eps, t.WeightDecay)
 
 	// Resume.
-	st := State{Seed: t.Seed, BaseModel: modelPath}
+	st := State{Seed: t.Seed, BaseModel: modelPath, Data: loader.Cursor()}
 	if opt.Resume != "" {
 		dir := opt.Resume
 		if dir == "latest" {
@@ -135,7 +135,12 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		if st.Seed != t.Seed {
 			return res, fmt.Errorf("resume: %s was trained with seed %d, the config says %d", dir, st.Seed, t.Seed)
 		}
-		epochRows = rowsOf(st.Epoch)
+		if st.Data.Data == "" {
+			return res, fmt.Errorf("resume: %s has no data cursor (written by an older tune); start afresh", dir)
+		}
+		if err := loader.Seek(st.Data); err != nil {
+			return res, fmt.Errorf("resume: %s: %w", dir, err)
+		}
 		logf("resumed from %s at step %d", dir, st.Step)
 	}
 	metrics, err := openMetrics(filepath.Join(outDir, "metrics.jsonl"), st.Step)
@@ -170,27 +175,29 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 
 	bar := newProgress(opt.Progress, total, st.Step)
 	defer bar.Finish()
-	logf("training %d adapter parameters (%d modules, r=%d) on %d rows of %d tokens: %d steps", adapter.ParamCount(), len(adapter.Modules), adapter.Spec.R, len(epochRows), cfg.Data.SeqLen, total)
+	logf("training %d adapter parameters (%d modules, r=%d) on %d rows of %d tokens: %d steps", adapter.ParamCount(), len(adapter.Modules), adapter.Spec.R, loader.RowsInEpoch(loader.Epoch()), cfg.Data.SeqLen, total)
 
 	// nextBatch takes BatchSize rows at the cursor, padding at an epoch's end.
-	nextBatch := func() model.Batch {
+	nextBatch := func() (model.Batch, error) {
 		var b model.Batch
 		for range t.BatchSize {
-			r := datasets.PaddingRow(cfg.Data.SeqLen)
-			if st.Row < len(epochRows) {
-				r = epochRows[st.Row]
-				st.Row++
+			r, ok, err := loader.Next()
+			if err != nil {
+				return b, err
+			}
+			if !ok {
+				r = datasets.PaddingRow(cfg.Data.SeqLen)
 			}
 			b.IDs = append(b.IDs, r.IDs...)
 			b.Labels = append(b.Labels, r.Labels...)
 			b.Positions = append(b.Positions, r.Positions...)
 			b.Segments = append(b.Segments, r.Segments...)
 		}
-		if st.Row >= len(epochRows) {
-			st.Epoch, st.Row = st.Epoch+1, 0
-			epochRows = rowsOf(st.Epoch)
+		if loader.Done() {
+			loader.NextEpoch()
 		}
-		return b
+		st.Data = loader.Cursor()
+		return b, nil
 	}
 
 	checkpoint := func() error {
@@ -211,7 +218,10 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		var lossSum float64
 		tokens := 0
 		for micro := range t.GradAccum {
-			b := nextBatch()
+			b, err := nextBatch()
+			if err != nil {
+				return res, err
+			}
 			if err := gr.Feed(b); err != nil {
 				return res, err
 			}
@@ -266,7 +276,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		res.Steps++
 		res.LastLoss = loss
 		tps := float64(tokens) / elapsed.Seconds()
-		rec := StepRecord{Step: st.Step, Epoch: st.Epoch, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerS: tps, StepTimeS: elapsed.Seconds(), PeakMemBytes: peakRSS()}
+		rec := StepRecord{Step: st.Step, Epoch: st.Data.Epoch, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerS: tps, StepTimeS: elapsed.Seconds(), PeakMemBytes: peakRSS()}
 		if err := metrics.Write(rec); err != nil {
 			return res, err
 		}
@@ -275,8 +285,8 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		}
 		bar.Step(st.Step, loss, lr, tps)
 
-		if t.EvalEvery > 0 && len(valSet) > 0 && (st.Step%t.EvalEvery == 0 || st.Step == total) {
-			ev, err := evaluate(ctx, base.Model, adapter, valSet, cfg)
+		if t.EvalEvery > 0 && data.Val != nil && (st.Step%t.EvalEvery == 0 || st.Step == total) {
+			ev, err := evaluate(ctx, base.Model, adapter, data.Val, cfg)
 			if err != nil {
 				return res, err
 			}
@@ -310,7 +320,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		return res, err
 	}
 	if cfg.Output.Merged {
-		if err := WriteMerged(base, adapter, filepath.Join(outDir, "merged")); err != nil {
+		if err := export.Merged(modelPath, res.AdapterDir, filepath.Join(outDir, "merged"), "", export.DefaultShardBytes); err != nil {
 			return res, err
 		}
 	}
@@ -337,43 +347,30 @@ func resolveModel(path, outDir string) (string, error) {
 	return dir, err
 }
 
-// loadData reads the training examples and splits off the validation set.
-func loadData(cfg *configs.Config, mc model.Config) (trainSet, valSet []datasets.Example, err error) {
-	read := func(path string) ([]datasets.Example, error) {
-		if name, ok := strings.CutPrefix(path, "builtin:"); ok {
-			if name != "counting" {
-				return nil, fmt.Errorf("data.train: unknown built-in dataset %q (tune has builtin:counting)", path)
-			}
-			return datasets.Counting(cfg.Data.BuiltinExamples, mc.Vocab, cfg.Train.Seed), nil
+// OpenData opens the data a config names for a model: its tokenizer (from
+// modelDir, when some source is not pre-tokenized) and its vocabulary size.
+func OpenData(cfg *configs.Config, modelDir string, vocab int) (*datasets.Data, error) {
+	spec := datasets.SpecFrom(cfg)
+	spec.Vocab = vocab
+	if spec.NeedsTokenizer() {
+		tok, err := tokenizer.Load(modelDir)
+		if err != nil {
+			return nil, fmt.Errorf("data.format: %s data need the model's tokenizer: %w", cfg.Data.Format, err)
 		}
-		if cfg.Data.Format != "pretokenized" {
-			return nil, fmt.Errorf("data.format: %q datasets need the tokenizer, which this build of tune does not have yet; use pretokenized", cfg.Data.Format)
-		}
-		return datasets.ReadPretokenized(path)
+		spec.Tokenizer = tok
 	}
-	if trainSet, err = read(cfg.Data.Train); err != nil {
-		return nil, nil, err
+	return datasets.Open(spec)
+}
+
+// logData reports the counting pass.
+func logData(logf func(string, ...any), s datasets.Stats) {
+	logf("data: %d examples, %d tokens for training; %d examples for validation; %.1f%% of tokens masked", s.TrainExamples, s.TrainTokens, s.ValExamples, 100*s.MaskedShare())
+	if s.Truncated+s.Dropped+s.Untrainable+s.NotText > 0 {
+		logf("data: %d truncated, %d dropped as too long, %d with nothing to train on, %d non-text files skipped", s.Truncated, s.Dropped, s.Untrainable, s.NotText)
 	}
-	if cfg.Data.Val != "" {
-		if valSet, err = read(cfg.Data.Val); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		trainSet, valSet = datasets.Split(trainSet, cfg.Data.ValRatio, cfg.Train.Seed)
+	if s.Skipped > 0 {
+		logf("data: %d bad records skipped (data.skip_bad_records), the first: %s", s.Skipped, strings.Join(s.FirstBad, "; "))
 	}
-	for _, set := range [][]datasets.Example{trainSet, valSet} {
-		for i, ex := range set {
-			for j, id := range ex.IDs {
-				if int(id) >= mc.Vocab {
-					return nil, nil, fmt.Errorf("data: example %d: token %d at position %d is outside the model's vocabulary of %d", i+1, id, j, mc.Vocab)
-				}
-			}
-		}
-	}
-	if len(trainSet) == 0 {
-		return nil, nil, fmt.Errorf("data.train: no examples")
-	}
-	return trainSet, valSet, nil
 }
 
 // newAdapter makes the adapter the config asks for, or loads lora.init_from.
@@ -395,12 +392,8 @@ func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
 }
 
 // evaluate runs the validation set with the adapter, dropout off.
-func evaluate(ctx context.Context, m *model.Model, a *lora.Adapter, val []datasets.Example, cfg *configs.Config) (EvalResult, error) {
-	if n := cfg.Train.EvalBatches; n > 0 {
-		// Rows of whole examples are cheaper to bound by example count.
-		val = val[:min(len(val), n*cfg.Train.BatchSize)]
-	}
-	return Evaluate(ctx, m, val, cfg.Train.BatchSize, cfg.Data.SeqLen, a.Attach(false))
+func evaluate(ctx context.Context, m *model.Model, a *lora.Adapter, val *datasets.Dataset, cfg *configs.Config) (EvalResult, error) {
+	return EvaluateDataset(ctx, m, val, cfg.Train.EvalBatches, cfg.Train.BatchSize, cfg.Data.SeqLen, a.Attach(false))
 }
 
 // dropoutSeed derives a micro-batch's dropout masks from the run's seed.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/datasets"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -34,13 +35,13 @@ const (
 // State is trainer_state.json. Every random choice of a run derives from Seed
 // and the step or epoch, so no generator state needs saving.
 type State struct {
-	Step      int    `json:"step"`       // optimizer updates done
-	Epoch     int    `json:"epoch"`      // epoch of the next batch
-	Row       int    `json:"row"`        // next row within that epoch's order
-	Seed      uint64 `json:"seed"`       // the run's seed
-	AdamStep  int    `json:"adam_step"`  // AdamW's step count
-	Tokens    int64  `json:"tokens"`     // tokens trained on so far
-	BaseModel string `json:"base_model"` // for the record
+	Step int `json:"step"` // optimizer updates done
+	// Data is the data cursor: the epoch and the example of the next batch.
+	Data      datasets.Cursor `json:"data"`
+	Seed      uint64          `json:"seed"`       // the run's seed
+	AdamStep  int             `json:"adam_step"`  // AdamW's step count
+	Tokens    int64           `json:"tokens"`     // tokens trained on so far
+	BaseModel string          `json:"base_model"` // for the record
 }
 
 func stepDir(root string, step int) string {

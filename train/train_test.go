@@ -72,8 +72,14 @@ func TestMemorise(t *testing.T) {
 // checkpoint; resuming it gives exactly the losses and adapter of a run that
 // was never stopped, with dropout and gradient accumulation on.
 func TestInterruptAndResume(t *testing.T) {
-	overrides := []string{"train.max_steps=12", "train.grad_accum=2", "train.batch_size=2", "lora.dropout=0.1", "data.builtin_examples=40",
-		"checkpoint.every=5", "checkpoint.keep_last=2", "train.eval_every=4"}
+	interruptAndResume(t, "train.max_steps=12", "train.grad_accum=2", "train.batch_size=2", "lora.dropout=0.1", "data.builtin_examples=40",
+		"checkpoint.every=5", "checkpoint.keep_last=2", "train.eval_every=4")
+}
+
+// interruptAndResume runs the demo config with overrides (12 steps,
+// checkpoints every 5) whole, and cut after step 7 then resumed, and compares.
+func interruptAndResume(t *testing.T, overrides ...string) {
+	t.Helper()
 	whole := demoConfig(t, overrides...)
 	if _, err := Run(context.Background(), whole, Options{}); err != nil {
 		t.Fatal(err)

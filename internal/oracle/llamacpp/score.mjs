@@ -34,58 +34,57 @@ const request = JSON.parse(readFileSync(requestPath, "utf8"));
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
 
+// Runs on the same model file share one load (a large vocabulary takes
+// seconds to load); adapters are applied per context.
+const models = new Map();
+
 async function score(run) {
-  const model = await llama.loadModel({ modelPath: run.model, gpuLayers: 0 });
+  if (!models.has(run.model)) models.set(run.model, await llama.loadModel({ modelPath: run.model, gpuLayers: 0 }));
+  const model = models.get(run.model);
+  const tokens = (run.texts ?? []).map((text) => Array.from(model.tokenize(text, true)));
+  const ids = run.ids ?? [];
+  if (ids.length === 0) return { n_vocab: 0, logprobs: [], top1: [], tokens };
+  const contextSize = Math.max(64, Math.ceil(ids.length / 64) * 64);
+  const context = await model.createContext({
+    contextSize,
+    batchSize: contextSize,
+    sequences: 1,
+    flashAttention: false,
+    experimentalKvCacheKeyType: "F32",
+    experimentalKvCacheValueType: "F32",
+    lora: run.adapters?.length ? { adapters: run.adapters.map((filePath) => ({ filePath, scale: 1 })) } : undefined,
+  });
   try {
-    const tokens = (run.texts ?? []).map((text) => Array.from(model.tokenize(text, true)));
-    const ids = run.ids ?? [];
-    if (ids.length === 0) return { n_vocab: 0, logprobs: [], top1: [], tokens };
-    const contextSize = Math.max(64, Math.ceil(ids.length / 64) * 64);
-    const context = await model.createContext({
-      contextSize,
-      batchSize: contextSize,
-      sequences: 1,
-      flashAttention: false,
-      experimentalKvCacheKeyType: "F32",
-      experimentalKvCacheValueType: "F32",
-      lora: run.adapters?.length ? { adapters: run.adapters.map((filePath) => ({ filePath, scale: 1 })) } : undefined,
-    });
-    try {
-      const sequence = context.getSequence();
-      const input = ids.map((id) => [id, { generateNext: { token: true, logits: true, options: { temperature: 0 } } }]);
-      const out = await sequence.controlledEvaluate(input);
-      const logprobs = [];
-      const top1 = [];
-      let nVocab = 0;
-      for (let t = 0; t < ids.length; t++) {
-        const next = out[t]?.next;
-        if (!next?.logits) throw new Error(`no logits at position ${t}`);
-        const logits = next.logits;
-        if (t > 0 && logits.size !== nVocab) throw new Error(`position ${t}: ${logits.size} logits, ${nVocab} before`);
-        nVocab = logits.size;
-        let maxLogit = -Infinity;
-        let best = -1;
-        for (const [tok, l] of logits) {
-          if (l > maxLogit || (l === maxLogit && tok < best)) {
-            maxLogit = l;
-            best = tok;
-          }
-        }
-        top1.push(best);
-        if (t + 1 < ids.length) {
-          let sum = 0;
-          for (const l of logits.values()) sum += Math.exp(l - maxLogit);
-          const target = logits.get(ids[t + 1]);
-          if (target === undefined) throw new Error(`position ${t}: no logit for id ${ids[t + 1]}`);
-          logprobs.push(target - maxLogit - Math.log(sum));
+    const input = ids.map((id) => [id, { generateNext: { token: true, logits: true, options: { temperature: 0 } } }]);
+    const out = await context.getSequence().controlledEvaluate(input);
+    const logprobs = [];
+    const top1 = [];
+    let nVocab = 0;
+    for (let t = 0; t < ids.length; t++) {
+      const logits = out[t]?.next?.logits;
+      if (!logits) throw new Error(`no logits at position ${t}`);
+      if (t > 0 && logits.size !== nVocab) throw new Error(`position ${t}: ${logits.size} logits, ${nVocab} before`);
+      nVocab = logits.size;
+      let maxLogit = -Infinity;
+      let best = -1;
+      for (const [tok, l] of logits) {
+        if (l > maxLogit || (l === maxLogit && tok < best)) {
+          maxLogit = l;
+          best = tok;
         }
       }
-      return { n_vocab: nVocab, logprobs, top1, tokens };
-    } finally {
-      await context.dispose();
+      top1.push(best);
+      if (t + 1 < ids.length) {
+        let sum = 0;
+        for (const l of logits.values()) sum += Math.exp(l - maxLogit);
+        const target = logits.get(ids[t + 1]);
+        if (target === undefined) throw new Error(`position ${t}: no logit for id ${ids[t + 1]}`);
+        logprobs.push(target - maxLogit - Math.log(sum));
+      }
     }
+    return { n_vocab: nVocab, logprobs, top1, tokens };
   } finally {
-    await model.dispose();
+    await context.dispose();
   }
 }
 
@@ -93,5 +92,6 @@ const results = [];
 for (const run of request.runs) {
   results.push(await score(run));
 }
+for (const model of models.values()) await model.dispose();
 process.stdout.write(JSON.stringify({ results }) + "\n");
 await llama.dispose();

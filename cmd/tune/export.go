@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/export"
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/tokenizer"
+	"github.com/tune-dev/tune/train"
+)
+
+func newExportCmd() *cobra.Command {
+	var baseDir, adapterDir, format, out, dtype string
+	var shardGiB float64
+	cmd := &cobra.Command{
+		Use:   "export [--model BASE] [--adapter DIR] --format FORMAT --out PATH",
+		Short: "Write an adapter or merged model for an inference server (PEFT, GGUF, safetensors, Ollama)",
+		Long: `Formats:
+  peft          adapter_config.json + adapter_model.safetensors (PEFT, vLLM, TGI, LoRAX)
+  gguf-adapter  a GGUF LoRA adapter for llama.cpp (--lora) and Ollama (ADAPTER); --dtype f32|f16|bf16
+  merged        the base with the adapter merged, a Hugging Face directory; --dtype (default: the base's)
+  gguf          the merged model (or the base, without --adapter) as one GGUF; --dtype f32|f16|bf16|q8_0
+  ollama        a directory with base.gguf, adapter.gguf and a Modelfile for ollama create
+
+DIR is a PEFT adapter directory or one of tune's step checkpoints. BASE defaults
+to the adapter's base_model_name_or_path.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format == "" || out == "" {
+				return usageError{fmt.Errorf("export needs --format and --out")}
+			}
+			if baseDir == "" && adapterDir != "" {
+				pc, st, err := checkpoints.ReadPEFT(adapterDir)
+				if err != nil {
+					return err
+				}
+				st.Close()
+				baseDir = pc.BaseModelNameOrPath
+			}
+			if baseDir == "" {
+				return usageError{fmt.Errorf("export needs --model BASE (or an --adapter that names its base)")}
+			}
+			needAdapter := func() error {
+				if adapterDir == "" {
+					return usageError{fmt.Errorf("--format %s needs --adapter DIR", format)}
+				}
+				return nil
+			}
+			var err error
+			switch format {
+			case "peft":
+				if err = needAdapter(); err == nil {
+					err = exportPEFT(baseDir, adapterDir, out)
+				}
+			case "gguf-adapter":
+				if err = needAdapter(); err == nil {
+					err = export.GGUFAdapter(adapterDir, baseDir, out, orDefault(dtype, "f32"))
+				}
+			case "merged":
+				err = export.Merged(baseDir, adapterDir, out, dtype, int64(shardGiB*(1<<30)))
+			case "gguf":
+				err = export.GGUF(baseDir, adapterDir, out, orDefault(dtype, "f16"))
+			case "ollama":
+				err = exportOllama(baseDir, adapterDir, out, orDefault(dtype, "f16"))
+			default:
+				return usageError{fmt.Errorf("--format %q: expected peft, gguf-adapter, merged, gguf or ollama", format)}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s)\n", out, format)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&baseDir, "model", "", "base model directory (default: the adapter's base_model_name_or_path)")
+	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory or step checkpoint")
+	f.StringVar(&format, "format", "", "peft, gguf-adapter, merged, gguf or ollama")
+	f.StringVar(&out, "out", "", "output file (gguf, gguf-adapter) or directory")
+	f.StringVar(&dtype, "dtype", "", "f32, f16, bf16 (gguf also q8_0)")
+	f.Float64Var(&shardGiB, "shard-size", float64(export.DefaultShardBytes)/(1<<30), "merged: largest safetensors shard, GiB")
+	return cmd
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// exportPEFT rewrites an adapter (or a step checkpoint) as a bare PEFT directory.
+func exportPEFT(baseDir, adapterDir, out string) error {
+	base, err := train.OpenBase(baseDir)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	a, err := lora.FromPEFT(adapterDir, base.Model.Config)
+	if err != nil {
+		return err
+	}
+	return checkpoints.WritePEFT(out, a.PEFTConfig(baseDir), a.PEFTTensors())
+}
+
+// exportOllama writes base.gguf, adapter.gguf and a Modelfile into out.
+func exportOllama(baseDir, adapterDir, out, dtype string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	baseGGUF := filepath.Join(out, "base.gguf")
+	if err := export.GGUF(baseDir, "", baseGGUF, dtype); err != nil {
+		return err
+	}
+	adapterGGUF := ""
+	if adapterDir != "" {
+		adapterGGUF = filepath.Join(out, "adapter.gguf")
+		if err := export.GGUFAdapter(adapterDir, baseDir, adapterGGUF, "f32"); err != nil {
+			return err
+		}
+	}
+	tok, err := tokenizer.Load(baseDir)
+	if err != nil {
+		return err
+	}
+	return export.Ollama(out, baseGGUF, adapterGGUF, tok.ChatTemplate())
+}

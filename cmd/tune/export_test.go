@@ -1,0 +1,136 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/train"
+)
+
+// TestExportMergedShardedAndPEFT: `tune export` of a trained step checkpoint
+// as PEFT keeps the tensors exactly; as merged safetensors, sharded small and
+// in bf16, it loads back (in tune and in PyTorch) with the loss of base +
+// adapter within bf16 rounding; the Ollama directory names its files.
+func TestExportMergedShardedAndPEFT(t *testing.T) {
+	dir := modelWithTokenizer(t)
+	base, err := train.OpenBase(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	r := rand.New(rand.NewPCG(3, 3))
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "up_proj"}}, base.Model.Config, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range a.Modules {
+		for i := range m.B {
+			m.B[i] = r.Float32() - 0.5
+		}
+	}
+	adapterDir := filepath.Join(t.TempDir(), "adapter")
+	if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+
+	peft := filepath.Join(out, "peft")
+	if _, err := runTune(t, "export", "--adapter", adapterDir, "--format", "peft", "--out", peft); err != nil {
+		t.Fatal(err)
+	}
+	back, err := lora.FromPEFT(peft, base.Model.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range a.Modules {
+		if !equal(m.A, back.Modules[i].A) || !equal(m.B, back.Modules[i].B) {
+			t.Fatalf("%s changed in the PEFT export", m.Key())
+		}
+	}
+
+	merged := filepath.Join(out, "merged")
+	if _, err := runTune(t, "export", "--adapter", adapterDir, "--format", "merged", "--dtype", "bf16", "--shard-size", "0.0005", "--out", merged); err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := filepath.Glob(filepath.Join(merged, "model-*-of-*.safetensors"))
+	if len(shards) < 2 {
+		t.Fatalf("expected several shards at 0.5 MiB, got %v", shards)
+	}
+	for _, f := range []string{"model.safetensors.index.json", "config.json", "tokenizer.json", "tokenizer_config.json"} {
+		if _, err := os.Stat(filepath.Join(merged, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	var in testmodels.RefInput
+	in.InputIDs = [][]int32{{1, 450, 7483, 310, 3444, 338, 3681, 29889}}
+	withAdapter, _, err := testmodels.Reference(dir, in, "--adapter", adapterDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mergedRef, _, err := testmodels.Reference(merged, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := train.OpenBase(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	data := filepath.Join(out, "one.jsonl")
+	os.WriteFile(data, []byte(`{"input_ids": [1, 450, 7483, 310, 3444, 338, 3681, 29889]}`+"\n"), 0o644)
+	res, err := train.Evaluate(t.Context(), m2.Model, mustPretokenized(t, data), 1, 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("loss: base+adapter (PyTorch) %.5f, merged bf16: PyTorch %.5f, tune %.5f", withAdapter, mergedRef, res.Loss)
+	// bf16 rounding of every weight moves the loss a little; a missing or
+	// doubled delta moves it by far more (checked: the adapter changes it).
+	if d := math.Abs(float64(mergedRef - withAdapter)); d > 0.02*float64(withAdapter) {
+		t.Errorf("merged bf16 loss %.5f, base + adapter %.5f", mergedRef, withAdapter)
+	}
+	if d := math.Abs(res.Loss - float64(mergedRef)); d > 1e-4*float64(mergedRef) {
+		t.Errorf("tune reads the merged model to loss %.6f, PyTorch %.6f", res.Loss, mergedRef)
+	}
+	baseLoss, _, _ := testmodels.Reference(dir, in)
+	if math.Abs(float64(baseLoss-withAdapter)) < 0.1 {
+		t.Fatalf("the adapter moves the loss by %g only: the test proves nothing", baseLoss-withAdapter)
+	}
+
+	ollama := filepath.Join(out, "ollama")
+	if _, err := runTune(t, "export", "--adapter", adapterDir, "--format", "ollama", "--out", ollama); err != nil {
+		t.Fatal(err)
+	}
+	mf, err := os.ReadFile(filepath.Join(ollama, "Modelfile"))
+	if err != nil || !strings.Contains(string(mf), "FROM ./base.gguf") || !strings.Contains(string(mf), "ADAPTER ./adapter.gguf") {
+		t.Fatalf("Modelfile: %v\n%s", err, mf)
+	}
+}
+
+func equal(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func mustPretokenized(t *testing.T, path string) []datasets.Example {
+	t.Helper()
+	ex, err := datasets.ReadPretokenized(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ex
+}
