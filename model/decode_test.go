@@ -5,7 +5,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	G "gorgonia.org/gorgonia"
+
 	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -43,5 +46,54 @@ func TestDecoderMatchesGraph(t *testing.T) {
 				t.Error("a token beyond the decoder's length must be an error")
 			}
 		})
+	}
+}
+
+// TestDecoderWithAdapter: the decoder's on-the-fly LoRA (AddDelta) gives the
+// logits of the graph with the adapter attached.
+func TestDecoderWithAdapter(t *testing.T) {
+	spec := testmodels.Variants()["qwen2"]
+	_, m := open(t, spec)
+	r := rand.New(rand.NewPCG(5, 5))
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: true}, m.Config, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range a.Modules {
+		for i := range mod.B {
+			mod.B[i] = r.Float32() - 0.5
+		}
+	}
+	const seq = 7
+	ids := make([]int32, seq)
+	for i := range ids {
+		ids[i] = int32(r.IntN(spec.Vocab))
+	}
+	gr, err := m.Build(1, seq, a.Attach(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.Feed(model.Batch{IDs: ids}); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(gr.G)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	want := gr.Logits.Value().Data().([]float32)
+	_, base := run(t, m, model.Batch{IDs: ids}, 1, seq)
+	dec := m.NewDecoder(seq, a)
+	got, err := dec.Forward(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst, moved := 0.0, 0.0
+	for i := range want {
+		worst = max(worst, math.Abs(float64(got[i]-want[i])))
+		moved = max(moved, math.Abs(float64(base[i]-want[i])))
+	}
+	if worst > 1e-4 || moved < 1e-2 {
+		t.Fatalf("decoder with adapter differs by %.3g from the graph (the adapter moves logits by %.3g)", worst, moved)
 	}
 }
