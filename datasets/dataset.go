@@ -632,10 +632,9 @@ func (d *Data) split() error {
 			train.members[pi] = append(train.members[pi], gid-d.base[pi])
 		}
 	}
-	for pi, p := range d.parts {
+	for _, p := range d.parts {
 		train.weights = append(train.weights, p.weight)
 		val.weights = append(val.weights, 1)
-		_ = pi
 	}
 	train.finish()
 	val.finish()
@@ -690,7 +689,7 @@ func (s *Dataset) Examples() int       { return s.examples }
 func (s *Dataset) Tokens() int64       { return s.tokens }
 func (s *Dataset) Fingerprint() string { return s.fingerprint }
 
-// ref is an example of a Dataset: its part and record.
+// gid is the global id of record i of part pi.
 func (s *Dataset) gid(pi int, i uint32) uint32 { return s.d.base[pi] + i }
 
 // Example reads the n-th example of the set in file order (n < Examples()),

@@ -217,6 +217,9 @@ func TestText(t *testing.T) {
 		if ex.Labels != nil {
 			t.Errorf("%s: text examples train every token", tc.tok)
 		}
+		if bos, ok := tok.BOS(); (ok && ex.IDs[0] == int32(bos)) != tc.bos {
+			t.Errorf("%s: BOS at the start: %t, want %t", tc.tok, !tc.bos, tc.bos)
+		}
 		ex = openOne(t, Spec{Train: []Source{{Path: path, Format: FormatText, Fields: Fields{"text": "content"}}}, Tokenizer: tok, SkipBadRecords: true})[0]
 		if got := tok.Decode(ints(ex.IDs), true); strings.TrimSpace(got) != "jumps" {
 			t.Errorf("%s: renamed text field: %q", tc.tok, got)

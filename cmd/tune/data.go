@@ -175,7 +175,10 @@ func renderExample(tok *tokenizer.Tokenizer, ex datasets.Example, dim bool) stri
 			for i, id := range run {
 				parts[i] = fmt.Sprint(id)
 			}
-			text = strings.Join(parts, " ") + " "
+			text = strings.Join(parts, " ")
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
 		}
 		if runMasked {
 			if dim {

@@ -3,48 +3,56 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/train"
 )
 
 func newEvalCmd() *cobra.Command {
-	var modelDir, data, adapterDir string
+	var modelDir, data, format, adapterDir string
 	var batch, seq int
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "eval --model DIR --data FILE.jsonl",
-		Short: "Mean next-token loss and perplexity of a model on a dataset",
-		Long: `Evaluates a Hugging Face model directory on a JSONL file of pre-tokenized
-records {"input_ids": [...], "labels": [...] (optional, -100 = not scored)}.
-Examples are packed into rows of --seq tokens; attention never crosses two of them.`,
+		Use:   "eval --model DIR --data FILE [--format F] [--adapter DIR]",
+		Short: "Mean next-token loss and perplexity of a model (and adapter) on a dataset",
+		Long: `Evaluates a Hugging Face model directory on a dataset file (JSONL, JSON, Parquet,
+text), read as tune run reads data.train: --format pretokenized (records
+{"input_ids": [...], "labels": [...]}, -100 = not scored), text, instruction or
+chat (templated with the model's tokenizer, prompts masked). Examples are packed
+into rows of --seq tokens; attention never crosses two of them, and longer ones
+are split into windows. With --adapter, base and base + adapter side by side.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelDir == "" || data == "" {
-				return usageError{fmt.Errorf("eval needs --model DIR and --data FILE.jsonl")}
+				return usageError{fmt.Errorf("eval needs --model DIR and --data FILE")}
 			}
-			if batch <= 0 {
-				return usageError{fmt.Errorf("--batch %d: expected a positive number", batch)}
+			if batch <= 0 || seq <= 0 {
+				return usageError{fmt.Errorf("--batch %d, --seq %d: expected positive numbers", batch, seq)}
 			}
-			examples, err := datasets.ReadPretokenized(data)
+			// The data settings of a run, so eval reads files as training does.
+			cfg, err := configs.Load("", []string{"model.path=" + modelDir, "data.train=" + data, "data.format=" + format,
+				"data.seq_len=" + strconv.Itoa(seq), "data.truncation=split", "data.shuffle=false", "train.seed=0"})
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			base, err := train.OpenBase(modelDir)
 			if err != nil {
 				return err
 			}
 			defer base.Close()
-			if seq <= 0 {
-				for _, ex := range examples {
-					seq = max(seq, len(ex.IDs))
-				}
-				seq = min(seq, base.Model.Config.MaxPositions, 2048)
+			d, err := train.OpenData(cfg, modelDir, base.Model.Config.Vocab)
+			if err != nil {
+				return err
 			}
-			res, err := train.Evaluate(cmd.Context(), base.Model, examples, batch, seq, nil)
+			evaluate := func(a model.Adapter) (train.EvalResult, error) {
+				return train.EvaluateDataset(cmd.Context(), base.Model, d.Train, 0, batch, seq, a)
+			}
+			res, err := evaluate(nil)
 			if err != nil {
 				return err
 			}
@@ -61,7 +69,7 @@ Examples are packed into rows of --seq tokens; attention never crosses two of th
 			if err != nil {
 				return err
 			}
-			withAdapter, err := train.Evaluate(cmd.Context(), base.Model, examples, batch, seq, a.Attach(false))
+			withAdapter, err := evaluate(a.Attach(false))
 			if err != nil {
 				return err
 			}
@@ -75,11 +83,13 @@ Examples are packed into rows of --seq tokens; attention never crosses two of th
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&modelDir, "model", "", "Hugging Face model directory")
-	cmd.Flags().StringVar(&data, "data", "", "JSONL file of pre-tokenized records")
-	cmd.Flags().StringVar(&adapterDir, "adapter", "", "PEFT adapter: print base and base + adapter side by side")
-	cmd.Flags().IntVar(&batch, "batch", 4, "rows per forward pass")
-	cmd.Flags().IntVar(&seq, "seq", 0, "tokens per row (default: the longest example, at most 2048)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f := cmd.Flags()
+	f.StringVar(&modelDir, "model", "", "Hugging Face model directory")
+	f.StringVar(&data, "data", "", "dataset file (JSONL, JSON, Parquet or text)")
+	f.StringVar(&format, "format", "pretokenized", "pretokenized, text, instruction or chat")
+	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter: print base and base + adapter side by side")
+	f.IntVar(&batch, "batch", 4, "rows per forward pass")
+	f.IntVar(&seq, "seq", 512, "tokens per row")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

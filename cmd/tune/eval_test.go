@@ -14,6 +14,7 @@ import (
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/tokenizer"
 	"github.com/tune-dev/tune/train"
 )
 
@@ -146,7 +147,7 @@ func TestEvalAndInspectErrors(t *testing.T) {
 		{"no flags", []string{"eval"}, "needs --model", true},
 		{"unknown flag", []string{"eval", "--modle", dir}, "unknown flag", true},
 		{"bad record", []string{"eval", "--model", dir, "--data", bad}, "bad.jsonl:2: field input_ids", false},
-		{"id outside vocab", []string{"eval", "--model", dir, "--data", big}, "token id 5000", false},
+		{"id outside vocab", []string{"eval", "--model", dir, "--data", big}, "big.jsonl:1: token 5000", false},
 		{"missing model", []string{"inspect", filepath.Join(dir, "nope")}, "nope", false},
 		{"inspect args", []string{"inspect"}, "accepts 1 arg", true},
 	}
@@ -185,5 +186,61 @@ func TestInspect(t *testing.T) {
 		if !strings.Contains(flat, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestEvalTextMatchesPyTorch: `tune eval --format text` tokenizes each record
+// as training does (BOS, text, EOS) and gives PyTorch's loss on those ids.
+func TestEvalTextMatchesPyTorch(t *testing.T) {
+	dir := modelWithTokenizer(t)
+	texts := []string{"The quick brown fox jumps over the lazy dog.", "func main() {\n\tfmt.Println(\"hi\")\n}"}
+	var lines []string
+	var in testmodels.RefInput
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eos, _ := tok.EOS()
+	width := 0
+	var rows [][]int32
+	for _, s := range texts {
+		b, _ := json.Marshal(map[string]string{"text": s})
+		lines = append(lines, string(b))
+		var row []int32
+		for _, id := range append(tok.Encode(s, true), eos) {
+			row = append(row, int32(id))
+		}
+		rows = append(rows, row)
+		width = max(width, len(row))
+	}
+	for _, row := range rows {
+		ids, labels, seg := make([]int32, width), make([]int32, width), make([]int32, width)
+		for i := range width {
+			labels[i] = -100
+			if i < len(row) {
+				ids[i], labels[i], seg[i] = row[i], row[i], 1
+			}
+		}
+		in.InputIDs, in.Labels, in.SegmentIDs = append(in.InputIDs, ids), append(in.Labels, labels), append(in.SegmentIDs, seg)
+	}
+	data := filepath.Join(t.TempDir(), "text.jsonl")
+	os.WriteFile(data, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	out, err := runTune(t, "eval", "--model", dir, "--data", data, "--format", "text", "--json", "--seq", "64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res train.EvalResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	ref, _, err := testmodels.Reference(dir, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(rows[0]) + len(rows[1]) - 2; res.Tokens != want {
+		t.Errorf("eval predicted %d tokens, want %d", res.Tokens, want)
+	}
+	if d := math.Abs(res.Loss-float64(ref)) / float64(ref); d > 1e-4 {
+		t.Errorf("eval --format text loss %.6f, PyTorch %.6f", res.Loss, ref)
 	}
 }

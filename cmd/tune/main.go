@@ -48,7 +48,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd(), newDataCmd())
 	return root
 }
 
