@@ -121,6 +121,14 @@ func (p progress) Step(step int, loss, lr, tps float64) {
 	_ = p.bar.Set(step)
 }
 
+// Clear erases the bar's line, so that a log line does not land in it; the
+// next Step redraws it.
+func (p progress) Clear() {
+	if p.bar != nil {
+		_ = p.bar.Clear()
+	}
+}
+
 func (p progress) Finish() {
 	if p.bar != nil {
 		_ = p.bar.Finish()

@@ -56,8 +56,10 @@ var ErrNonFinite = errors.New("non-finite loss")
 // current step, writes a checkpoint and returns with Interrupted set.
 func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) {
 	var res Result
+	var bar progress
 	logf := func(format string, a ...any) {
 		if opt.Log != nil {
+			bar.Clear() // a message on its own line, then the bar again
 			fmt.Fprintf(opt.Log, format+"\n", a...)
 		}
 	}
@@ -173,7 +175,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		grads[i] = make([]float32, len(params[i]))
 	}
 
-	bar := newProgress(opt.Progress, total, st.Step)
+	bar = newProgress(opt.Progress, total, st.Step)
 	defer bar.Finish()
 	logf("training %d adapter parameters (%d modules, r=%d) on %d rows of %d tokens: %d steps", adapter.ParamCount(), len(adapter.Modules), adapter.Spec.R, loader.RowsInEpoch(loader.Epoch()), cfg.Data.SeqLen, total)
 
