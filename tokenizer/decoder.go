@@ -170,27 +170,11 @@ func parseDecoder(o jsonObj) (decoder, error) {
 	}
 	switch t {
 	case "Sequence":
-		items, err := o.arr("decoders")
+		seq, err := parseSeq(o, "decoders", parseDecoder)
 		if err != nil {
 			return nil, err
 		}
-		var seq decoderSeq
-		for i, raw := range items {
-			p := indexPath(joinPath(o.path, "decoders"), i)
-			sub, ok, err := parseObj(p, raw)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, errAt(p, "expected an object, got null")
-			}
-			d, err := parseDecoder(sub)
-			if err != nil {
-				return nil, err
-			}
-			seq = append(seq, d)
-		}
-		return seq, nil
+		return decoderSeq(seq), nil
 	case "ByteLevel":
 		return byteLevelDecoder{}, nil
 	case "Replace":

@@ -188,3 +188,29 @@ func parseInt(path string, raw json.RawMessage) (int, error) {
 	}
 	return n, nil
 }
+
+// parseSeq parses the array of objects o[key] with parse: the "Sequence" of
+// normalizers, pre-tokenizers, post-processors and decoders.
+func parseSeq[T any](o jsonObj, key string, parse func(jsonObj) (T, error)) ([]T, error) {
+	items, err := o.arr(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(items))
+	for i, raw := range items {
+		p := indexPath(joinPath(o.path, key), i)
+		sub, ok, err := parseObj(p, raw)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errAt(p, "expected an object, got null")
+		}
+		v, err := parse(sub)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

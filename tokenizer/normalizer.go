@@ -84,27 +84,11 @@ func parseNormalizer(o jsonObj) (normalizer, error) {
 	}
 	switch t {
 	case "Sequence":
-		items, err := o.arr("normalizers")
+		seq, err := parseSeq(o, "normalizers", parseNormalizer)
 		if err != nil {
 			return nil, err
 		}
-		var seq normSeq
-		for i, raw := range items {
-			p := indexPath(joinPath(o.path, "normalizers"), i)
-			sub, ok, err := parseObj(p, raw)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, errAt(p, "expected an object, got null")
-			}
-			n, err := parseNormalizer(sub)
-			if err != nil {
-				return nil, err
-			}
-			seq = append(seq, n)
-		}
-		return seq, nil
+		return normSeq(seq), nil
 	case "NFC":
 		return unicodeNorm{norm.NFC}, nil
 	case "NFD":

@@ -66,27 +66,11 @@ func parsePostProcessor(o jsonObj) (postProcessor, error) {
 	case "ByteLevel":
 		return noopProcessor{}, nil
 	case "Sequence":
-		items, err := o.arr("processors")
+		seq, err := parseSeq(o, "processors", parsePostProcessor)
 		if err != nil {
 			return nil, err
 		}
-		var seq processorSeq
-		for i, raw := range items {
-			p := indexPath(joinPath(o.path, "processors"), i)
-			sub, ok, err := parseObj(p, raw)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, errAt(p, "expected an object, got null")
-			}
-			pp, err := parsePostProcessor(sub)
-			if err != nil {
-				return nil, err
-			}
-			seq = append(seq, pp)
-		}
-		return seq, nil
+		return processorSeq(seq), nil
 	case "RobertaProcessing", "BertProcessing":
 		cls, err := parseTokenPair(o, "cls")
 		if err != nil {

@@ -139,27 +139,11 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 	}
 	switch t {
 	case "Sequence":
-		items, err := o.arr("pretokenizers")
+		seq, err := parseSeq(o, "pretokenizers", parsePreTokenizer)
 		if err != nil {
 			return nil, err
 		}
-		var seq preTokSeq
-		for i, raw := range items {
-			p := indexPath(joinPath(o.path, "pretokenizers"), i)
-			sub, ok, err := parseObj(p, raw)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, errAt(p, "expected an object, got null")
-			}
-			pt, err := parsePreTokenizer(sub)
-			if err != nil {
-				return nil, err
-			}
-			seq = append(seq, pt)
-		}
-		return seq, nil
+		return preTokSeq(seq), nil
 	case "Split":
 		m, err := parsePattern(o, "pattern")
 		if err != nil {
