@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"os"
 	"slices"
 	"strconv"
 )
@@ -183,25 +182,11 @@ type GGUF struct {
 // and say what is wrong, so that a corrupt or truncated download is reported
 // rather than crashing a loader later.
 func ReadGGUF(path string) (*GGUF, error) {
-	f, err := os.Open(path)
+	f, size, err := openMappable(path, 24, "a GGUF header")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	size := st.Size()
-	if size < 24 {
-		return nil, fmt.Errorf("%s: file is %d bytes, too short for a GGUF header", path, size)
-	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("%s: file of %d bytes is too large to map on this platform", path, size)
-	}
 	m, err := mapFile(f, int(size))
 	if err != nil {
 		return nil, fmt.Errorf("%s: mmap: %w", path, err)

@@ -34,26 +34,11 @@ type Safetensors struct {
 // is not. Nothing is mapped when the data section is empty (mmap of length 0
 // fails). Errors name the file.
 func OpenSafetensors(path string) (*Safetensors, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err // *PathError already names the file
-	}
-	defer f.Close() // the mapping outlives the descriptor
-
-	st, err := f.Stat()
+	f, size, err := openMappable(path, 8, "the 8-byte header length")
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	size := st.Size()
-	if size < 8 {
-		return nil, fmt.Errorf("%s: file is %d bytes, too short for the 8-byte header length", path, size)
-	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("%s: file of %d bytes is too large to map on this platform", path, size)
-	}
+	defer f.Close() // the mapping outlives the descriptor
 	var prefix [8]byte
 	if _, err := f.ReadAt(prefix[:], 0); err != nil {
 		return nil, fmt.Errorf("%s: read header length: %w", path, err)
@@ -160,4 +145,33 @@ func (s *Safetensors) Close() error {
 		return fmt.Errorf("%s: munmap: %w", s.path, err)
 	}
 	return nil
+}
+
+// openMappable opens a regular file of at least minSize bytes that can be
+// memory-mapped whole; errors name the file and, when too short, what the
+// first minSize bytes should hold.
+func openMappable(path string, minSize int64, header string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err // *PathError already names the file
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	size := st.Size()
+	switch {
+	case !st.Mode().IsRegular():
+		err = fmt.Errorf("%s: not a regular file", path)
+	case size < minSize:
+		err = fmt.Errorf("%s: file is %d bytes, too short for %s", path, size, header)
+	case size > math.MaxInt:
+		err = fmt.Errorf("%s: file of %d bytes is too large to map on this platform", path, size)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, size, nil
 }

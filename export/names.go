@@ -90,31 +90,28 @@ func ggufName(hf string) (name string, layer int, module string, skip bool, err 
 // first half (the "real" parts of rotate-half) and the second half become
 // interleaved pairs: new row 2j+s of a head is old row s·half+j.
 func permuteRows(w []float32, rows, cols, heads int) []float32 {
-	out := make([]float32, len(w))
-	hd := rows / heads
-	half := hd / 2
-	for h := range heads {
-		for j := range half {
-			for s := range 2 {
-				dst := (h*hd + 2*j + s) * cols
-				src := (h*hd + s*half + j) * cols
-				copy(out[dst:dst+cols], w[src:src+cols])
-			}
-		}
-	}
-	return out
+	return moveRows(w, rows, cols, heads, false)
 }
 
 // unpermuteRows undoes permuteRows.
 func unpermuteRows(w []float32, rows, cols, heads int) []float32 {
+	return moveRows(w, rows, cols, heads, true)
+}
+
+// moveRows maps row s·half+j of each head to row 2j+s, or back when inverse.
+func moveRows(w []float32, rows, cols, heads int, inverse bool) []float32 {
 	out := make([]float32, len(w))
 	hd := rows / heads
 	half := hd / 2
 	for h := range heads {
 		for j := range half {
 			for s := range 2 {
-				src := (h*hd + 2*j + s) * cols
-				dst := (h*hd + s*half + j) * cols
+				interleaved := (h*hd + 2*j + s) * cols
+				halves := (h*hd + s*half + j) * cols
+				dst, src := interleaved, halves
+				if inverse {
+					dst, src = halves, interleaved
+				}
 				copy(out[dst:dst+cols], w[src:src+cols])
 			}
 		}
