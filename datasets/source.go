@@ -233,16 +233,11 @@ func (x *offsetIndex) line(i int) int {
 
 // openJSONL indexes the non-blank lines of a JSON Lines file.
 func openJSONL(path string) (*offsetIndex, error) {
-	f, err := os.Open(path)
+	f, size, err := openSized(path)
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	x := &offsetIndex{path: path, f: f, size: st.Size(), end: st.Size()}
+	x := &offsetIndex{path: path, f: f, size: size, end: size}
 	r := bufio.NewReaderSize(f, 1<<20)
 	var off int64
 	line := 1
@@ -288,16 +283,11 @@ func openJSONL(path string) (*offsetIndex, error) {
 // openJSONArray indexes the elements of a JSON file holding one array of
 // records, streaming it with encoding/json's decoder.
 func openJSONArray(path string) (*offsetIndex, error) {
-	f, err := os.Open(path)
+	f, size, err := openSized(path)
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	x := &offsetIndex{path: path, f: f, size: st.Size()}
+	x := &offsetIndex{path: path, f: f, size: size}
 	fail := func(off int64, format string, a ...any) (*offsetIndex, error) {
 		line := 1 + countNewlines(f, off)
 		f.Close()
@@ -424,4 +414,18 @@ func (m *memSource) Scan(fn func(i int, r record) error) error {
 		}
 	}
 	return nil
+}
+
+// openSized opens a file and tells its size.
+func openSized(path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
 }
