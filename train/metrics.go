@@ -48,9 +48,10 @@ type metricsFile struct {
 	closed bool
 }
 
-// openMetrics opens metrics.jsonl for appending. A resumed run first drops the
-// records after its checkpoint's step, which the interrupted run wrote but
-// will now be written again.
+// openMetrics opens metrics.jsonl for appending. A fresh run starts it empty;
+// a resumed run keeps the records up to its checkpoint's step and drops the
+// later ones, which the interrupted run wrote and this one writes again. The
+// kept part is written atomically, so a kill now loses no history.
 func openMetrics(path string, fromStep int) (*metricsFile, error) {
 	var keep []byte
 	if fromStep > 0 {
@@ -65,12 +66,15 @@ func openMetrics(path string, fromStep int) (*metricsFile, error) {
 			}
 		}
 	}
-	f, err := os.Create(path)
+	err := checkpoints.WriteFileAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(keep)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Write(keep); err != nil {
-		f.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
 		return nil, err
 	}
 	return &metricsFile{f: f}, nil

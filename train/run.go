@@ -38,7 +38,8 @@ type Options struct {
 
 // Result says how a run ended.
 type Result struct {
-	Steps       int
+	Steps       int // steps made by this invocation
+	Step        int // the run's step count at the end (after a resume, more than Steps)
 	FirstLoss   float64
 	LastLoss    float64
 	Interrupted bool   // stopped by a signal after writing a checkpoint
@@ -105,6 +106,15 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	sched := Schedule{Kind: t.Schedule, Peak: t.LR, Total: total, Warmup: WarmupSteps(t.WarmupSteps, t.WarmupRatio, total)}
 	if err := sched.Check(); err != nil {
 		return res, err
+	}
+
+	if cfg.Data.SeqLen > mc.MaxPositions {
+		return res, &configs.FieldError{File: cfg.Path, Path: "data.seq_len", Msg: fmt.Sprintf("%d exceeds the model's max_position_embeddings %d", cfg.Data.SeqLen, mc.MaxPositions)}
+	}
+	if opt.Resume == "" {
+		if steps, _ := listSteps(ckptDir); len(steps) > 0 {
+			return res, fmt.Errorf("%s already holds checkpoints of an earlier run (up to step %d): continue it with --resume, or set output.dir elsewhere", ckptDir, steps[len(steps)-1])
+		}
 	}
 
 	// Adapter and optimizer.
@@ -220,6 +230,9 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		var lossSum float64
 		tokens := 0
 		for micro := range t.GradAccum {
+			if t.MaxSteps <= 0 && loader.Epoch() >= t.Epochs {
+				break // the data of the last epoch is used up: a shorter last step
+			}
 			b, err := nextBatch()
 			if err != nil {
 				return res, err
@@ -270,6 +283,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		lr := sched.LR(st.Step)
 		adam.Update(params, grads, lr)
 		st.Step++
+		res.Step = st.Step
 		st.Tokens += int64(tokens)
 		elapsed := time.Since(start)
 		if res.Steps == 0 {
@@ -288,7 +302,8 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		bar.Step(st.Step, loss, lr, tps)
 
 		if t.EvalEvery > 0 && data.Val != nil && (st.Step%t.EvalEvery == 0 || st.Step == total) {
-			ev, err := evaluate(ctx, base.Model, adapter, data.Val, cfg)
+			// Not cancelled by a stop request: the step's checkpoint follows.
+			ev, err := evaluate(context.WithoutCancel(ctx), base.Model, adapter, data.Val, cfg)
 			if err != nil {
 				return res, err
 			}
@@ -376,9 +391,20 @@ func logData(logf func(string, ...any), s datasets.Stats) {
 }
 
 // newAdapter makes the adapter the config asks for, or loads lora.init_from.
+// With init_from, the adapter's layout (r, alpha, targets, layers, rsLoRA)
+// is the saved one's; dropout, a training choice, is the config's.
 func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
 	if cfg.LoRA.InitFrom != "" {
-		return lora.FromPEFT(cfg.LoRA.InitFrom, mc)
+		a, err := lora.FromPEFT(cfg.LoRA.InitFrom, mc)
+		if err == nil {
+			a.Spec.Dropout = cfg.LoRA.Dropout
+		}
+		return a, err
+	}
+	for i, l := range cfg.LoRA.Layers {
+		if l >= mc.Layers {
+			return nil, &configs.FieldError{File: cfg.Path, Path: fmt.Sprintf("lora.layers[%d]", i), Msg: fmt.Sprintf("layer %d does not exist: the model has %d (0 to %d)", l, mc.Layers, mc.Layers-1)}
+		}
 	}
 	spec := lora.Spec{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.TargetModules, Layers: cfg.LoRA.Layers, RSLoRA: cfg.LoRA.UseRSLoRA}
 	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
@@ -398,9 +424,13 @@ func evaluate(ctx context.Context, m *model.Model, a *lora.Adapter, val *dataset
 	return EvaluateDataset(ctx, m, val, cfg.Train.EvalBatches, cfg.Train.BatchSize, cfg.Data.SeqLen, a.Attach(false))
 }
 
-// dropoutSeed derives a micro-batch's dropout masks from the run's seed.
+// dropoutSeed derives a micro-batch's dropout masks from the run's seed and
+// the step: one stream per step, its micro-th draw.
 func dropoutSeed(seed uint64, step, micro int) int32 {
-	r := rand.New(rand.NewPCG(seed, uint64(step)<<8|uint64(micro)))
+	r := rand.New(rand.NewPCG(seed, uint64(step)))
+	for range micro {
+		r.Uint32()
+	}
 	return int32(r.Uint32())
 }
 

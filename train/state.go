@@ -154,6 +154,9 @@ func LoadCheckpoint(dir string, cfg model.Config, a *lora.Adapter, opt *AdamW) (
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, fmt.Errorf("resume: %s: %w", filepath.Join(dir, stateFile), err)
 	}
+	if st.Step < 0 || st.AdamStep < 0 || st.AdamStep > st.Step {
+		return st, fmt.Errorf("resume: %s: step %d and adam_step %d are inconsistent (expected 0 <= adam_step <= step)", filepath.Join(dir, stateFile), st.Step, st.AdamStep)
+	}
 	saved, err := lora.FromPEFT(dir, cfg)
 	if err != nil {
 		return st, fmt.Errorf("resume: %w", err)

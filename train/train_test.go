@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/datasets"
 )
 
 // demoConfig is configs/demo.yaml with overrides, writing under a temp dir.
@@ -68,7 +69,7 @@ func TestMemorise(t *testing.T) {
 	}
 }
 
-// TestInterruptAndResume: a run cancelled (as by SIGINT) after step 7 writes a
+// TestInterruptAndResume: a run cancelled (as by SIGINT) in step 8, an eval step, writes a
 // checkpoint; resuming it gives exactly the losses and adapter of a run that
 // was never stopped, with dropout and gradient accumulation on.
 func TestInterruptAndResume(t *testing.T) {
@@ -77,7 +78,7 @@ func TestInterruptAndResume(t *testing.T) {
 }
 
 // interruptAndResume runs the demo config with overrides (12 steps,
-// checkpoints every 5) whole, and cut after step 7 then resumed, and compares.
+// checkpoints every 5) whole, and cut after step 8 then resumed, and compares.
 func interruptAndResume(t *testing.T, overrides ...string) {
 	t.Helper()
 	whole := demoConfig(t, overrides...)
@@ -89,14 +90,14 @@ func interruptAndResume(t *testing.T, overrides ...string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	res, err := Run(ctx, cut, Options{OnStep: func(r StepRecord) {
-		if r.Step == 7 {
-			cancel() // as SIGINT during step 7 would
+		if r.Step == 8 { // an eval step (eval_every 4): the eval must still run
+			cancel() // as SIGINT during step 8 would
 		}
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Interrupted || !strings.HasSuffix(res.Checkpoint, "step-000007") {
+	if !res.Interrupted || !strings.HasSuffix(res.Checkpoint, "step-000008") {
 		t.Fatalf("interrupted run: %+v", res)
 	}
 	if _, err := Run(context.Background(), cut, Options{Resume: "latest"}); err != nil {
@@ -183,5 +184,35 @@ func TestInitFromContinues(t *testing.T) {
 	t.Logf("first run %.4f -> %.4f; continued run starts at %.4f", r1.FirstLoss, r1.LastLoss, r2.FirstLoss)
 	if !(r2.FirstLoss < r1.FirstLoss/2) {
 		t.Fatalf("the continued run starts at loss %.4f, the fresh one started at %.4f", r2.FirstLoss, r1.FirstLoss)
+	}
+}
+
+// TestUsedOutputDirRefused: a fresh run never mixes its checkpoints with an
+// earlier run's in the same output.dir.
+func TestUsedOutputDirRefused(t *testing.T) {
+	cfg := demoConfig(t, "train.max_steps=2", "checkpoint.every=1", "train.eval_every=0", "data.val_ratio=0")
+	if _, err := Run(context.Background(), cfg, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Run(context.Background(), cfg, Options{})
+	if err == nil || !strings.Contains(err.Error(), "already holds checkpoints") || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("second fresh run into the same output.dir: %v", err)
+	}
+}
+
+// TestEpochsWithAccumulationStopAtTheData: in epoch mode the last step is
+// shorter rather than reaching into data past the last epoch.
+func TestEpochsWithAccumulationStopAtTheData(t *testing.T) {
+	cfg := demoConfig(t, "train.max_steps=0", "train.epochs=1", "train.grad_accum=4", "train.batch_size=4", "data.val_ratio=0", "train.eval_every=0", "checkpoint.every=0", "data.builtin_examples=50")
+	var tokens int
+	if _, err := Run(context.Background(), cfg, Options{OnStep: func(r StepRecord) { tokens += r.Tokens }}); err != nil {
+		t.Fatal(err)
+	}
+	var want int
+	for _, ex := range datasets.Counting(50, 128, cfg.Train.Seed) {
+		want += len(ex.IDs) - 1 // every token but the first is predicted once
+	}
+	if tokens != want {
+		t.Fatalf("one epoch trained on %d tokens; the data has %d to predict", tokens, want)
 	}
 }
