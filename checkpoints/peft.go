@@ -97,8 +97,11 @@ func ReadPEFT(dir string) (PEFTConfig, *Safetensors, error) {
 }
 
 // WriteDirAtomic builds a directory under a temporary name next to dir, syncs
-// it, and renames it to dir, replacing an older one, so that a crash leaves
-// either the old directory or the new one, never half of one.
+// it, and puts it in place of dir, so that a crash leaves either the old
+// directory or the new one, never half of one. An existing dir is replaced
+// only when it holds nothing the new one does not (an earlier output of the
+// same kind): a directory with other files in it is the user's, and is left
+// alone with an error.
 func WriteDirAtomic(dir string, fill func(tmp string) error) error {
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -108,33 +111,42 @@ func WriteDirAtomic(dir string, fill func(tmp string) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fill(tmp); err != nil {
+	err = fill(tmp)
+	if err == nil {
+		err = os.Chmod(tmp, 0o755) // MkdirTemp makes it private
+	}
+	if err == nil {
+		err = syncDir(tmp)
+	}
+	if err == nil {
+		err = checkReplaceable(dir, tmp)
+	}
+	if err == nil {
+		err = replaceDir(tmp, dir)
+	}
+	if err != nil {
 		os.RemoveAll(tmp)
 		return err
-	}
-	if err := syncDir(tmp); err != nil {
-		os.RemoveAll(tmp)
-		return err
-	}
-	old := ""
-	if _, err := os.Stat(dir); err == nil {
-		old = tmp + ".old"
-		if err := os.Rename(dir, old); err != nil {
-			os.RemoveAll(tmp)
-			return err
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			os.Rename(old, dir)
-		}
-		os.RemoveAll(tmp)
-		return err
-	}
-	if old != "" {
-		os.RemoveAll(old)
 	}
 	return syncDir(parent)
+}
+
+// checkReplaceable refuses to replace an existing dir that holds an entry
+// the new directory new does not.
+func checkReplaceable(dir, new string) error {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if _, err := os.Lstat(filepath.Join(new, e.Name())); err != nil {
+			return fmt.Errorf("%s already exists and holds %s, which tune would not write there: choose another output or remove it", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 func writeFileSync(path string, b []byte) error {
@@ -151,4 +163,26 @@ func writeFileSync(path string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// replaceDirTwoSteps moves an existing dir aside, then tmp in its place; a
+// crash between the two leaves the old one at tmp+".old".
+func replaceDirTwoSteps(tmp, dir string) error {
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
+		return err
+	}
+	if old != "" {
+		return os.RemoveAll(old)
+	}
+	return nil
 }

@@ -47,7 +47,7 @@ are split into windows. With --adapter, base and base + adapter side by side.`,
 			defer base.Close()
 			d, err := train.OpenData(cfg, modelDir, base.Model.Config.Vocab)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", data, err)
 			}
 			evaluate := func(a model.Adapter) (train.EvalResult, error) {
 				return train.EvaluateDataset(cmd.Context(), base.Model, d.Train, 0, batch, seq, a)

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tune-dev/tune/configs"
 )
 
 // usageError marks errors in how tune was called (exit code 2).
@@ -21,19 +24,27 @@ func main() {
 	defer cancel()
 	// The first SIGINT/SIGTERM asks for a clean stop (tune run finishes the
 	// step and writes a checkpoint); the second one kills at once.
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sigs
-		fmt.Fprintln(os.Stderr, "\ntune: stopping after this step (again to quit now)")
+		fmt.Fprintln(os.Stderr, "\ntune: stopping (press Ctrl-C again to quit now)")
 		cancel()
-		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		<-sigs
+		os.Exit(130)
 	}()
 	root := newRoot()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "tune:", err)
+		msg := err.Error()
+		if strings.HasPrefix(msg, "unknown command") {
+			// cobra's suggestion comes on more lines; keep one.
+			msg = strings.Join(strings.Fields(msg), " ")
+			err = usageError{errors.New(msg)}
+		}
+		fmt.Fprintln(os.Stderr, "tune:", msg)
 		var ue usageError
-		if errors.As(err, &ue) {
+		var fe *configs.FieldError
+		if errors.As(err, &ue) || errors.As(err, &fe) {
 			os.Exit(2)
 		}
 		os.Exit(1)

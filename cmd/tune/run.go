@@ -44,7 +44,13 @@ one named) exactly as if the run had not stopped.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(args[0], args[1:])
+			overrides := args[1:]
+			if resume == "latest" && len(overrides) > 0 && !strings.Contains(overrides[0], "=") {
+				// `--resume DIR`: the flag's value is optional, so cobra hands
+				// DIR over as an argument.
+				resume, overrides = overrides[0], overrides[1:]
+			}
+			cfg, err := loadConfig(args[0], overrides)
 			if err != nil {
 				return err
 			}
@@ -58,7 +64,7 @@ one named) exactly as if the run had not stopped.`,
 			}
 			out := cmd.OutOrStdout()
 			if res.Interrupted {
-				fmt.Fprintf(out, "interrupted after step %d; checkpoint %s\n", res.Steps, res.Checkpoint)
+				fmt.Fprintf(out, "interrupted after step %d; checkpoint %s\n", res.Step, res.Checkpoint)
 				return nil
 			}
 			fmt.Fprintf(out, "trained %d steps: loss %.4f -> %.4f\nadapter: %s\nmetrics: %s\n",

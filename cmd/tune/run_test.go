@@ -78,7 +78,10 @@ func TestKillDuringRunThenResume(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cut, "adapter")); err == nil {
 		t.Fatal("the killed run finished anyway: the test proves nothing")
 	}
-	if out, err := exec.Command(bin, append(args(cut), "--resume")...).CombinedOutput(); err != nil {
+	// `--resume DIR` names the checkpoint (the flag's value is optional).
+	step10 := filepath.Join(cut, "checkpoints", "step-000010")
+	resume := append([]string{args(cut)[0], args(cut)[1], "--resume", step10}, args(cut)[2:]...)
+	if out, err := exec.Command(bin, resume...).CombinedOutput(); err != nil {
 		t.Fatalf("resume: %v\n%s", err, out)
 	}
 	a, _ := os.ReadFile(filepath.Join(whole, "adapter", "adapter_model.safetensors"))
