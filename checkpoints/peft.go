@@ -2,6 +2,7 @@ package checkpoints
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -72,8 +73,8 @@ func ReadPEFT(dir string) (PEFTConfig, *Safetensors, error) {
 	if err != nil {
 		return cfg, nil, fmt.Errorf("PEFT adapter: %w", err)
 	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return cfg, nil, fmt.Errorf("%s: %w", path, jsonErr(err))
+	if err := decodePEFTConfig(b, &cfg); err != nil {
+		return cfg, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	switch {
 	case cfg.PeftType != "LORA":
@@ -183,6 +184,40 @@ func replaceDirTwoSteps(tmp, dir string) error {
 	}
 	if old != "" {
 		return os.RemoveAll(old)
+	}
+	return nil
+}
+
+// decodePEFTConfig reads adapter_config.json, accepting the other forms PEFT
+// allows: target_modules as one string (a module name or a regex) and
+// layers_to_transform as one int.
+func decodePEFTConfig(b []byte, cfg *PEFTConfig) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return jsonErr(err)
+	}
+	if tm, ok := raw["target_modules"]; ok {
+		var one string
+		if json.Unmarshal(tm, &one) == nil {
+			raw["target_modules"], _ = json.Marshal([]string{one})
+		}
+	}
+	if lt, ok := raw["layers_to_transform"]; ok {
+		var one int
+		if json.Unmarshal(lt, &one) == nil {
+			raw["layers_to_transform"], _ = json.Marshal([]int{one})
+		}
+	}
+	norm, err := json.Marshal(raw)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(norm, cfg); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("field %s: got a JSON %s, expected %s", te.Field, te.Value, te.Type)
+		}
+		return jsonErr(err)
 	}
 	return nil
 }

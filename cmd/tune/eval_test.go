@@ -244,3 +244,19 @@ func TestEvalTextMatchesPyTorch(t *testing.T) {
 		t.Errorf("eval --format text loss %.6f, PyTorch %.6f", res.Loss, ref)
 	}
 }
+
+func TestLs(t *testing.T) {
+	out, err := runTune(t, "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"configs/demo.yaml", "configs/coder-7b.yaml", "configs/smollm2-135m-cpu.yaml", "configs/qwen2.5-0.5b-cpu.yaml", "configs/llama3.2-1b.yaml"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tune ls lacks %s:\n%s", want, out)
+		}
+	}
+	shown, err := runTune(t, "ls", "--show", "demo")
+	if err != nil || !strings.Contains(shown, "path: builtin:tiny") {
+		t.Fatalf("tune ls --show demo: %v\n%s", err, shown)
+	}
+}

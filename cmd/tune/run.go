@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -111,38 +109,29 @@ func newValidateCmd() *cobra.Command {
 }
 
 func newLsCmd() *cobra.Command {
-	dir := "configs"
-	return &cobra.Command{
-		Use:   "ls",
-		Short: "List the shipped configs",
+	var show string
+	cmd := &cobra.Command{
+		Use:   "ls [--show NAME]",
+		Short: "List the configs that come with tune (configs/ in the repository); --show prints one",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-			if err != nil {
-				return err
+			out := cmd.OutOrStdout()
+			for _, c := range configs.Shipped() {
+				if show != "" {
+					if c.Name == show || strings.TrimSuffix(c.Name, ".yaml") == show {
+						_, err := out.Write(c.YAML)
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(out, "configs/%-24s %s\n", c.Name, c.Summary)
 			}
-			if len(files) == 0 {
-				return fmt.Errorf("no configs in %s (run tune from the repository root)", dir)
-			}
-			sort.Strings(files)
-			for _, f := range files {
-				fmt.Fprintf(cmd.OutOrStdout(), "%-32s %s\n", f, firstComment(f))
+			if show != "" {
+				return usageError{fmt.Errorf("--show %q: no such config (tune ls lists them)", show)}
 			}
 			return nil
 		},
 	}
-}
-
-// firstComment is a config's first comment line: what it is for.
-func firstComment(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if c, ok := strings.CutPrefix(strings.TrimSpace(line), "#"); ok && strings.TrimSpace(c) != "" {
-			return strings.TrimSpace(c)
-		}
-	}
-	return ""
+	cmd.Flags().StringVar(&show, "show", "", "print a config, to copy and edit")
+	return cmd
 }
