@@ -90,6 +90,9 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	}
 	defer data.Close()
 	logData(logf, data.Stats)
+	if t.EvalEvery > 0 && (data.Val == nil || data.Val.Examples() == 0) {
+		return res, &configs.FieldError{File: cfg.Path, Path: "train.eval_every", Msg: "set, but the validation set is empty: raise data.val_ratio or give data.val"}
+	}
 	loader, err := data.Train.Loader(datasets.LoaderOptions{Seq: cfg.Data.SeqLen, Packing: cfg.Data.Packing, Shuffle: cfg.Data.Shuffle, Seed: t.Seed})
 	if err != nil {
 		return res, err
