@@ -1,10 +1,7 @@
 package tokenizer
 
 import (
-	"bytes"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,33 +30,11 @@ func runChatOracle(t *testing.T, dir string, cases []chatCase) []struct {
 	Error string `json:"error"`
 } {
 	t.Helper()
-	in := filepath.Join(t.TempDir(), "chats.json")
-	b, err := json.Marshal(cases)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(in, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	absDir, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("node", "chat.mjs", absDir, in)
-	cmd.Dir = oracleDir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chat oracle: %v\n%s", err, stderr.String())
-	}
 	var res []struct {
 		Text  string `json:"text"`
 		Error string `json:"error"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("chat oracle output: %v", err)
-	}
+	runNode(t, "chat.mjs", dir, cases, &res)
 	return res
 }
 

@@ -56,8 +56,22 @@ func tokenizerDir(name string) string {
 // runOracle tokenizes all texts with transformers.js in one node process.
 func runOracle(t *testing.T, dir string, texts []string) []oracleResult {
 	t.Helper()
-	in := filepath.Join(t.TempDir(), "corpus.json")
-	b, err := json.Marshal(texts)
+	var res struct {
+		Results []oracleResult `json:"results"`
+	}
+	runNode(t, "tokenize.mjs", dir, texts, &res)
+	if len(res.Results) != len(texts) {
+		t.Fatalf("oracle returned %d results for %d texts", len(res.Results), len(texts))
+	}
+	return res.Results
+}
+
+// runNode runs an oracle script of internal/oracle/js over a tokenizer
+// directory and a JSON input, and decodes its JSON output into out.
+func runNode(t *testing.T, script, dir string, input, out any) {
+	t.Helper()
+	in := filepath.Join(t.TempDir(), "input.json")
+	b, err := json.Marshal(input)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,24 +82,17 @@ func runOracle(t *testing.T, dir string, texts []string) []oracleResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("node", "tokenize.mjs", absDir, in)
+	cmd := exec.Command("node", script, absDir, in)
 	cmd.Dir = oracleDir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	stdout, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("oracle: %v\n%s", err, stderr.String())
+		t.Fatalf("%s: %v\n%s", script, err, stderr.String())
 	}
-	var res struct {
-		Results []oracleResult `json:"results"`
+	if err := json.Unmarshal(stdout, out); err != nil {
+		t.Fatalf("%s output: %v", script, err)
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("oracle output: %v", err)
-	}
-	if len(res.Results) != len(texts) {
-		t.Fatalf("oracle returned %d results for %d texts", len(res.Results), len(texts))
-	}
-	return res.Results
 }
 
 func TestConformance(t *testing.T) {
