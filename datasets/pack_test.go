@@ -6,33 +6,20 @@ import (
 	"path/filepath"
 	"testing"
 
-	G "gorgonia.org/gorgonia"
-
-	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
-// forward runs a batch of one row through a fresh graph: its logits, and the
+// forward runs a batch of one row through the graph: its logits, and the
 // loss summed over the scored tokens with their count.
 func forward(t *testing.T, m *model.Model, b model.Batch, seq int) ([]float32, float64, int) {
 	t.Helper()
-	gr, err := m.Build(1, seq, nil)
+	f, err := testmodels.RunGraph(m, b, 1, seq, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(gr.G)
-	defer vm.Close()
-	if err := gr.Feed(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	logits := append([]float32{}, gr.Logits.Value().Data().([]float32)...)
-	n := gr.Counted()
-	return logits, float64(gr.Loss.Value().Data().(float32)) * float64(n), n
+	return f.Logits, float64(f.Loss) * float64(f.Counted), f.Counted
 }
 
 // TestPackingIsolation: chat examples of Qwen 3's real tokenizer packed into
@@ -73,20 +60,12 @@ func TestPackingIsolation(t *testing.T) {
 	if err := testmodels.Write(mdir, spec); err != nil {
 		t.Fatal(err)
 	}
-	md, err := checkpoints.OpenModelDir(mdir)
+	m, md, err := model.Open(mdir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer md.Close()
-	cfg, err := model.ParseConfig(md.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Load(cfg, md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	V := cfg.Vocab
+	V := m.Config.Vocab
 
 	packed, packedLoss, packedN := forward(t, m, model.Batch{IDs: row.IDs, Labels: row.Labels, Positions: row.Positions, Segments: row.Segments}, seq)
 	// Nothing predicts across a boundary: the last token of a segment has no target.

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	G "gorgonia.org/gorgonia"
-
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
@@ -142,40 +140,24 @@ func loadConfig(t *testing.T, dir string) model.Config {
 // as one row and returns its (len(ids), vocab) logits.
 func tuneLogits(t *testing.T, dir, adapterDir string, ids []int32) []float32 {
 	t.Helper()
-	md, err := checkpoints.OpenModelDir(dir)
+	m, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer md.Close()
-	cfg, err := model.ParseConfig(md.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Load(cfg, md)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ad model.Adapter
 	if adapterDir != "" {
-		a, err := lora.FromPEFT(adapterDir, cfg)
+		a, err := lora.FromPEFT(adapterDir, m.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ad = a.Attach(false)
 	}
-	gr, err := m.Build(1, len(ids), ad)
+	f, err := testmodels.RunGraph(m, model.Batch{IDs: ids}, 1, len(ids), ad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gr.Feed(model.Batch{IDs: ids}); err != nil {
-		t.Fatal(err)
-	}
-	vm := G.NewTapeMachine(gr.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	return append([]float32(nil), gr.Logits.Value().Data().([]float32)...)
+	return f.Logits
 }
 
 // nextTokenStats turns logits into what score.mjs reports: log p(ids[t+1])

@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	G "gorgonia.org/gorgonia"
-
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -69,19 +67,11 @@ func TestDecoderWithAdapter(t *testing.T) {
 	for i := range ids {
 		ids[i] = int32(r.IntN(spec.Vocab))
 	}
-	gr, err := m.Build(1, seq, a.Attach(false))
+	f, err := testmodels.RunGraph(m, model.Batch{IDs: ids}, 1, seq, a.Attach(false))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gr.Feed(model.Batch{IDs: ids}); err != nil {
-		t.Fatal(err)
-	}
-	vm := G.NewTapeMachine(gr.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	want := gr.Logits.Value().Data().([]float32)
+	want := f.Logits
 	_, base := run(t, m, model.Batch{IDs: ids}, 1, seq)
 	dec := m.NewDecoder(seq, a)
 	got, err := dec.Forward(ids)

@@ -6,9 +6,6 @@ import (
 	"sort"
 	"testing"
 
-	G "gorgonia.org/gorgonia"
-
-	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
 )
@@ -20,19 +17,11 @@ func open(t *testing.T, spec testmodels.Spec) (string, *model.Model) {
 	if err := testmodels.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
-	md, err := checkpoints.OpenModelDir(dir)
+	m, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { md.Close() })
-	cfg, err := model.ParseConfig(md.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Load(cfg, md)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return dir, m
 }
 
@@ -71,19 +60,11 @@ func packedBatch(r *rand.Rand, vocab, seq int) (model.Batch, testmodels.RefInput
 
 func run(t *testing.T, m *model.Model, b model.Batch, batch, seq int) (float32, []float32) {
 	t.Helper()
-	gr, err := m.Build(batch, seq, nil)
+	f, err := testmodels.RunGraph(m, b, batch, seq, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gr.Feed(b); err != nil {
-		t.Fatal(err)
-	}
-	vm := G.NewTapeMachine(gr.G)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	return gr.Loss.Value().Data().(float32), gr.Logits.Value().Data().([]float32)
+	return f.Loss, f.Logits
 }
 
 // TestForwardMatchesPyTorch compares logits and loss with reference.py, an

@@ -1,9 +1,6 @@
 package train
 
 import (
-	"fmt"
-	"path/filepath"
-
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/model"
 )
@@ -14,22 +11,11 @@ type Base struct {
 	Model *model.Model
 }
 
-// OpenBase opens a Hugging Face model directory and builds the model over its
-// weights. Errors name the file and the field or tensor.
+// OpenBase opens a Hugging Face model directory (see model.Open).
 func OpenBase(dir string) (*Base, error) {
-	md, err := checkpoints.OpenModelDir(dir)
+	m, md, err := model.Open(dir)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := model.ParseConfig(md.Config)
-	if err != nil {
-		md.Close()
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "config.json"), err)
-	}
-	m, err := model.Load(cfg, md)
-	if err != nil {
-		md.Close()
-		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	return &Base{Dir: md, Model: m}, nil
 }

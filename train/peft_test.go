@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	G "gorgonia.org/gorgonia"
-
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -21,19 +19,11 @@ func graphLoss(t *testing.T, m *model.Model, a *lora.Adapter, b model.Batch, bat
 	if a != nil {
 		ad = a.Attach(false)
 	}
-	gr, err := m.Build(batch, seq, ad)
+	f, err := testmodels.RunGraph(m, b, batch, seq, ad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := G.NewTapeMachine(gr.G)
-	defer vm.Close()
-	if err := gr.Feed(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	return gr.Loss.Value().Data().(float32)
+	return f.Loss
 }
 
 // TestTrainedAdapterReloads: the PEFT adapter and merged model a run writes

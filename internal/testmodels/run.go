@@ -1,0 +1,39 @@
+package testmodels
+
+import (
+	"slices"
+
+	G "gorgonia.org/gorgonia"
+
+	"github.com/tune-dev/tune/model"
+)
+
+// Forward is what one forward pass of the graph gives: the mean loss, the
+// logits (B·T, V) and how many targets counted.
+type Forward struct {
+	Loss    float32
+	Logits  []float32
+	Counted int
+}
+
+// RunGraph builds the model's graph for batch×seq tokens (with an adapter, or
+// nil), feeds b and runs it forward: the pass training and evaluation use.
+func RunGraph(m *model.Model, b model.Batch, batch, seq int, adapter model.Adapter) (Forward, error) {
+	gr, err := m.Build(batch, seq, adapter)
+	if err != nil {
+		return Forward{}, err
+	}
+	if err := gr.Feed(b); err != nil {
+		return Forward{}, err
+	}
+	vm := G.NewTapeMachine(gr.G)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		return Forward{}, err
+	}
+	return Forward{
+		Loss:    gr.Loss.Value().Data().(float32),
+		Logits:  slices.Clone(gr.Logits.Value().Data().([]float32)),
+		Counted: gr.Counted(),
+	}, nil
+}
