@@ -32,22 +32,16 @@ func GGUF(baseDir, adapterDir, outPath, typ string) error {
 	if err != nil {
 		return err
 	}
-	md, err := checkpoints.OpenModelDir(baseDir)
+	// model.Open checks every tensor the architecture needs is there with
+	// the right shape and a float dtype; it maps, it does not copy.
+	m, md, err := model.Open(baseDir)
 	if err != nil {
 		return err
 	}
 	defer md.Close()
-	cfg, err := model.ParseConfig(md.Config)
-	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(baseDir, checkpoints.ConfigFile), err)
-	}
+	cfg := m.Config
 	arch, err := ggufArch(cfg.ModelType)
 	if err != nil {
-		return fmt.Errorf("%s: %w", baseDir, err)
-	}
-	// Load checks every tensor the architecture needs is there with the right
-	// shape and a float dtype; it maps, it does not copy.
-	if _, err := model.Load(cfg, md); err != nil {
 		return fmt.Errorf("%s: %w", baseDir, err)
 	}
 	var adapter *lora.Adapter

@@ -30,18 +30,14 @@ var tokenizerFiles = []string{"generation_config.json", "tokenizer.json", "token
 // are written, so memory stays near one tensor. The directory appears whole
 // or not at all.
 func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) error {
-	md, err := checkpoints.OpenModelDir(baseDir)
+	// model.Open checks every tensor the architecture needs is there with
+	// the right shape and a float dtype; it maps, it does not copy.
+	m, md, err := model.Open(baseDir)
 	if err != nil {
 		return err
 	}
 	defer md.Close()
-	cfg, err := model.ParseConfig(md.Config)
-	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(baseDir, checkpoints.ConfigFile), err)
-	}
-	if _, err := model.Load(cfg, md); err != nil {
-		return fmt.Errorf("%s: %w", baseDir, err)
-	}
+	cfg := m.Config
 	var adapter *lora.Adapter
 	if adapterDir != "" {
 		if adapter, err = lora.FromPEFT(adapterDir, cfg); err != nil {

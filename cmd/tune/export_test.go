@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, m := range a.Modules {
-		if !equal(m.A, back.Modules[i].A) || !equal(m.B, back.Modules[i].B) {
+		if !slices.Equal(m.A, back.Modules[i].A) || !slices.Equal(m.B, back.Modules[i].B) {
 			t.Fatalf("%s changed in the PEFT export", m.Key())
 		}
 	}
@@ -110,16 +111,4 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 	if err != nil || !strings.Contains(string(mf), "FROM ./base.gguf") || !strings.Contains(string(mf), "ADAPTER ./adapter.gguf") {
 		t.Fatalf("Modelfile: %v\n%s", err, mf)
 	}
-}
-
-func equal(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
