@@ -304,13 +304,7 @@ func TestQ8_0(t *testing.T) {
 		t.Fatal(err)
 	}
 	for blk := range len(v) / 32 {
-		var amax float32
-		for _, f := range v[blk*32 : blk*32+32] {
-			amax = max(amax, float32(math.Abs(float64(f))))
-		}
-		d := float64(amax / 127)
-		d16 := float64(kernels.F16ToF32(kernels.F32ToF16(amax / 127)))
-		bound := 0.5*d16 + 127*math.Abs(d-d16) + 1e-12
+		_, bound := Q8_0Quantum(v[blk*32 : blk*32+32])
 		for i := blk * 32; i < blk*32+32; i++ {
 			if e := math.Abs(float64(v[i] - back[i])); e > bound {
 				t.Fatalf("value %d: %g -> %g, error %g > %g", i, v[i], back[i], e, bound)

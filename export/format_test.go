@@ -235,16 +235,11 @@ func TestGGUFTypes(t *testing.T) {
 			case checkpoints.GGMLQ8_0:
 				got, _ := g.Float32(ti.Name)
 				for blk := range len(w) / 32 {
-					var amax float32
-					for _, f := range w[blk*32 : blk*32+32] {
-						amax = max(amax, float32(math.Abs(float64(f))))
-					}
-					d := float64(amax / 127)
-					d16 := float64(kernels.F16ToF32(kernels.F32ToF16(amax / 127)))
+					d16, bound := checkpoints.Q8_0Quantum(w[blk*32 : blk*32+32])
 					for i := blk * 32; i < blk*32+32; i++ {
 						e := math.Abs(float64(got[i] - w[i]))
 						worstQ = max(worstQ, e/d16)
-						if e > 0.5*d16+127*math.Abs(d-d16)+1e-12 {
+						if e > bound {
 							t.Fatalf("%s[%d]: %g -> %g, beyond half a quantum %g", ti.Name, i, w[i], got[i], d16/2)
 						}
 					}

@@ -45,17 +45,7 @@ func TestTrainedAdapterReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	const batch, seq = 2, 16
-	r := rand.New(rand.NewPCG(1, 9))
-	var b model.Batch
-	var in testmodels.RefInput
-	for range batch {
-		row := make([]int32, seq)
-		for i := range row {
-			row[i] = int32(1 + r.IntN(16))
-		}
-		b.IDs = append(b.IDs, row...)
-		in.InputIDs = append(in.InputIDs, row)
-	}
+	b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(1, 9)), batch, seq, 1, 17) // the demo's tokens
 	withAdapter := graphLoss(t, base.Model, a, b, batch, seq)
 	without := graphLoss(t, base.Model, nil, b, batch, seq)
 	if math.Abs(float64(withAdapter-without)) < 1e-3 {

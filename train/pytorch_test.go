@@ -76,17 +76,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			}
 
 			const batch, seq = 2, 8
-			r := rand.New(rand.NewPCG(21, 22))
-			var b model.Batch
-			var in testmodels.RefInput
-			for range batch {
-				row := make([]int32, seq)
-				for i := range row {
-					row[i] = int32(r.IntN(base.Model.Config.Vocab))
-				}
-				b.IDs = append(b.IDs, row...)
-				in.InputIDs = append(in.InputIDs, row)
-			}
+			b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(21, 22)), batch, seq, 0, base.Model.Config.Vocab)
 
 			// tune: loss and gradients through the graph, then one AdamW step.
 			at := a.Attach(true)

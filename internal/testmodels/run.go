@@ -1,6 +1,7 @@
 package testmodels
 
 import (
+	"math/rand/v2"
 	"slices"
 
 	G "gorgonia.org/gorgonia"
@@ -36,4 +37,20 @@ func RunGraph(m *model.Model, b model.Batch, batch, seq int, adapter model.Adapt
 		Logits:  slices.Clone(gr.Logits.Value().Data().([]float32)),
 		Counted: gr.Counted(),
 	}, nil
+}
+
+// RandomBatch draws batch rows of seq token ids in [lo, hi), as tune's Batch
+// and as the PyTorch reference's input.
+func RandomBatch(r *rand.Rand, batch, seq, lo, hi int) (model.Batch, RefInput) {
+	var b model.Batch
+	var in RefInput
+	for range batch {
+		row := make([]int32, seq)
+		for i := range row {
+			row[i] = int32(lo + r.IntN(hi-lo))
+		}
+		b.IDs = append(b.IDs, row...)
+		in.InputIDs = append(in.InputIDs, row)
+	}
+	return b, in
 }
