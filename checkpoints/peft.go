@@ -18,32 +18,31 @@ const (
 // PEFTConfig is adapter_config.json for a LoRA adapter. Field names and the
 // set of fields are PEFT's LoraConfig (0.9 and later read all of them).
 type PEFTConfig struct {
-	AlphaPattern        map[string]float64 `json:"alpha_pattern"`
-	AutoMapping         any                `json:"auto_mapping"`
-	BaseModelNameOrPath string             `json:"base_model_name_or_path"`
-	Bias                string             `json:"bias"`
-	FanInFanOut         bool               `json:"fan_in_fan_out"`
-	InferenceMode       bool               `json:"inference_mode"`
-	InitLoraWeights     bool               `json:"init_lora_weights"`
-	LayersPattern       any                `json:"layers_pattern"`
-	LayersToTransform   []int              `json:"layers_to_transform"`
-	LoraAlpha           float64            `json:"lora_alpha"`
-	LoraDropout         float64            `json:"lora_dropout"`
-	ModulesToSave       any                `json:"modules_to_save"`
-	PeftType            string             `json:"peft_type"`
-	R                   int                `json:"r"`
-	RankPattern         map[string]int     `json:"rank_pattern"`
-	Revision            any                `json:"revision"`
-	TargetModules       []string           `json:"target_modules"`
-	TaskType            string             `json:"task_type"`
-	UseDora             bool               `json:"use_dora"`
-	UseRSLoRA           bool               `json:"use_rslora"`
+	AlphaPattern        Pattern  `json:"alpha_pattern"`
+	AutoMapping         any      `json:"auto_mapping"`
+	BaseModelNameOrPath string   `json:"base_model_name_or_path"`
+	Bias                string   `json:"bias"`
+	FanInFanOut         bool     `json:"fan_in_fan_out"`
+	InferenceMode       bool     `json:"inference_mode"`
+	InitLoraWeights     bool     `json:"init_lora_weights"`
+	LayersPattern       any      `json:"layers_pattern"`
+	LayersToTransform   []int    `json:"layers_to_transform"`
+	LoraAlpha           float64  `json:"lora_alpha"`
+	LoraDropout         float64  `json:"lora_dropout"`
+	ModulesToSave       any      `json:"modules_to_save"`
+	PeftType            string   `json:"peft_type"`
+	R                   int      `json:"r"`
+	RankPattern         Pattern  `json:"rank_pattern"`
+	Revision            any      `json:"revision"`
+	TargetModules       []string `json:"target_modules"`
+	TaskType            string   `json:"task_type"`
+	UseDora             bool     `json:"use_dora"`
+	UseRSLoRA           bool     `json:"use_rslora"`
 }
 
 // NewPEFTConfig fills the fields that are the same for every tune adapter.
 func NewPEFTConfig(base string, r int, alpha, dropout float64, targets []string, layers []int, rslora bool) PEFTConfig {
 	return PEFTConfig{
-		AlphaPattern: map[string]float64{}, RankPattern: map[string]int{},
 		BaseModelNameOrPath: base, Bias: "none", InferenceMode: true, InitLoraWeights: true,
 		LayersToTransform: layers, LoraAlpha: alpha, LoraDropout: dropout, PeftType: "LORA",
 		R: r, TargetModules: targets, TaskType: "CAUSAL_LM", UseRSLoRA: rslora,
@@ -53,6 +52,23 @@ func NewPEFTConfig(base string, r int, alpha, dropout float64, targets []string,
 // WritePEFT writes an adapter directory atomically: both files go into a
 // temporary sibling directory that is renamed over dir.
 func WritePEFT(dir string, cfg PEFTConfig, tensors []Tensor) error {
+	return writePEFT(dir, cfg, func(path string) error {
+		return WriteSafetensors(path, tensors, peftMetadata())
+	})
+}
+
+// WritePEFTFunc is WritePEFT with the weights produced one at a time, as
+// WriteSafetensorsFunc does: data(i) gives tensor i's bytes when it is written.
+func WritePEFTFunc(dir string, cfg PEFTConfig, tensors []Tensor, data func(i int) ([]byte, error)) error {
+	return writePEFT(dir, cfg, func(path string) error {
+		return WriteSafetensorsFunc(path, tensors, peftMetadata(), data)
+	})
+}
+
+// peftMetadata is what PEFT's save_pretrained puts in the header.
+func peftMetadata() map[string]string { return map[string]string{"format": "pt"} }
+
+func writePEFT(dir string, cfg PEFTConfig, weights func(path string) error) error {
 	return WriteDirAtomic(dir, func(tmp string) error {
 		b, err := json.MarshalIndent(cfg, "", "  ")
 		if err != nil {
@@ -61,7 +77,7 @@ func WritePEFT(dir string, cfg PEFTConfig, tensors []Tensor) error {
 		if err := writeFileSync(filepath.Join(tmp, PEFTConfigFile), append(b, '\n')); err != nil {
 			return err
 		}
-		return WriteSafetensors(filepath.Join(tmp, PEFTWeightsFile), tensors, map[string]string{"format": "pt"})
+		return weights(filepath.Join(tmp, PEFTWeightsFile))
 	})
 }
 
@@ -87,8 +103,9 @@ func ReadPEFT(dir string) (PEFTConfig, *Safetensors, error) {
 		return cfg, nil, fmt.Errorf("%s: fan_in_fan_out: true is not supported", path)
 	case cfg.UseDora:
 		return cfg, nil, fmt.Errorf("%s: use_dora: true is not supported", path)
-	case len(cfg.RankPattern) > 0 || len(cfg.AlphaPattern) > 0:
-		return cfg, nil, fmt.Errorf("%s: rank_pattern/alpha_pattern are not supported", path)
+	}
+	if _, err := cfg.Layout(); err != nil {
+		return cfg, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	st, err := OpenSafetensors(filepath.Join(dir, PEFTWeightsFile))
 	if err != nil {
@@ -208,6 +225,17 @@ func decodePEFTConfig(b []byte, cfg *PEFTConfig) error {
 			raw["layers_to_transform"], _ = json.Marshal([]int{one})
 		}
 	}
+	// The patterns keep their order (the first match wins in PEFT).
+	var patterns [2]Pattern
+	for i, name := range []string{"rank_pattern", "alpha_pattern"} {
+		if p, ok := raw[name]; ok {
+			if err := patterns[i].UnmarshalJSON(p); err != nil {
+				return fmt.Errorf("field %s: %w", name, err)
+			}
+			delete(raw, name)
+		}
+	}
+	cfg.RankPattern, cfg.AlphaPattern = patterns[0], patterns[1]
 	norm, err := json.Marshal(raw)
 	if err != nil {
 		return err

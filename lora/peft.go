@@ -1,8 +1,10 @@
 package lora
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -47,27 +49,144 @@ func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
 // adapter_config.json, A and B from the safetensors (F32, F16 or BF16). Every
 // key must name an existing projection with the right shape, and every
 // module needs both matrices.
+//
+// Modules of different ranks or scales (rank_pattern, alpha_pattern) become
+// one rank, the largest: A gets zero rows and B zero columns, which add
+// nothing and, having zero gradients, stay zero in training; B takes the
+// ratio of the module's scale to the adapter's. ΔW is unchanged.
 func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
+	f, err := openPEFT(dir, func(layer int, module string) (int, int, bool) {
+		if layer >= cfg.Layers {
+			return 0, 0, false
+		}
+		in, out := ProjectionShape(cfg, module)
+		return in, out, true
+	}, fmt.Sprintf(" of this %d-layer model", cfg.Layers))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	pc := f.Config
+	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRSLoRA}
+	// The targets and layers that count are the ones with weights in the file.
+	var layers []int
+	for _, m := range f.Modules {
+		if !slices.Contains(layers, m.Layer) {
+			layers = append(layers, m.Layer)
+		}
+		if !slices.Contains(spec.Targets, m.Name) {
+			spec.Targets = append(spec.Targets, m.Name)
+		}
+	}
+	if len(layers) < cfg.Layers {
+		spec.Layers = layers
+	}
+	if pc.RankPattern != nil || pc.AlphaPattern != nil {
+		spec.R, spec.Alpha = commonLayout(f.Modules, pc.UseRSLoRA)
+	}
+	a, err := New(spec, cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	scale := spec.Scale()
+	for _, pm := range f.Modules {
+		m := a.Module(pm.Layer, pm.Name)
+		ma, mb, err := f.Factors(pm)
+		if err != nil {
+			return nil, err
+		}
+		copy(m.A, ma) // rows beyond pm.R stay zero
+		ratio := float32(pm.Scale / scale)
+		for o := range m.Out {
+			for k, v := range mb[o*pm.R : (o+1)*pm.R] {
+				if ratio != 1 {
+					v *= ratio
+				}
+				m.B[o*spec.R+k] = v
+			}
+		}
+	}
+	return a, nil
+}
+
+// commonLayout is the rank and alpha one adapter can hold every module with:
+// the largest rank, and the scale of the first module of that rank, so
+// that such modules keep their B exactly.
+func commonLayout(ms []PEFTModule, rslora bool) (r int, alpha float64) {
+	var scale float64
+	for _, m := range ms {
+		if m.R > r {
+			r, scale = m.R, m.Scale
+		}
+	}
+	if rslora {
+		return r, scale * math.Sqrt(float64(r))
+	}
+	return r, scale * float64(r)
+}
+
+// PEFTModule is one module of a PEFT adapter as stored: its own rank (from
+// r or rank_pattern) and scale (from lora_alpha or alpha_pattern, over r or
+// √r with rsLoRA). A is (R, In), B is (Out, R).
+type PEFTModule struct {
+	Layer   int
+	Name    string
+	R       int
+	Scale   float64
+	In, Out int
+}
+
+// Key is the module's PEFT name without the .lora_A/.lora_B suffix.
+func (m PEFTModule) Key() string {
+	return (&Module{Layer: m.Layer, Name: m.Name}).Key()
+}
+
+// PEFTFile is an open PEFT adapter directory whose factors are read one
+// module at a time, so that tools over many adapters (merge) hold little.
+type PEFTFile struct {
+	Dir     string
+	Config  checkpoints.PEFTConfig
+	Modules []PEFTModule // layer, then projection order
+	st      *checkpoints.Safetensors
+}
+
+// OpenPEFT opens an adapter directory without a model: the shapes of its
+// modules come from the file, checked against their ranks.
+func OpenPEFT(dir string) (*PEFTFile, error) {
+	return openPEFT(dir, nil, "")
+}
+
+// openPEFT opens dir; shape, when not nil, gives a module's (in, out) in the
+// model, or false when the model has no such module (described by what).
+func openPEFT(dir string, shape func(layer int, module string) (in, out int, ok bool), what string) (*PEFTFile, error) {
 	pc, st, err := checkpoints.ReadPEFT(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, Targets: pc.TargetModules, Layers: pc.LayersToTransform, RSLoRA: pc.UseRSLoRA}
-	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
-		spec.Targets = AllLinear
+	f := &PEFTFile{Dir: dir, Config: pc, st: st}
+	if err := f.index(shape, what); err != nil {
+		st.Close()
+		return nil, err
 	}
-	// The targets and layers that count are the ones with weights in the file.
+	return f, nil
+}
+
+func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) error {
+	layout, err := f.Config.Layout()
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Dir, err)
+	}
 	type found struct{ a, b bool }
-	seen := map[[2]string]*found{}
-	var layers []int
-	var targets []string
-	for _, name := range st.Names() {
+	seen := map[[2]int]*found{}
+	for _, name := range f.st.Names() {
 		layer, module, which, ok := parseKey(name)
-		if !ok || layer >= cfg.Layers {
-			return nil, fmt.Errorf("%s: tensor %q is not a LoRA weight of a projection of this %d-layer model", dir, name, cfg.Layers)
+		if ok && shape != nil {
+			_, _, ok = shape(layer, module)
 		}
-		k := [2]string{fmt.Sprint(layer), module}
+		if !ok {
+			return fmt.Errorf("%s: tensor %q is not a LoRA weight of a projection%s", f.Dir, name, what)
+		}
+		k := [2]int{layer, slices.Index(model.ProjectionNames, module)}
 		if seen[k] == nil {
 			seen[k] = &found{}
 		}
@@ -76,43 +195,56 @@ func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 		} else {
 			seen[k].b = true
 		}
-		if !slices.Contains(layers, layer) {
-			layers = append(layers, layer)
-		}
-		if !slices.Contains(targets, module) {
-			targets = append(targets, module)
-		}
 	}
 	if len(seen) == 0 {
-		return nil, fmt.Errorf("%s: the adapter has no LoRA weights", dir)
+		return fmt.Errorf("%s: the adapter has no LoRA weights", f.Dir)
 	}
-	spec.Targets = targets
-	if len(layers) < cfg.Layers {
-		spec.Layers = layers
-	} else {
-		spec.Layers = nil
+	keys := slices.SortedFunc(maps.Keys(seen), func(x, y [2]int) int {
+		return cmp.Or(cmp.Compare(x[0], y[0]), cmp.Compare(x[1], y[1]))
+	})
+	for _, k := range keys {
+		m := PEFTModule{Layer: k[0], Name: model.ProjectionNames[k[1]]}
+		if !seen[k].a || !seen[k].b {
+			return fmt.Errorf("%s: %s has only one of lora_A and lora_B", f.Dir, m.Key())
+		}
+		name := model.LayerPrefix(m.Layer) + model.ProjectionPath(m.Name)
+		m.R = layout.Rank(name)
+		alpha := layout.Alpha(name)
+		m.Scale = Spec{R: m.R, Alpha: alpha, RSLoRA: f.Config.UseRSLoRA}.Scale()
+		ia, _ := f.st.Info(m.Key() + ".lora_A.weight")
+		ib, _ := f.st.Info(m.Key() + ".lora_B.weight")
+		if shape != nil {
+			m.In, m.Out, _ = shape(m.Layer, m.Name)
+		} else if len(ia.Shape) == 2 && len(ib.Shape) == 2 {
+			m.In, m.Out = ia.Shape[1], ib.Shape[0]
+		}
+		for _, c := range []struct {
+			info checkpoints.TensorInfo
+			want []int
+		}{{ia, []int{m.R, m.In}}, {ib, []int{m.Out, m.R}}} {
+			if !slices.Equal(c.info.Shape, c.want) || m.In <= 0 || m.Out <= 0 {
+				return fmt.Errorf("%s: tensor %s: shape %v, expected %v (r = %d)", f.Dir, c.info.Name, c.info.Shape, c.want, m.R)
+			}
+		}
+		f.Modules = append(f.Modules, m)
 	}
-	a, err := New(spec, cfg, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	for _, m := range a.Modules {
-		f := seen[[2]string{fmt.Sprint(m.Layer), m.Name}]
-		if f == nil {
-			continue // a layer/target pair the file lacks: zero, no effect
-		}
-		if !f.a || !f.b {
-			return nil, fmt.Errorf("%s: %s has only one of lora_A and lora_B", dir, m.Key())
-		}
-		if err := readInto(st, m.Key()+".lora_A.weight", []int{spec.R, m.In}, m.A); err != nil {
-			return nil, fmt.Errorf("%s: %w", dir, err)
-		}
-		if err := readInto(st, m.Key()+".lora_B.weight", []int{m.Out, spec.R}, m.B); err != nil {
-			return nil, fmt.Errorf("%s: %w", dir, err)
-		}
-	}
-	return a, nil
+	return nil
 }
+
+// Factors reads a module's A (R, In) and B (Out, R) as float32.
+func (f *PEFTFile) Factors(m PEFTModule) (a, b []float32, err error) {
+	a, b = make([]float32, m.R*m.In), make([]float32, m.Out*m.R)
+	if err := readInto(f.st, m.Key()+".lora_A.weight", []int{m.R, m.In}, a); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", f.Dir, err)
+	}
+	if err := readInto(f.st, m.Key()+".lora_B.weight", []int{m.Out, m.R}, b); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", f.Dir, err)
+	}
+	return a, b, nil
+}
+
+// Close releases the weights file.
+func (f *PEFTFile) Close() error { return f.st.Close() }
 
 func readInto(st *checkpoints.Safetensors, name string, shape []int, dst []float32) error {
 	t, err := st.Tensor(name)

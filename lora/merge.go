@@ -1,0 +1,391 @@
+package lora
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/model"
+)
+
+// The ways Merge combines adapters.
+const (
+	MergeCat  = "cat"  // exact: the factors side by side, rank Σ rᵢ
+	MergeSVD  = "svd"  // the best rank-R approximation of the sum
+	MergeTIES = "ties" // TIES-merging (trim, elect sign, disjoint mean), then as svd
+)
+
+// DefaultDensity is the share of each update's entries TIES keeps, the
+// TIES paper's top 20%.
+const DefaultDensity = 0.2
+
+// MergeOptions says how adapters are merged.
+type MergeOptions struct {
+	Method string // MergeCat, MergeSVD or MergeTIES; "" is MergeSVD
+	// Weights has one weight per adapter. Nil means the mean update for cat
+	// and svd (1/n each) and 1 each for ties, whose disjoint mean already
+	// averages the adapters that agree.
+	Weights []float64
+	// R is the rank of an svd or ties result; 0 means the largest input rank.
+	R int
+	// Density is the share of each update's entries ties keeps; 0 means
+	// DefaultDensity.
+	Density float64
+	// Base is the result's base_model_name_or_path. Empty means the inputs'
+	// own, which must then agree: setting it says they are the same model.
+	Base string
+	// Model, when known, is the base's configuration: every module is checked
+	// against it, and it tells whether the result covers every layer.
+	Model *model.Config
+}
+
+// MergePlan is a set of open adapters checked to share a base, with the
+// layout of their merge. Write computes and writes it one module at a time.
+type MergePlan struct {
+	opt     MergeOptions
+	inputs  []*PEFTFile
+	weights []float64
+	modules []mergeModule
+	config  checkpoints.PEFTConfig
+}
+
+// mergeModule is one module of the result and the inputs that have it.
+type mergeModule struct {
+	PEFTModule // R is the result's rank for this module; Scale is 1
+	parts      []mergePart
+}
+
+type mergePart struct {
+	file   *PEFTFile
+	module PEFTModule
+	weight float64
+}
+
+// MergeReport says what Write did.
+type MergeReport struct {
+	Modules int
+	R       int // the rank of the result (cat: of most modules)
+	// Kept is, for the module that lost most, the share of its merged update's
+	// squared Frobenius norm that the rank-R result keeps (1 for cat).
+	Kept      float64
+	WorstKept string // that module's name
+	Patterned int    // cat: modules listed in rank_pattern
+}
+
+// PlanMerge opens the adapters in dirs and checks that they can be merged:
+// LoRA adapters of one base (the same base_model_name_or_path when they name
+// one, unless opt.Base is set; the same shape for every module they share,
+// and one hidden, intermediate, query and key-value width across all
+// modules; and, with opt.Model, the model's shapes). The caller closes the
+// plan. Errors are the input's fault: they name the file.
+func PlanMerge(dirs []string, opt MergeOptions) (*MergePlan, error) {
+	p := &MergePlan{opt: opt}
+	if err := p.plan(dirs); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *MergePlan) plan(dirs []string) error {
+	opt := &p.opt
+	if opt.Method == "" {
+		opt.Method = MergeSVD
+	}
+	if !slices.Contains([]string{MergeCat, MergeSVD, MergeTIES}, opt.Method) {
+		return fmt.Errorf("merge method %q: expected cat, svd or ties", opt.Method)
+	}
+	if len(dirs) == 0 {
+		return fmt.Errorf("merge needs at least one adapter")
+	}
+	if opt.Weights != nil && len(opt.Weights) != len(dirs) {
+		return fmt.Errorf("%d weights for %d adapters", len(opt.Weights), len(dirs))
+	}
+	for _, w := range opt.Weights {
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return fmt.Errorf("weight %v is not a finite number", w)
+		}
+	}
+	if opt.R < 0 || (opt.R > 0 && opt.Method == MergeCat) {
+		return fmt.Errorf("rank %d: a positive rank applies to svd and ties (cat's rank is the sum of the inputs')", opt.R)
+	}
+	if opt.Density == 0 {
+		opt.Density = DefaultDensity
+	}
+	if !(opt.Density > 0 && opt.Density <= 1) {
+		return fmt.Errorf("density %v: expected a share in (0, 1]", opt.Density)
+	}
+	p.weights = opt.Weights
+	if p.weights == nil {
+		w := 1 / float64(len(dirs))
+		if opt.Method == MergeTIES {
+			w = 1
+		}
+		for range dirs {
+			p.weights = append(p.weights, w)
+		}
+	}
+	for _, dir := range dirs {
+		f, err := OpenPEFT(dir)
+		if err != nil {
+			return err
+		}
+		p.inputs = append(p.inputs, f)
+	}
+	if err := p.checkBase(); err != nil {
+		return err
+	}
+	p.layout()
+	return nil
+}
+
+// checkBase refuses adapters of different base models.
+func (p *MergePlan) checkBase() error {
+	cfgPath := func(f *PEFTFile) string { return filepath.Join(f.Dir, checkpoints.PEFTConfigFile) }
+	var named *PEFTFile
+	for _, f := range p.inputs {
+		name := f.Config.BaseModelNameOrPath
+		if name == "" || p.opt.Base != "" {
+			continue
+		}
+		if named == nil {
+			named = f
+		} else if other := named.Config.BaseModelNameOrPath; name != other {
+			return fmt.Errorf("%s: base_model_name_or_path %q, but %s has %q: adapters of different base models cannot be merged (if both name one model, say which with --model)",
+				cfgPath(f), name, cfgPath(named), other)
+		}
+	}
+	// Each width of the model, as the first module that showed it.
+	type width struct {
+		n    int
+		from string
+	}
+	widths := map[string]width{}
+	shapes := map[[2]int]width{} // (layer, projection) -> in·(1<<32)+out
+	for _, f := range p.inputs {
+		for _, m := range f.Modules {
+			from := fmt.Sprintf("%s (%s: %d×%d)", f.Dir, m.Key(), m.Out, m.In)
+			if c := p.opt.Model; c != nil {
+				in, out := ProjectionShape(*c, m.Name)
+				if m.Layer >= c.Layers || in != m.In || out != m.Out {
+					return fmt.Errorf("%s: %s is %d×%d in layer %d; the base model has %d layers and %s of %d×%d: the adapter is of another model",
+						f.Dir, m.Name, m.Out, m.In, m.Layer, c.Layers, m.Name, out, in)
+				}
+			}
+			k := [2]int{m.Layer, slices.Index(model.ProjectionNames, m.Name)}
+			if prev, ok := shapes[k]; ok && prev.n != m.In<<32|m.Out {
+				return fmt.Errorf("%s, but %s: adapters of different base models cannot be merged", from, prev.from)
+			}
+			shapes[k] = width{m.In<<32 | m.Out, from}
+			for what, n := range moduleWidths(m) {
+				if prev, ok := widths[what]; ok && prev.n != n {
+					return fmt.Errorf("%s implies a %s of %d, but %s one of %d: adapters of different base models cannot be merged", from, what, n, prev.from, prev.n)
+				}
+				widths[what] = width{n, from}
+			}
+		}
+	}
+	return nil
+}
+
+// moduleWidths are the model widths a projection's shape shows.
+func moduleWidths(m PEFTModule) map[string]int {
+	switch m.Name {
+	case "q_proj":
+		return map[string]int{"hidden size": m.In, "query width": m.Out}
+	case "k_proj", "v_proj":
+		return map[string]int{"hidden size": m.In, "key-value width": m.Out}
+	case "o_proj":
+		return map[string]int{"hidden size": m.Out, "query width": m.In}
+	case "gate_proj", "up_proj":
+		return map[string]int{"hidden size": m.In, "intermediate size": m.Out}
+	default: // down_proj
+		return map[string]int{"hidden size": m.Out, "intermediate size": m.In}
+	}
+}
+
+// layout decides the result's modules, ranks and adapter_config.json. Its
+// modules are every target on every layer that any input adapts (PEFT
+// adapts the product of target_modules and layers); one that no input has
+// is written as zeros.
+func (p *MergePlan) layout() {
+	parts := map[[2]int][]mergePart{}
+	shapes := map[string][2]int{}
+	var layers, names []int
+	maxR := 0
+	for i, f := range p.inputs {
+		for _, m := range f.Modules {
+			k := [2]int{m.Layer, slices.Index(model.ProjectionNames, m.Name)}
+			parts[k] = append(parts[k], mergePart{f, m, p.weights[i]})
+			shapes[m.Name] = [2]int{m.In, m.Out}
+			if !slices.Contains(layers, k[0]) {
+				layers = append(layers, k[0])
+			}
+			if !slices.Contains(names, k[1]) {
+				names = append(names, k[1])
+			}
+			maxR = max(maxR, m.R)
+		}
+	}
+	slices.Sort(layers)
+	slices.Sort(names)
+	r := p.opt.R
+	if r == 0 {
+		r = maxR
+	}
+	counts := map[int]int{}
+	for _, l := range layers {
+		for _, n := range names {
+			name := model.ProjectionNames[n]
+			ps := parts[[2]int{l, n}]
+			m := mergeModule{PEFTModule: PEFTModule{Layer: l, Name: name, R: r, Scale: 1, In: shapes[name][0], Out: shapes[name][1]}, parts: ps}
+			if p.opt.Method == MergeCat {
+				m.R = 0
+				for _, pt := range ps {
+					m.R += pt.module.R
+				}
+				if m.R > 0 {
+					counts[m.R]++
+				}
+			}
+			p.modules = append(p.modules, m)
+		}
+	}
+	if p.opt.Method == MergeCat {
+		// The rank most modules have is r; the others go to rank_pattern.
+		r = 0
+		for rank, n := range counts {
+			if n > counts[r] || (n == counts[r] && rank > r) {
+				r = rank
+			}
+		}
+	}
+	first := p.inputs[0].Config
+	base := p.opt.Base
+	for _, f := range p.inputs {
+		if base == "" {
+			base = f.Config.BaseModelNameOrPath
+		}
+	}
+	var targets []string
+	for _, n := range names {
+		targets = append(targets, model.ProjectionNames[n])
+	}
+	all := false
+	if c := p.opt.Model; c != nil {
+		all = len(layers) == c.Layers
+	} else {
+		for _, f := range p.inputs {
+			all = all || f.Config.LayersToTransform == nil
+		}
+	}
+	if all {
+		layers = nil
+	}
+	// Scale 1 everywhere (alpha = r), as PEFT's add_weighted_adapter writes.
+	p.config = checkpoints.NewPEFTConfig(base, r, float64(r), first.LoraDropout, targets, layers, false)
+	for i := range p.modules {
+		m := &p.modules[i]
+		if m.R == 0 {
+			m.R = r // no input has it: zeros of the common rank
+		}
+		if m.R != r {
+			name := model.LayerPrefix(m.Layer) + model.ProjectionPath(m.Name)
+			p.config.RankPattern = append(p.config.RankPattern, checkpoints.PatternEntry{Key: name, Value: float64(m.R)})
+			p.config.AlphaPattern = append(p.config.AlphaPattern, checkpoints.PatternEntry{Key: name, Value: float64(m.R)})
+		}
+	}
+}
+
+// Config is the adapter_config.json Write will write.
+func (p *MergePlan) Config() checkpoints.PEFTConfig { return p.config }
+
+// Write merges the adapters into the PEFT adapter directory out (replaced
+// atomically), computing one module at a time while it is written, so
+// memory holds one module's factors (ties: its dense updates) at a time.
+func (p *MergePlan) Write(ctx context.Context, out string) (MergeReport, error) {
+	rep := MergeReport{Modules: len(p.modules), R: p.config.R, Kept: 1, Patterned: len(p.config.RankPattern)}
+	var tensors []checkpoints.Tensor
+	for _, m := range p.modules {
+		tensors = append(tensors,
+			checkpoints.Tensor{Name: m.Key() + ".lora_A.weight", DType: checkpoints.F32, Shape: []int{m.R, m.In}},
+			checkpoints.Tensor{Name: m.Key() + ".lora_B.weight", DType: checkpoints.F32, Shape: []int{m.Out, m.R}})
+	}
+	var pendingB []byte
+	err := checkpoints.WritePEFTFunc(out, p.config, tensors, func(i int) ([]byte, error) {
+		if i%2 == 1 {
+			b := pendingB
+			pendingB = nil
+			return b, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m := p.modules[i/2]
+		a, b, kept, err := p.mergeModule(m)
+		if err != nil {
+			return nil, err
+		}
+		if kept < rep.Kept {
+			rep.Kept, rep.WorstKept = kept, m.Key()
+		}
+		pendingB = F32Tensor("", nil, b).Data
+		return F32Tensor("", nil, a).Data, nil
+	})
+	return rep, err
+}
+
+// mergeModule reads a module's inputs and merges them: A (R, In), B (Out, R),
+// and the share of the merged update's squared norm the result keeps.
+func (p *MergePlan) mergeModule(m mergeModule) (a, b []float32, kept float64, err error) {
+	var fs []factors
+	for _, pt := range m.parts {
+		fa, fb, err := pt.file.Factors(pt.module)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		fs = append(fs, factors{A: fa, B: fb, R: pt.module.R, Scale: pt.module.Scale, Weight: pt.weight})
+	}
+	var sv singular
+	switch p.opt.Method {
+	case MergeCat:
+		a, b = catMerge(m.In, m.Out, m.R, fs)
+		return a, b, 1, nil
+	case MergeSVD:
+		a, b, sv = svdMerge(m.In, m.Out, m.R, fs)
+	default:
+		a, b, sv, err = tiesMerge(m.In, m.Out, m.R, fs, p.opt.Density)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("%s: %w", m.Key(), err)
+		}
+	}
+	return a, b, sv.keptShare(), nil
+}
+
+// Close releases the inputs.
+func (p *MergePlan) Close() error {
+	var first error
+	for _, f := range p.inputs {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	p.inputs = nil
+	return first
+}
+
+// String describes a report for people.
+func (r MergeReport) String() string {
+	s := strconv.Itoa(r.Modules) + " modules, rank " + strconv.Itoa(r.R)
+	if r.Patterned > 0 {
+		s += fmt.Sprintf(" (%d modules of other ranks in rank_pattern)", r.Patterned)
+	}
+	if r.Kept < 1 {
+		s += fmt.Sprintf("; the rank-%d result keeps %.2f%% of the merged update's squared norm at worst (%s)", r.R, 100*r.Kept, r.WorstKept)
+	}
+	return s
+}
