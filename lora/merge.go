@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/model"
@@ -92,37 +94,13 @@ func PlanMerge(dirs []string, opt MergeOptions) (*MergePlan, error) {
 }
 
 func (p *MergePlan) plan(dirs []string) error {
-	opt := &p.opt
-	if opt.Method == "" {
-		opt.Method = MergeSVD
+	if err := p.opt.Validate(len(dirs)); err != nil {
+		return err
 	}
-	if !slices.Contains([]string{MergeCat, MergeSVD, MergeTIES}, opt.Method) {
-		return fmt.Errorf("merge method %q: expected cat, svd or ties", opt.Method)
-	}
-	if len(dirs) == 0 {
-		return fmt.Errorf("merge needs at least one adapter")
-	}
-	if opt.Weights != nil && len(opt.Weights) != len(dirs) {
-		return fmt.Errorf("%d weights for %d adapters", len(opt.Weights), len(dirs))
-	}
-	for _, w := range opt.Weights {
-		if math.IsNaN(w) || math.IsInf(w, 0) {
-			return fmt.Errorf("weight %v is not a finite number", w)
-		}
-	}
-	if opt.R < 0 || (opt.R > 0 && opt.Method == MergeCat) {
-		return fmt.Errorf("rank %d: a positive rank applies to svd and ties (cat's rank is the sum of the inputs')", opt.R)
-	}
-	if opt.Density == 0 {
-		opt.Density = DefaultDensity
-	}
-	if !(opt.Density > 0 && opt.Density <= 1) {
-		return fmt.Errorf("density %v: expected a share in (0, 1]", opt.Density)
-	}
-	p.weights = opt.Weights
+	p.weights = p.opt.Weights
 	if p.weights == nil {
 		w := 1 / float64(len(dirs))
-		if opt.Method == MergeTIES {
+		if p.opt.Method == MergeTIES {
 			w = 1
 		}
 		for range dirs {
@@ -140,6 +118,38 @@ func (p *MergePlan) plan(dirs []string) error {
 		return err
 	}
 	p.layout()
+	return nil
+}
+
+// Validate checks the options for merging n adapters and fills in the
+// defaults (Method, Density).
+func (opt *MergeOptions) Validate(n int) error {
+	if opt.Method == "" {
+		opt.Method = MergeSVD
+	}
+	if !slices.Contains([]string{MergeCat, MergeSVD, MergeTIES}, opt.Method) {
+		return fmt.Errorf("merge method %q: expected cat, svd or ties", opt.Method)
+	}
+	if n == 0 {
+		return fmt.Errorf("merge needs at least one adapter")
+	}
+	if opt.Weights != nil && len(opt.Weights) != n {
+		return fmt.Errorf("%d weights for %d adapters", len(opt.Weights), n)
+	}
+	for _, w := range opt.Weights {
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return fmt.Errorf("weight %v is not a finite number", w)
+		}
+	}
+	if opt.R < 0 || (opt.R > 0 && opt.Method == MergeCat) {
+		return fmt.Errorf("rank %d: a positive rank applies to svd and ties (cat's rank is the sum of the inputs')", opt.R)
+	}
+	if opt.Density == 0 {
+		opt.Density = DefaultDensity
+	}
+	if !(opt.Density > 0 && opt.Density <= 1) {
+		return fmt.Errorf("density %v: expected a share in (0, 1]", opt.Density)
+	}
 	return nil
 }
 
@@ -305,8 +315,9 @@ func (p *MergePlan) layout() {
 func (p *MergePlan) Config() checkpoints.PEFTConfig { return p.config }
 
 // Write merges the adapters into the PEFT adapter directory out (replaced
-// atomically), computing one module at a time while it is written, so
-// memory holds one module's factors (ties: its dense updates) at a time.
+// atomically), computing modules while they are written: a few at once, one
+// per CPU, a few ahead of the writer, so memory holds a few modules' factors
+// (ties: their dense updates, so ties does one at a time).
 func (p *MergePlan) Write(ctx context.Context, out string) (MergeReport, error) {
 	rep := MergeReport{Modules: len(p.modules), R: p.config.R, Kept: 1, Patterned: len(p.config.RankPattern)}
 	var tensors []checkpoints.Tensor
@@ -315,6 +326,12 @@ func (p *MergePlan) Write(ctx context.Context, out string) (MergeReport, error) 
 			checkpoints.Tensor{Name: m.Key() + ".lora_A.weight", DType: checkpoints.F32, Shape: []int{m.R, m.In}},
 			checkpoints.Tensor{Name: m.Key() + ".lora_B.weight", DType: checkpoints.F32, Shape: []int{m.Out, m.R}})
 	}
+	ahead := runtime.GOMAXPROCS(0)
+	if p.opt.Method == MergeTIES {
+		ahead = 1
+	}
+	results := p.compute(ctx, ahead)
+	defer results.stop()
 	var pendingB []byte
 	err := checkpoints.WritePEFTFunc(out, p.config, tensors, func(i int) ([]byte, error) {
 		if i%2 == 1 {
@@ -322,21 +339,79 @@ func (p *MergePlan) Write(ctx context.Context, out string) (MergeReport, error) 
 			pendingB = nil
 			return b, nil
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		m := p.modules[i/2]
-		a, b, kept, err := p.mergeModule(m)
+		res, err := results.next(i / 2)
 		if err != nil {
 			return nil, err
 		}
-		if kept < rep.Kept {
-			rep.Kept, rep.WorstKept = kept, m.Key()
+		if res.kept < rep.Kept {
+			rep.Kept, rep.WorstKept = res.kept, p.modules[i/2].Key()
 		}
-		pendingB = F32Tensor("", nil, b).Data
-		return F32Tensor("", nil, a).Data, nil
+		pendingB = F32Tensor("", nil, res.b).Data
+		return F32Tensor("", nil, res.a).Data, nil
 	})
 	return rep, err
+}
+
+// merged is one module's result.
+type merged struct {
+	a, b []float32
+	kept float64
+	err  error
+}
+
+// pipeline computes the modules in order on goroutines, at most ahead of
+// them started and not yet taken by next.
+type pipeline struct {
+	out    []chan merged
+	slots  chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ctx    context.Context
+}
+
+func (p *MergePlan) compute(ctx context.Context, ahead int) *pipeline {
+	ctx, cancel := context.WithCancel(ctx)
+	pl := &pipeline{out: make([]chan merged, len(p.modules)), slots: make(chan struct{}, ahead), cancel: cancel, ctx: ctx}
+	for i := range pl.out {
+		pl.out[i] = make(chan merged, 1)
+	}
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		for i, m := range p.modules {
+			select {
+			case pl.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			pl.wg.Add(1)
+			go func() {
+				defer pl.wg.Done()
+				var res merged
+				res.a, res.b, res.kept, res.err = p.mergeModule(m)
+				pl.out[i] <- res
+			}()
+		}
+	}()
+	return pl
+}
+
+// next waits for module i's result.
+func (pl *pipeline) next(i int) (merged, error) {
+	select {
+	case res := <-pl.out[i]:
+		<-pl.slots
+		return res, res.err
+	case <-pl.ctx.Done():
+		return merged{}, pl.ctx.Err()
+	}
+}
+
+// stop cancels what is left and waits for the goroutines, which read the
+// inputs' memory maps: the plan must not close them before.
+func (pl *pipeline) stop() {
+	pl.cancel()
+	pl.wg.Wait()
 }
 
 // mergeModule reads a module's inputs and merges them: A (R, In), B (Out, R),

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 
-	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
 	"gonum.org/v1/gonum/mat"
@@ -63,12 +62,18 @@ func catMerge(in, out, r int, fs []factors) (a, b []float32) {
 }
 
 // svdMerge is the best rank-r approximation (Eckart–Young) of
-// ΔW = Σ wᵢ·sᵢ·Bᵢ·Aᵢ without forming ΔW: with ρ = Σ rᵢ, ΔW = Bs·As where
-// Bs = [w₁s₁B₁ ...] is (out, ρ) and As = [A₁; ...] is (ρ, in). Thin QR
-// factorisations Bs = Qb·Rb and Asᵀ = Qa·Ra make ΔW = Qb·(Rb·Raᵀ)·Qaᵀ, so the
-// SVD of the small core Rb·Raᵀ = U·Σ·Vᵀ gives ΔW's: (Qb·U)·Σ·(Qa·V)ᵀ. The
-// result is B = Qb·U_r·Σ_r, A = (Qa·V_r)ᵀ (PEFT's split: σ in B), and the
-// work is O((in+out)·ρ²). Ranks beyond ΔW's own are zero rows and columns.
+// ΔW = Σ wᵢ·sᵢ·Bᵢ·Aᵢ without forming ΔW. With ρ = Σ rᵢ, ΔW = Bs·As where
+// Bs = [w₁s₁B₁ ...] is (out, ρ) and As = [A₁; ...] is (ρ, in). LQ
+// factorisations As = La·Qa and Bsᵀ = Lb·Qb (Q with orthonormal rows; on
+// row-major data the reflectors run along contiguous rows, where QR of the
+// tall transposes would stride) give ΔW = Qbᵀ·(Lbᵀ·La)·Qa, so the SVD of the
+// small core Lbᵀ·La = U·Σ·Vᵀ is ΔW's: (Qbᵀ·U)·Σ·(Qaᵀ·V)ᵀ. Q is never formed:
+//
+//	B = Qbᵀ·U_r·Σ_r = ΔW·Qaᵀ·V_r = Bs·La·V_r
+//	A = V_rᵀ·Qa = Σ_r⁻¹·U_rᵀ·Qb·ΔW = Σ_r⁻¹·U_rᵀ·Lbᵀ·As
+//
+// which puts σ in B, as PEFT does. The work is O((in+out)·ρ²). Ranks beyond
+// ΔW's own (and σ below 1e-12 of the largest, which add nothing) are zero.
 func svdMerge(in, out, r int, fs []factors) (a, b []float32, sv singular) {
 	rho := 0
 	for _, f := range fs {
@@ -78,100 +83,100 @@ func svdMerge(in, out, r int, fs []factors) (a, b []float32, sv singular) {
 	if rho == 0 {
 		return a, b, sv
 	}
-	bs := blas64.General{Rows: out, Cols: rho, Stride: rho, Data: make([]float64, out*rho)}
-	at := blas64.General{Rows: in, Cols: rho, Stride: rho, Data: make([]float64, in*rho)}
-	col := 0
+	as := blas64.General{Rows: rho, Cols: in, Stride: in, Data: make([]float64, rho*in)}
+	bst := blas64.General{Rows: rho, Cols: out, Stride: out, Data: make([]float64, rho*out)}
+	row := 0
 	for _, f := range fs {
 		c := f.Weight * f.Scale
+		for i, v := range f.A {
+			as.Data[row*in+i] = float64(v)
+		}
 		for o := range out {
 			for k, v := range f.B[o*f.R : (o+1)*f.R] {
-				bs.Data[o*rho+col+k] = c * float64(v)
+				bst.Data[(row+k)*out+o] = c * float64(v)
 			}
 		}
-		for k := range f.R {
-			for i, v := range f.A[k*in : (k+1)*in] {
-				at.Data[i*rho+col+k] = float64(v)
-			}
-		}
-		col += f.R
+		row += f.R
 	}
-	qb, qa := thinQR(bs), thinQR(at)
+	la, lb := lowerLQ(as), lowerLQ(bst)
 	var core mat.Dense
-	core.Mul(qb.r, qa.r.T())
+	core.Mul(lb.T(), la) // (min(out,ρ), min(in,ρ))
 	var svd mat.SVD
 	if !svd.Factorize(&core, mat.SVDThin) {
-		// Dgesvd fails only on NaN or Inf, which finite factors cannot give
-		// at these sizes; keep the zero result rather than a wrong one.
+		// Dgesvd fails only on NaN or Inf, which finite factors cannot
+		// give at these sizes; keep the zero result rather than a wrong one.
 		return a, b, sv
 	}
 	sv.s = svd.Values(nil)
 	sv.kept = min(r, len(sv.s))
+	for sv.kept > 0 && !(sv.s[sv.kept-1] > 1e-12*sv.s[0]) {
+		sv.kept--
+	}
 	var u, v mat.Dense
 	svd.UTo(&u)
 	svd.VTo(&v)
-	us := mat.NewDense(u.RawMatrix().Rows, sv.kept, nil) // U_r·Σ_r
-	for i := range us.RawMatrix().Rows {
-		for j := range sv.kept {
-			us.Set(i, j, u.At(i, j)*sv.s[j])
+	var t, s mat.Dense
+	t.Mul(la, v.Slice(0, v.RawMatrix().Rows, 0, sv.kept)) // La·V_r: (ρ, kept)
+	s.Mul(u.Slice(0, u.RawMatrix().Rows, 0, sv.kept).T(), lb.T())
+	for j := range sv.kept { // Σ_r⁻¹·U_rᵀ·Lbᵀ: (kept, ρ)
+		for k := range rho {
+			s.Set(j, k, s.At(j, k)/sv.s[j])
 		}
 	}
-	bNew := qb.apply(us)                                         // (out, kept)
-	aNew := qa.apply(v.Slice(0, v.RawMatrix().Rows, 0, sv.kept)) // (in, kept)
+	// B = Bs·T and A = S·As, one input's block at a time, summed in float64.
+	b64, a64 := make([]float64, out*sv.kept), make([]float64, sv.kept*in)
+	tr, sr := t.RawMatrix(), s.RawMatrix()
+	row = 0
+	for _, f := range fs {
+		c := f.Weight * f.Scale
+		for o := range out {
+			dst := b64[o*sv.kept : (o+1)*sv.kept]
+			for k, bv := range f.B[o*f.R : (o+1)*f.R] {
+				x := c * float64(bv)
+				for j, tv := range tr.Data[(row+k)*tr.Stride : (row+k)*tr.Stride+sv.kept] {
+					dst[j] += x * tv
+				}
+			}
+		}
+		for j := range sv.kept {
+			dst := a64[j*in : (j+1)*in]
+			for k := range f.R {
+				y := sr.Data[j*sr.Stride+row+k]
+				for i, av := range f.A[k*in : (k+1)*in] {
+					dst[i] += y * float64(av)
+				}
+			}
+		}
+		row += f.R
+	}
 	for o := range out {
 		for j := range sv.kept {
-			b[o*r+j] = float32(bNew.At(o, j))
+			b[o*r+j] = float32(b64[o*sv.kept+j])
 		}
 	}
-	for j := range sv.kept {
-		for i := range in {
-			a[j*in+i] = float32(aNew.At(i, j))
-		}
+	for i, v := range a64 {
+		a[i] = float32(v) // rows j < kept of A, which is (r, in)
 	}
 	return a, b, sv
 }
 
-// reduced is M (n, ρ) = Q·R with Q having orthonormal columns. When n ≥ ρ it
-// is a thin QR (R is (ρ, ρ), Q kept as Householder reflectors); otherwise Q
-// is the identity and R is M itself, already no larger than ρ rows.
-type reduced struct {
-	r   mat.Matrix
-	qr  *blas64.General // the reflectors, nil for the identity
-	tau []float64
-}
-
-func thinQR(m blas64.General) reduced {
-	n, rho := m.Rows, m.Cols
-	if n < rho {
-		return reduced{r: mat.NewDense(n, rho, m.Data)}
-	}
-	tau := make([]float64, rho)
+// lowerLQ returns L of M = L·Q (M is (ρ, n), Q has orthonormal rows): the
+// first min(ρ, n) columns of the lower triangle Gelqf leaves in M.
+func lowerLQ(m blas64.General) *mat.Dense {
+	rho, n := m.Rows, m.Cols
+	k := min(rho, n)
+	tau := make([]float64, k)
 	work := []float64{0}
-	lapack64.Geqrf(m, tau, work, -1)
+	lapack64.Gelqf(m, tau, work, -1)
 	work = make([]float64, int(work[0]))
-	lapack64.Geqrf(m, tau, work, len(work))
-	r := mat.NewDense(rho, rho, nil)
+	lapack64.Gelqf(m, tau, work, len(work))
+	l := mat.NewDense(rho, k, nil)
 	for i := range rho {
-		for j := i; j < rho; j++ {
-			r.Set(i, j, m.Data[i*m.Stride+j])
+		for j := 0; j <= i && j < k; j++ {
+			l.Set(i, j, m.Data[i*m.Stride+j])
 		}
 	}
-	return reduced{r: r, qr: &m, tau: tau}
-}
-
-// apply returns Q·X for X (k, t), k the rows of R: an (n, t) matrix.
-func (q reduced) apply(x mat.Matrix) *mat.Dense {
-	k, t := x.Dims()
-	if q.qr == nil {
-		return mat.DenseCopyOf(x)
-	}
-	c := mat.NewDense(q.qr.Rows, t, nil) // X over zeros: Q·[X; 0] = Q_thin·X
-	c.Slice(0, k, 0, t).(*mat.Dense).Copy(x)
-	cm := c.RawMatrix()
-	work := []float64{0}
-	lapack64.Ormqr(blas.Left, blas.NoTrans, *q.qr, q.tau, cm, work, -1)
-	work = make([]float64, max(int(work[0]), t))
-	lapack64.Ormqr(blas.Left, blas.NoTrans, *q.qr, q.tau, cm, work, len(work))
-	return c
+	return l
 }
 
 // tiesMerge follows PEFT's ties_svd: each task update τᵢ = sᵢ·Bᵢ·Aᵢ keeps its

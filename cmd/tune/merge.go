@@ -66,6 +66,9 @@ a base_model_name_or_path that is a local directory is checked the same way.`,
 					opt.Weights = append(opt.Weights, w)
 				}
 			}
+			if err := opt.Validate(len(args)); err != nil {
+				return usageError{err}
+			}
 			for _, a := range args {
 				if same(a, out) {
 					return usageError{fmt.Errorf("--out %s is one of the adapters being merged: write the result elsewhere", out)}

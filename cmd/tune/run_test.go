@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 // tuneBinary builds the tune command on first use.
-func tuneBinary(t *testing.T) string {
+func tuneBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(binDir, "tune")
 	if _, err := os.Stat(bin); err != nil {

@@ -1,0 +1,133 @@
+package export
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/tokenizer"
+)
+
+// TestMergedAdapterInLlamaCpp: adapters merged by `tune merge` (cat, whose
+// modules have different ranks through rank_pattern, and svd at a rank below
+// the inputs' sum), exported as GGUF adapters, run in llama.cpp on a llama
+// base (q/k rows permuted) with the next-token log-probabilities and the loss
+// tune computes with the same merged adapter.
+func TestMergedAdapterInLlamaCpp(t *testing.T) {
+	requireOracle(t)
+	base := writeModel(t, small("llama", 32000), "llama2")
+	cfg := loadConfig(t, base)
+	r := rand.New(rand.NewPCG(21, 5))
+	inputs := []string{randomAdapter(t, base, cfg, false, 21)} // r 4, every projection
+	a, err := lora.New(lora.Spec{R: 6, Alpha: 3, Targets: []string{"q_proj", "k_proj", "down_proj"}, RSLoRA: true}, cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range a.Modules {
+		for i := range m.B {
+			m.B[i] = float32(r.NormFloat64() * 0.3)
+		}
+	}
+	second := filepath.Join(t.TempDir(), "second")
+	if err := checkpoints.WritePEFT(second, a.PEFTConfig(base), a.PEFTTensors()); err != nil {
+		t.Fatal(err)
+	}
+	inputs = append(inputs, second)
+
+	tok, err := tokenizer.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int32
+	for _, id := range tok.Encode("Pooled compute: each machine trains an adapter on its own data, and the adapters are merged.", true) {
+		ids = append(ids, int32(id))
+	}
+	out := t.TempDir()
+	baseGGUF := filepath.Join(out, "base.gguf")
+	if err := GGUF(base, "", baseGGUF, "f32"); err != nil {
+		t.Fatal(err)
+	}
+	runs := []scoreRun{{Model: baseGGUF, IDs: ids}}
+	methods := []lora.MergeOptions{{Method: lora.MergeCat}, {Method: lora.MergeSVD, R: 4}}
+	var merged []string
+	for _, opt := range methods {
+		opt.Weights = []float64{1.2, 1.5}
+		p, err := lora.PlanMerge(inputs, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(out, opt.Method)
+		rep, err := p.Write(context.Background(), dir)
+		p.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %s", opt.Method, rep)
+		if opt.Method == lora.MergeCat && rep.Patterned == 0 {
+			t.Fatal("the cat merge has no rank_pattern: the test would not exercise it")
+		}
+		gguf := filepath.Join(out, opt.Method+".gguf")
+		if err := GGUFAdapter(dir, base, gguf, "f32"); err != nil {
+			t.Fatal(err)
+		}
+		merged = append(merged, dir)
+		runs = append(runs, scoreRun{Model: baseGGUF, Adapters: []string{gguf}, IDs: ids})
+	}
+	res := llamaCpp(t, runs)
+	baseLoss := tuneLoss(t, base, "", ids)
+	lpBase, _, _ := nextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
+	for i, dir := range merged {
+		what := methods[i].Method + " merge"
+		lp, top, gap := nextTokenStats(tuneLogits(t, base, dir, ids), cfg.Vocab, ids)
+		worst := compare(t, what+": base GGUF + GGUF adapter vs tune", res[i+1], lp, top, gap, 1e-3)
+		var llamaLoss float64
+		for _, l := range res[i+1].LogProbs {
+			llamaLoss -= l / float64(len(res[i+1].LogProbs))
+		}
+		loss := tuneLoss(t, base, dir, ids)
+		t.Logf("%s: loss in tune %.6f, in llama.cpp %.6f (base %.6f); max |Δ log p| %.2g", what, loss, llamaLoss, baseLoss, worst)
+		if d := math.Abs(loss - llamaLoss); d > 1e-4*loss {
+			t.Errorf("%s: llama.cpp's loss %.6f, tune's %.6f", what, llamaLoss, loss)
+		}
+		moved := 0.0
+		for j := range lp {
+			moved = max(moved, math.Abs(lp[j]-lpBase[j]))
+		}
+		if moved < 0.05 {
+			t.Fatalf("%s: the merged adapter moves log-probabilities by %.3g only: the check proves nothing", what, moved)
+		}
+	}
+}
+
+// tuneLoss is the next-token loss tune's forward pass (training's graph)
+// reports over ids as one row, with an adapter or none.
+func tuneLoss(t *testing.T, dir, adapterDir string, ids []int32) float64 {
+	t.Helper()
+	m, md, err := model.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	var ad model.Adapter
+	if adapterDir != "" {
+		a, err := lora.FromPEFT(adapterDir, m.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad = a.Attach(false)
+	}
+	f, err := testmodels.RunGraph(m, model.Batch{IDs: ids}, 1, len(ids), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Counted != len(ids)-1 {
+		t.Fatalf("the loss counted %d targets of %d tokens", f.Counted, len(ids))
+	}
+	return float64(f.Loss)
+}
