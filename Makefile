@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSafetensorsHeader$$' -fuzztime $(FUZZTIME) ./checkpoints
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenSafetensors$$' -fuzztime $(FUZZTIME) ./checkpoints
 	$(GO) test -run '^$$' -fuzz '^FuzzReadGGUF$$' -fuzztime $(FUZZTIME) ./checkpoints
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodePEFTConfig$$' -fuzztime $(FUZZTIME) ./checkpoints
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./configs
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./tokenizer
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./tokenizer

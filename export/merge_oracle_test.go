@@ -3,14 +3,10 @@ package export
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
-	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
@@ -23,22 +19,10 @@ func TestMergedAdapterInLlamaCpp(t *testing.T) {
 	requireOracle(t)
 	base := writeModel(t, small("llama", 32000), "llama2")
 	cfg := loadConfig(t, base)
-	r := rand.New(rand.NewPCG(21, 5))
-	inputs := []string{randomAdapter(t, base, cfg, false, 21)} // r 4, every projection
-	a, err := lora.New(lora.Spec{R: 6, Alpha: 3, Targets: []string{"q_proj", "k_proj", "down_proj"}, RSLoRA: true}, cfg, r)
-	if err != nil {
-		t.Fatal(err)
+	inputs := []string{
+		randomAdapter(t, base, cfg, false, 21), // r 4, every projection
+		randomSpecAdapter(t, base, cfg, lora.Spec{R: 6, Alpha: 3, Targets: []string{"q_proj", "k_proj", "down_proj"}, RSLoRA: true}, 22, 0.3),
 	}
-	for _, m := range a.Modules {
-		for i := range m.B {
-			m.B[i] = float32(r.NormFloat64() * 0.3)
-		}
-	}
-	second := filepath.Join(t.TempDir(), "second")
-	if err := checkpoints.WritePEFT(second, a.PEFTConfig(base), a.PEFTTensors()); err != nil {
-		t.Fatal(err)
-	}
-	inputs = append(inputs, second)
 
 	tok, err := tokenizer.Load(base)
 	if err != nil {
@@ -109,23 +93,7 @@ func TestMergedAdapterInLlamaCpp(t *testing.T) {
 // reports over ids as one row, with an adapter or none.
 func tuneLoss(t *testing.T, dir, adapterDir string, ids []int32) float64 {
 	t.Helper()
-	m, md, err := model.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.Close()
-	var ad model.Adapter
-	if adapterDir != "" {
-		a, err := lora.FromPEFT(adapterDir, m.Config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ad = a.Attach(false)
-	}
-	f, err := testmodels.RunGraph(m, model.Batch{IDs: ids}, 1, len(ids), ad)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := tuneForward(t, dir, adapterDir, ids)
 	if f.Counted != len(ids)-1 {
 		t.Fatalf("the loss counted %d targets of %d tokens", f.Counted, len(ids))
 	}

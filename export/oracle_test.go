@@ -110,14 +110,20 @@ func writeModel(t *testing.T, spec testmodels.Spec, tok string) string {
 // random (B = 0, PEFT's initialisation, would test nothing).
 func randomAdapter(t *testing.T, baseDir string, cfg model.Config, rslora bool, seed uint64) string {
 	t.Helper()
+	return randomSpecAdapter(t, baseDir, cfg, lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: rslora}, seed, 0.1)
+}
+
+// randomSpecAdapter is randomAdapter for any spec, B of deviation std.
+func randomSpecAdapter(t *testing.T, baseDir string, cfg model.Config, spec lora.Spec, seed uint64, std float64) string {
+	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 99))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: rslora}, cfg, r)
+	a, err := lora.New(spec, cfg, r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range a.Modules {
 		for i := range m.B {
-			m.B[i] = float32(r.NormFloat64() * 0.1)
+			m.B[i] = float32(r.NormFloat64() * std)
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "adapter")
@@ -140,6 +146,12 @@ func loadConfig(t *testing.T, dir string) model.Config {
 // as one row and returns its (len(ids), vocab) logits.
 func tuneLogits(t *testing.T, dir, adapterDir string, ids []int32) []float32 {
 	t.Helper()
+	return tuneForward(t, dir, adapterDir, ids).Logits
+}
+
+// tuneForward is that forward pass, with its loss.
+func tuneForward(t *testing.T, dir, adapterDir string, ids []int32) testmodels.Forward {
+	t.Helper()
 	m, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +169,7 @@ func tuneLogits(t *testing.T, dir, adapterDir string, ids []int32) []float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f.Logits
+	return f
 }
 
 // nextTokenStats turns logits into what score.mjs reports: log p(ids[t+1])
