@@ -14,7 +14,7 @@ import (
 	"github.com/tune-dev/tune/model"
 )
 
-// The ways Merge combines adapters.
+// The ways PlanMerge combines adapters (tune merge --method).
 const (
 	MergeCat  = "cat"  // exact: the factors side by side, rank Σ rᵢ
 	MergeSVD  = "svd"  // the best rank-R approximation of the sum
@@ -46,7 +46,7 @@ type MergeOptions struct {
 }
 
 // MergePlan is a set of open adapters checked to share a base, with the
-// layout of their merge. Write computes and writes it one module at a time.
+// layout of their merge. Write computes it module by module as it writes.
 type MergePlan struct {
 	opt     MergeOptions
 	inputs  []*PEFTFile
@@ -425,20 +425,17 @@ func (p *MergePlan) mergeModule(m mergeModule) (a, b []float32, kept float64, er
 		}
 		fs = append(fs, factors{A: fa, B: fb, R: pt.module.R, Scale: pt.module.Scale, Weight: pt.weight})
 	}
-	var sv singular
+	var e energy
 	switch p.opt.Method {
 	case MergeCat:
 		a, b = catMerge(m.In, m.Out, m.R, fs)
 		return a, b, 1, nil
 	case MergeSVD:
-		a, b, sv = svdMerge(m.In, m.Out, m.R, fs)
+		a, b, e = svdMerge(m.In, m.Out, m.R, fs)
 	default:
-		a, b, sv, err = tiesMerge(m.In, m.Out, m.R, fs, p.opt.Density)
-		if err != nil {
-			return nil, nil, 0, fmt.Errorf("%s: %w", m.Key(), err)
-		}
+		a, b, e = tiesMerge(m.In, m.Out, m.R, fs, p.opt.Density)
 	}
-	return a, b, sv.keptShare(), nil
+	return a, b, e.keptShare(), nil
 }
 
 // Close releases the inputs.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -309,14 +311,35 @@ func TestMergeTIESMatchesPEFT(t *testing.T) {
 }
 
 // TestPruneKeepsTopK: exactly k entries stay, the largest by magnitude, and
-// at a tie the first ones (hand-computed).
+// at a tie the first ones (hand-computed); on random vectors with many ties,
+// the entries a stable sort by magnitude puts first.
 func TestPruneKeepsTopK(t *testing.T) {
 	v := []float64{0.5, -3, 2, -2, 1, 2, 0}
 	prune(v, 3, make([]float64, len(v)))
 	want := []float64{0, -3, 2, -2, 0, 0, 0}
-	for i := range v {
-		if v[i] != want[i] {
-			t.Fatalf("prune: %v, want %v", v, want)
+	if !slices.Equal(v, want) {
+		t.Fatalf("prune: %v, want %v", v, want)
+	}
+	r := rand.New(rand.NewPCG(8, 8))
+	for range 200 {
+		n := 1 + r.IntN(300)
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(r.IntN(21) - 10) // many equal magnitudes
+		}
+		k := r.IntN(n + 1)
+		order := make([]int, n)
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return math.Abs(v[order[a]]) > math.Abs(v[order[b]]) })
+		want := make([]float64, n)
+		for _, i := range order[:k] {
+			want[i] = v[i]
+		}
+		prune(v, k, make([]float64, n))
+		if !slices.Equal(v, want) {
+			t.Fatalf("prune(k=%d): %v, want %v", k, v, want)
 		}
 	}
 }
@@ -420,5 +443,27 @@ func TestFromPEFTRankPattern(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(f.inputs[1], checkpoints.PEFTConfigFile))
 	if !bytes.Contains(raw, []byte(`"rank_pattern": {`+"\n"+`    "k_proj": 2,`)) {
 		t.Errorf("rank_pattern is not written in order as an object:\n%s", raw)
+	}
+}
+
+// TestMergeWriteCancelled: a cancelled merge (Ctrl-C) stops with the
+// context's error and leaves no output, and the plan closes cleanly after it.
+func TestMergeWriteCancelled(t *testing.T) {
+	f := newMergeFixture(t)
+	p, err := PlanMerge(f.inputs, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(t.TempDir(), "merged")
+	if _, err := p.Write(ctx, out); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("cancelled merge: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a cancelled merge left its output")
 	}
 }
