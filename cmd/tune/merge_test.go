@@ -22,7 +22,8 @@ import (
 // projections), `tune merge` combines their adapters (cat, svd, ties), a
 // third run continues from the merge (lora.init_from), and the cat merge,
 // exported as a merged model, holds exactly the base plus the mean of the
-// two updates (each computed from its own adapter).
+// two updates (each computed from its own adapter); exported as PEFT, it
+// keeps its updates.
 func TestPooledRound(t *testing.T) {
 	bin := tuneBinary(t)
 	dir := t.TempDir()
@@ -50,6 +51,10 @@ func TestPooledRound(t *testing.T) {
 		out := tune("merge", a1, a2, "--model", base, "--method", method, "--out", merged[method])
 		t.Logf("%s", strings.TrimSpace(out))
 	}
+
+	// One adapter re-factorised to a lower rank; its base path exists here,
+	// so it is checked against that model.
+	tune("merge", a1, "--r", "4", "--out", filepath.Join(dir, "r4"))
 
 	// Round two from the svd merge: rank 8, the larger input's.
 	round2 := filepath.Join(dir, "round2")
@@ -104,6 +109,26 @@ func TestPooledRound(t *testing.T) {
 	t.Logf("cat merge exported: |W' - W - mean Δ| ≤ %.2g (mean Δ up to %.3g)", worst, moved)
 	if worst > 1e-6 || moved < 1e-3 {
 		t.Fatalf("the exported cat merge is off by %.3g (updates up to %.3g)", worst, moved)
+	}
+
+	// cat (rank_pattern) exported as a plain PEFT adapter: one rank, the same updates.
+	peft := filepath.Join(dir, "cat-peft")
+	tune("export", "--model", base, "--adapter", merged["cat"], "--format", "peft", "--out", peft)
+	was, err := lora.FromPEFT(merged["cat"], bm.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := lora.FromPEFT(peft, bm.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range was.Modules {
+		d0, d1 := was.Delta(m), now.Delta(now.Module(m.Layer, m.Name))
+		for i := range d0 {
+			if math.Abs(float64(d0[i]-d1[i])) > 1e-7 {
+				t.Fatalf("%s: the PEFT export of the cat merge changes ΔW[%d] from %g to %g", m.Key(), i, d0[i], d1[i])
+			}
+		}
 	}
 }
 
