@@ -64,18 +64,21 @@ func TestMergedAdapterInLlamaCpp(t *testing.T) {
 		runs = append(runs, scoreRun{Model: baseGGUF, Adapters: []string{gguf}, IDs: ids})
 	}
 	res := llamaCpp(t, runs)
-	baseLoss := tuneLoss(t, base, "", ids)
 	lpBase, _, _ := nextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
 	for i, dir := range merged {
 		what := methods[i].Method + " merge"
-		lp, top, gap := nextTokenStats(tuneLogits(t, base, dir, ids), cfg.Vocab, ids)
+		f := tuneForward(t, base, dir, ids)
+		if f.Counted != len(ids)-1 {
+			t.Fatalf("the loss counted %d targets of %d tokens", f.Counted, len(ids))
+		}
+		lp, top, gap := nextTokenStats(f.Logits, cfg.Vocab, ids)
 		worst := compare(t, what+": base GGUF + GGUF adapter vs tune", res[i+1], lp, top, gap, 1e-3)
 		var llamaLoss float64
 		for _, l := range res[i+1].LogProbs {
 			llamaLoss -= l / float64(len(res[i+1].LogProbs))
 		}
-		loss := tuneLoss(t, base, dir, ids)
-		t.Logf("%s: loss in tune %.6f, in llama.cpp %.6f (base %.6f); max |Δ log p| %.2g", what, loss, llamaLoss, baseLoss, worst)
+		loss := float64(f.Loss)
+		t.Logf("%s: loss in tune %.6f, in llama.cpp %.6f; max |Δ log p| %.2g", what, loss, llamaLoss, worst)
 		if d := math.Abs(loss - llamaLoss); d > 1e-4*loss {
 			t.Errorf("%s: llama.cpp's loss %.6f, tune's %.6f", what, llamaLoss, loss)
 		}
@@ -87,15 +90,4 @@ func TestMergedAdapterInLlamaCpp(t *testing.T) {
 			t.Fatalf("%s: the merged adapter moves log-probabilities by %.3g only: the check proves nothing", what, moved)
 		}
 	}
-}
-
-// tuneLoss is the next-token loss tune's forward pass (training's graph)
-// reports over ids as one row, with an adapter or none.
-func tuneLoss(t *testing.T, dir, adapterDir string, ids []int32) float64 {
-	t.Helper()
-	f := tuneForward(t, dir, adapterDir, ids)
-	if f.Counted != len(ids)-1 {
-		t.Fatalf("the loss counted %d targets of %d tokens", f.Counted, len(ids))
-	}
-	return float64(f.Loss)
 }
