@@ -144,6 +144,11 @@ type Train struct {
 	EvalBatches int     `mapstructure:"eval_batches"`  // 0 = the whole validation set
 	LogEvery    int     `mapstructure:"log_every"`
 	Threads     int     `mapstructure:"threads"` // 0 = all cores
+	// ActivationCheckpointing keeps only each layer's input and runs the
+	// layer's forward again in the backward pass: less memory, about a third
+	// more compute (frozen weights need no weight gradient, so the forward
+	// is half of a step's products).
+	ActivationCheckpointing bool `mapstructure:"activation_checkpointing"`
 }
 
 // Checkpoint controls step checkpoints.
@@ -273,6 +278,7 @@ func Fields() []Field {
 		{"train.eval_batches", TypeInt, 0, "batches per evaluation; 0 = the whole validation set"},
 		{"train.log_every", TypeInt, 1, "log metrics every N steps"},
 		{"train.threads", TypeInt, 0, "CPU threads; 0 = all cores"},
+		{"train.activation_checkpointing", TypeBool, false, "keep only each layer's input and recompute the rest in the backward pass: less memory, about a third more compute"},
 
 		{"checkpoint.every", TypeInt, 100, "resumable checkpoint every N steps; 0 = only the final adapter"},
 		{"checkpoint.keep_last", TypeInt, 3, "step checkpoints kept (older ones are deleted)"},

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -168,20 +167,12 @@ func (a *Adapter) Delta(m *Module) []float32 {
 	return d
 }
 
-// AddDelta adds scale·x·Aᵀ·Bᵀ to y for an adapted projection, during
-// decoding (model.LinearDelta). x is (rows, In), y is (rows, Out).
-func (a *Adapter) AddDelta(layer int, module string, x []float32, rows int, y []float32) {
+// LoRA is the module on a layer's projection as the model's layers compute
+// it (model.Factors, for decoding), or nil: no dropout.
+func (a *Adapter) LoRA(layer int, module string) *model.LoRA {
 	m := a.Module(layer, module)
 	if m == nil {
-		return
+		return nil
 	}
-	r := a.Spec.R
-	down := make([]float32, rows*r)
-	kernels.LinearForward(down, x, rows, kernels.MatrixF32(r, m.In, m.A), nil)
-	upd := make([]float32, rows*m.Out)
-	kernels.LinearForward(upd, down, rows, kernels.MatrixF32(m.Out, r, m.B), nil)
-	scale := float32(a.Spec.Scale())
-	for i, v := range upd {
-		y[i] += scale * v
-	}
+	return &model.LoRA{A: m.A, B: m.B, R: a.Spec.R, Scale: float32(a.Spec.Scale())}
 }

@@ -80,7 +80,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 
 			// tune: loss and gradients through the graph, then one AdamW step.
 			at := a.Attach(true)
-			gr, err := base.Model.Build(batch, seq, at)
+			gr, err := base.Model.Build(batch, seq, at, model.Options{Pool: kernels.NewPool(0)})
 			if err != nil {
 				t.Fatal(err)
 			}

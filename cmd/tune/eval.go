@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/train"
@@ -49,8 +50,10 @@ are split into windows. With --adapter, base and base + adapter side by side.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", data, err)
 			}
+			pool := kernels.NewPool(0)
+			defer pool.Close()
 			evaluate := func(a model.Adapter) (train.EvalResult, error) {
-				return train.EvaluateDataset(cmd.Context(), base.Model, d.Train, 0, batch, seq, a)
+				return train.EvaluateDataset(cmd.Context(), base.Model, pool, d.Train, 0, batch, seq, a)
 			}
 			res, err := evaluate(nil)
 			if err != nil {

@@ -85,7 +85,7 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m2.Close()
-	res, err := train.Evaluate(t.Context(), m2.Model, []datasets.Example{{IDs: in.InputIDs[0]}}, 1, 8, nil)
+	res, err := train.Evaluate(t.Context(), m2.Model, nil, []datasets.Example{{IDs: in.InputIDs[0]}}, 1, 8, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

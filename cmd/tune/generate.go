@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/tokenizer"
@@ -36,7 +37,7 @@ func newGenerateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var delta model.LinearDelta
+			var delta model.Factors
 			if adapterDir != "" {
 				a, err := lora.FromPEFT(adapterDir, base.Model.Config)
 				if err != nil {
@@ -66,7 +67,9 @@ func newGenerateCmd() *cobra.Command {
 					opt.Stop = append(opt.Stop, int32(id))
 				}
 			}
-			dec := base.Model.NewDecoder(min(len(in)+opt.MaxTokens, base.Model.Config.MaxPositions), delta)
+			pool := kernels.NewPool(0)
+			defer pool.Close()
+			dec := base.Model.NewDecoder(min(len(in)+opt.MaxTokens, base.Model.Config.MaxPositions), delta, pool)
 			out := cmd.OutOrStdout()
 			var gen []int
 			printed := ""

@@ -63,7 +63,7 @@ func TestGenerateGreedyIsArgmax(t *testing.T) {
 		for _, id := range ids {
 			b.IDs = append(b.IDs, int32(id))
 		}
-		gr, err := base.Model.Build(1, seq, nil)
+		gr, err := base.Model.Build(1, seq, nil, model.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestGenerateGreedyIsArgmax(t *testing.T) {
 		if err := vm.RunAll(); err != nil {
 			t.Fatal(err)
 		}
-		logits := gr.Logits.Value().Data().([]float32)
+		logits := gr.Logits()
 		next := int(model.Sample(logits[(seq-1)*32000:], 0, 1, nil))
 		vm.Close()
 		if next == 2 { // </s>

@@ -1,4 +1,4 @@
-package kernels
+package model
 
 import (
 	"fmt"
@@ -134,7 +134,7 @@ func f32s(v G.Value) []float32 {
 	case float32:
 		return []float32{d}
 	}
-	panic(fmt.Sprintf("kernels: value of type %T is not float32", v.Data()))
+	panic(fmt.Sprintf("model: value of type %T is not float32", v.Data()))
 }
 
 func i32s(v G.Value) []int32 { return v.Data().([]int32) }
