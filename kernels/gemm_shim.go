@@ -33,3 +33,6 @@ func LinearDW(p *Pool, dw, dy, x []float32, m, n, k int, alpha float32, accumula
 		dw[i] += v
 	}
 }
+
+// Name is the kernel variant in use.
+func Name() string { return "gonum" }

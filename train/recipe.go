@@ -53,7 +53,7 @@ func (r *recipe) open() (err error) {
 	}
 
 	// Model.
-	if r.modelPath, err = resolveModel(cfg.Model.Path, r.outDir); err != nil {
+	if r.modelPath, err = resolveModel(cfg.Model.Path, filepath.Join(r.outDir, "base-model")); err != nil {
 		return err
 	}
 	if r.base, r.baseFiles, err = model.Open(r.modelPath); err != nil {

@@ -69,9 +69,9 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	return r.res, r.finish()
 }
 
-// resolveModel turns "builtin:tiny" into a generated model directory under the
-// run's output (made once, deterministic), and leaves a path alone.
-func resolveModel(path, outDir string) (string, error) {
+// resolveModel turns "builtin:NAME" into a generated model directory at dir
+// (made once, deterministic), and leaves a path alone.
+func resolveModel(path, dir string) (string, error) {
 	name, ok := strings.CutPrefix(path, "builtin:")
 	if !ok {
 		return path, nil
@@ -79,7 +79,6 @@ func resolveModel(path, outDir string) (string, error) {
 	if name != "tiny" {
 		return "", fmt.Errorf("model.path: unknown built-in model %q (tune has builtin:tiny)", path)
 	}
-	dir := filepath.Join(outDir, "base-model")
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
 		return dir, nil
 	}
@@ -87,6 +86,12 @@ func resolveModel(path, outDir string) (string, error) {
 		return testmodels.Write(tmp, testmodels.Demo())
 	})
 	return dir, err
+}
+
+// builtinName is NAME of "builtin:NAME", or "".
+func builtinName(path string) string {
+	name, _ := strings.CutPrefix(path, "builtin:")
+	return name
 }
 
 // OpenData opens the data a config names for a model: its tokenizer (from

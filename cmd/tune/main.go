@@ -59,7 +59,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd(), newDataCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd(), newDataCmd(), newBenchCmd())
 	return root
 }
 
