@@ -1,6 +1,9 @@
 package kernels
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // IgnoreIndex marks a target that does not count in the loss, as in PyTorch.
 const IgnoreIndex = -100
@@ -13,10 +16,14 @@ const headChunkBytes = 32 << 20
 // HeadLoss is the language-model head fused with cross-entropy. Its buffers
 // are sized at the first call and reused.
 type HeadLoss struct {
+	// ChunkRows, when set, overrides how many rows are multiplied at once.
+	ChunkRows int
+
 	rows   []int // the rows whose target counts
 	xc     []float32
 	logits []float32
 	dxc    []float32
+	perRow []float64
 }
 
 // ChunkRows is how many rows of logits HeadLoss computes at once for a
@@ -48,7 +55,11 @@ func (h *HeadLoss) Run(p *Pool, dx, x []float32, n int, w Matrix, targets []int3
 	if dx != nil {
 		h.dxc = grow(h.dxc, c*k)
 	}
-	perRow := make([]float64, c)
+	if h.ChunkRows > 0 {
+		c = min(h.ChunkRows, len(h.rows))
+	}
+	h.perRow = slices.Grow(h.perRow[:0], c)[:c]
+	perRow := h.perRow
 	for start := 0; start < len(h.rows); start += c {
 		rows := h.rows[start:min(start+c, len(h.rows))]
 		m := len(rows)
