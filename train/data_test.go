@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // chatModelDir is a model directory with Qwen 3's real tokenizer files (from
@@ -29,7 +30,7 @@ func chatModelDir(t *testing.T) string {
 	}
 	spec := testmodels.Tiny("qwen3")
 	spec.HeadDim, spec.Vocab, spec.Tied = 16, 151669, true
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	return dir

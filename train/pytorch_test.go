@@ -14,6 +14,7 @@ import (
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // randomAdapter is an adapter with A and B both random, so that every gradient
@@ -61,7 +62,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 		t.Run(tc.variant, func(t *testing.T) {
 			dir := t.TempDir()
 			modelDir := filepath.Join(dir, "model")
-			if err := testmodels.Write(modelDir, testmodels.Variants()[tc.variant]); err != nil {
+			if err := builtin.Write(modelDir, testmodels.Variants()[tc.variant]); err != nil {
 				t.Fatal(err)
 			}
 			base, err := OpenBase(modelDir)

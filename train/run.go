@@ -13,9 +13,9 @@ import (
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
-	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
@@ -83,7 +83,7 @@ func resolveModel(path, dir string) (string, error) {
 		return dir, nil
 	}
 	err := checkpoints.WriteDirAtomic(dir, func(tmp string) error {
-		return testmodels.Write(tmp, testmodels.Demo())
+		return builtin.Write(tmp, builtin.Demo())
 	})
 	return dir, err
 }

@@ -13,8 +13,8 @@ import (
 
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
-	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 	"github.com/tune-dev/tune/train"
 )
@@ -93,7 +93,7 @@ exactly what the model is trained to produce.`,
 // without loading the weights; builtin:tiny has no tokenizer.
 func dataModel(cfg *configs.Config) (string, int, error) {
 	if cfg.Model.Path == configs.BuiltinModel {
-		return "", testmodels.Demo().Vocab, nil
+		return "", builtin.Demo().Vocab, nil
 	}
 	b, err := os.ReadFile(filepath.Join(cfg.Model.Path, "config.json"))
 	if err != nil {

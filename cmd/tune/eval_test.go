@@ -14,6 +14,7 @@ import (
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 	"github.com/tune-dev/tune/train"
 )
@@ -34,7 +35,7 @@ func runTune(t *testing.T, args ...string) (string, error) {
 func TestEvalJSONMatchesPyTorch(t *testing.T) {
 	dir := t.TempDir()
 	spec := testmodels.Variants()["qwen2"]
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(5, 6))
@@ -131,7 +132,7 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 
 func TestEvalAndInspectErrors(t *testing.T) {
 	dir := t.TempDir()
-	if err := testmodels.Write(dir, testmodels.Tiny("llama")); err != nil {
+	if err := builtin.Write(dir, testmodels.Tiny("llama")); err != nil {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(dir, "bad.jsonl")
@@ -171,7 +172,7 @@ func TestEvalAndInspectErrors(t *testing.T) {
 func TestInspect(t *testing.T) {
 	dir := t.TempDir()
 	spec := testmodels.Variants()["llama_bf16_sharded"]
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runTune(t, "inspect", dir)

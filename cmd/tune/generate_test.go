@@ -11,6 +11,7 @@ import (
 
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 	"github.com/tune-dev/tune/train"
 )
@@ -32,7 +33,7 @@ func modelWithTokenizer(t *testing.T) string {
 	}
 	spec := testmodels.Tiny("llama")
 	spec.Vocab = 32000
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -1,0 +1,139 @@
+package layout
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const module = "github.com/tune-dev/tune"
+
+// pkg is what go list says of one package, without its tests.
+type pkg struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+}
+
+var listOnce = sync.OnceValues(func() (map[string]pkg, error) {
+	if err := readSources(); err != nil {
+		return nil, err
+	}
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(gobin, "list", "-json=ImportPath,Imports,Deps", module+"/...")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, &listError{err, stderr.String()}
+	}
+	pkgs := map[string]pkg{}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			return nil, err
+		}
+		pkgs[p.ImportPath] = p
+	}
+	return pkgs, nil
+})
+
+// readSources reads every .go file and go.mod of the module, so that go test's
+// cache (which sees the files a test opens, not those go list opens) runs
+// these tests again when an import changes.
+func readSources() error {
+	root := filepath.Join("..", "..")
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && (strings.HasSuffix(path, ".go") || d.Name() == "go.mod") {
+			_, err = os.ReadFile(path)
+		}
+		return err
+	})
+}
+
+type listError struct {
+	err    error
+	stderr string
+}
+
+func (e *listError) Error() string { return "go list: " + e.err.Error() + ": " + e.stderr }
+
+// packages lists the module's packages (go list, test files excluded).
+func packages(t *testing.T) map[string]pkg {
+	t.Helper()
+	pkgs, err := listOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found %d packages of %s; expected the whole module", len(pkgs), module)
+	}
+	return pkgs
+}
+
+// rel is a package's path inside the module ("" for an outside package).
+func rel(path string) string {
+	if path == module {
+		return "."
+	}
+	r, ok := strings.CutPrefix(path, module+"/")
+	if !ok {
+		return ""
+	}
+	return r
+}
+
+// testOnly are the packages only tests may import: they run PyTorch and
+// node (os/exec) to compare tune with an independent implementation.
+func testOnly(path string) bool {
+	r := rel(path)
+	return r == "internal/testmodels" || strings.HasPrefix(r, "internal/testmodels/") ||
+		r == "internal/oracle" || strings.HasPrefix(r, "internal/oracle/")
+}
+
+// TestProductionNeverImportsTestCode: no package outside the test helpers links
+// them, directly or through another package.
+func TestProductionNeverImportsTestCode(t *testing.T) {
+	pkgs := packages(t)
+	for path, p := range pkgs {
+		if testOnly(path) {
+			continue
+		}
+		for _, d := range p.Deps {
+			if testOnly(d) {
+				t.Errorf("%s links the test package %s (directly or through its imports); production code must not", rel(path), rel(d))
+			}
+		}
+	}
+}
+
+// TestBinaryRunsNoPrograms: the tune binary starts no other program (the test
+// helpers run python3 and node through os/exec; the binary has no reason to).
+func TestBinaryRunsNoPrograms(t *testing.T) {
+	pkgs := packages(t)
+	tune, ok := pkgs[module+"/cmd/tune"]
+	if !ok {
+		t.Fatal("go list does not list cmd/tune")
+	}
+	if !slices.Contains(tune.Deps, "fmt") {
+		t.Fatalf("cmd/tune's dependencies lack fmt: go list gave %d of them, not the whole closure", len(tune.Deps))
+	}
+	if slices.Contains(tune.Deps, "os/exec") {
+		t.Errorf("cmd/tune links os/exec; find who imports it with: go list -deps -f '{{.ImportPath}} {{.Imports}}' ./cmd/tune | grep os/exec")
+	}
+}
