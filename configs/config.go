@@ -190,7 +190,7 @@ type Field struct {
 
 // The builtin sources tune generates itself.
 const (
-	BuiltinModel = "builtin:tiny"
+	BuiltinModel = "builtin:tiny" // the demo's; builtin.Names lists them all
 	BuiltinData  = "builtin:counting"
 	builtinPre   = "builtin:"
 )

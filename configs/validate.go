@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // Validate checks every value and every combination of values, and returns Errors
@@ -18,8 +20,10 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Model.Path == "":
 		v.add("model.path", "required: the Hugging Face model directory")
-	case strings.HasPrefix(c.Model.Path, builtinPre) && c.Model.Path != BuiltinModel:
-		v.add("model.path", "unknown builtin model %s; the only one is %s", quote(c.Model.Path), BuiltinModel)
+	case strings.HasPrefix(c.Model.Path, builtinPre):
+		if _, ok := builtin.Named(strings.TrimPrefix(c.Model.Path, builtinPre)); !ok {
+			v.add("model.path", "unknown builtin model %s; tune has builtin:%s", quote(c.Model.Path), strings.Join(builtin.Names(), ", builtin:"))
+		}
 	}
 
 	// lora

@@ -76,14 +76,15 @@ func resolveModel(path, dir string) (string, error) {
 	if !ok {
 		return path, nil
 	}
-	if name != "tiny" {
-		return "", fmt.Errorf("model.path: unknown built-in model %q (tune has builtin:tiny)", path)
+	spec, ok := builtin.Named(name)
+	if !ok {
+		return "", fmt.Errorf("model.path: unknown built-in model %q (tune has builtin:%s)", path, strings.Join(builtin.Names(), ", builtin:"))
 	}
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
 		return dir, nil
 	}
 	err := checkpoints.WriteDirAtomic(dir, func(tmp string) error {
-		return builtin.Write(tmp, builtin.Demo())
+		return builtin.Write(tmp, spec)
 	})
 	return dir, err
 }

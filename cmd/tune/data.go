@@ -92,8 +92,8 @@ exactly what the model is trained to produce.`,
 // dataModel finds the model directory (for its tokenizer) and vocabulary size
 // without loading the weights; builtin:tiny has no tokenizer.
 func dataModel(cfg *configs.Config) (string, int, error) {
-	if cfg.Model.Path == configs.BuiltinModel {
-		return "", builtin.Demo().Vocab, nil
+	if spec, ok := builtin.Named(strings.TrimPrefix(cfg.Model.Path, "builtin:")); ok && strings.HasPrefix(cfg.Model.Path, "builtin:") {
+		return "", spec.Vocab, nil
 	}
 	b, err := os.ReadFile(filepath.Join(cfg.Model.Path, "config.json"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -28,6 +29,7 @@ type Spec struct {
 	DType                  checkpoints.DType // F32 (default), F16 or BF16
 	Shards                 int               // >1 writes an index and that many shards
 	Seed                   uint64
+	MaxPositions           int // max_position_embeddings; 0 means 256
 }
 
 func (s Spec) headDim() int {
@@ -50,7 +52,7 @@ func (s Spec) Config() map[string]any {
 		"num_attention_heads":     s.Heads,
 		"num_key_value_heads":     s.KVHeads,
 		"vocab_size":              s.Vocab,
-		"max_position_embeddings": 256,
+		"max_position_embeddings": cmp.Or(s.MaxPositions, 256),
 		"rms_norm_eps":            1e-5,
 		"rope_theta":              s.RopeTheta,
 		"rope_scaling":            s.RopeScaling,
@@ -194,3 +196,21 @@ func Write(dir string, s Spec) error {
 func Demo() Spec {
 	return Spec{Arch: "llama", Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 128, RopeTheta: 10000, DType: checkpoints.F32, Seed: 2024}
 }
+
+// Named returns the built-in model of `model.path: builtin:NAME`: tiny (the
+// demo's), or the shape of a model people train, with random bf16 weights, so
+// that `tune bench` and `tune plan` measure that shape without a download.
+func Named(name string) (Spec, bool) {
+	switch name {
+	case "tiny":
+		return Demo(), true
+	case "smollm2-135m": // HuggingFaceTB/SmolLM2-135M
+		return Spec{Arch: "llama", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, Vocab: 49152, Tied: true, RopeTheta: 100000, DType: checkpoints.BF16, Seed: 135, MaxPositions: 8192}, true
+	case "qwen2.5-0.5b": // Qwen/Qwen2.5-0.5B
+		return Spec{Arch: "qwen2", Hidden: 896, Intermediate: 4864, Layers: 24, Heads: 14, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, DType: checkpoints.BF16, Seed: 500, MaxPositions: 32768}, true
+	}
+	return Spec{}, false
+}
+
+// Names lists the built-in models.
+func Names() []string { return []string{"tiny", "smollm2-135m", "qwen2.5-0.5b"} }
