@@ -66,14 +66,14 @@ type acts struct {
 	q, k, v      []float32 // attention inputs, q and k rotated: (N, Q), (N, KV), (N, KV)
 	att, lse     []float32 // attention output (N, Q) and log-sum-exp (N·Heads)
 	x2           []float32 // residual stream after attention (N, D)
-	gate, up     []float32 // (N, I)
-	act          []float32 // silu(gate)∘up (N, I)
+	gate, up     []float32 // (N, I); silu(gate)∘up is recomputed, not kept
 	u            [numProj][]float32
 }
 
 // workspace holds a layer's temporaries, shared by every layer.
 type workspace struct {
 	h       []float32 // (N, D) a normed input
+	act     []float32 // (N, I) silu(gate)∘up
 	o       []float32 // (N, max(D, Q)) a projection's output
 	xd      []float32 // (N, max in) a LoRA input after dropout
 	yl      []float32 // (N, max out) a LoRA's B product
@@ -121,7 +121,7 @@ func (s *stack) newActs(adapted [numProj]bool) *acts {
 	d, q, kv, inter := s.dims()
 	f := func(k int) []float32 { return make([]float32, k) }
 	a := &acts{rstd1: f(n), rstd2: f(n), q: f(n * q), k: f(n * kv), v: f(n * kv),
-		att: f(n * q), lse: f(n * c.Heads), x2: f(n * d), gate: f(n * inter), up: f(n * inter), act: f(n * inter)}
+		att: f(n * q), lse: f(n * c.Heads), x2: f(n * d), gate: f(n * inter), up: f(n * inter)}
 	if c.QKNorm {
 		a.qPre, a.kPre, a.qRstd, a.kRstd = f(n*q), f(n*kv), f(n*c.Heads), f(n*c.KVHeads)
 	}
@@ -136,7 +136,7 @@ func (s *stack) newActs(adapted [numProj]bool) *acts {
 // bytes is the memory of a's buffers.
 func (a *acts) bytes() int64 {
 	var n int
-	for _, b := range [][]float32{a.rstd1, a.rstd2, a.qPre, a.kPre, a.qRstd, a.kRstd, a.q, a.k, a.v, a.att, a.lse, a.x2, a.gate, a.up, a.act} {
+	for _, b := range [][]float32{a.rstd1, a.rstd2, a.qPre, a.kPre, a.qRstd, a.kRstd, a.q, a.k, a.v, a.att, a.lse, a.x2, a.gate, a.up} {
 		n += len(b)
 	}
 	for _, u := range a.u {
@@ -159,6 +159,7 @@ func (s *stack) allocWorkspace(backward bool) {
 	d, q, kv, inter := s.dims()
 	wide := max(d, q, kv, inter)
 	f := func(k int) []float32 { return make([]float32, k) }
+	s.ws.act = f(n * inter)
 	s.ws.h, s.ws.o, s.ws.xd, s.ws.yl, s.ws.t = f(n*d), f(n*max(d, q)), f(n*wide), f(n*wide), f(n*max(s.maxR, 1))
 	if backward {
 		s.ws.dh, s.ws.dx2 = f(n*d), f(n*d)
@@ -217,8 +218,9 @@ func (s *stack) forward(l int, y, x []float32, a *acts, lo *LoRAs, pos, seg []in
 	kernels.RMSNorm(p, h, a.rstd2, a.x2, ly.MLPNorm, eps)
 	s.project(projGate, a.gate, h, ly, lo, a, seed)
 	s.project(projUp, a.up, h, ly, lo, a, seed)
-	kernels.SwiGLU(p, a.act[:n*inter], a.gate, a.up)
-	s.project(projDown, o, a.act, ly, lo, a, seed)
+	act := w.act[:n*inter]
+	kernels.SwiGLU(p, act, a.gate, a.up)
+	s.project(projDown, o, act, ly, lo, a, seed)
 	add(y, a.x2, o)
 }
 
@@ -231,7 +233,11 @@ func (s *stack) backward(l int, dx, dy, x []float32, a *acts, lo *LoRAs, g *lora
 	d := c.Hidden
 
 	// MLP: y = x2 + down(silu(gate)∘up), gate and up of h2 = norm(x2).
-	s.projectBack(projDown, w.dI, false, dy, a.act, ly, lo, a, g, seed)
+	act := w.act[:n*c.Intermediate]
+	if lo[projDown] != nil { // the adapter's gradient needs down's input
+		kernels.SwiGLU(p, act, a.gate, a.up)
+	}
+	s.projectBack(projDown, w.dI, false, dy, act, ly, lo, a, g, seed)
 	kernels.SwiGLUBackward(p, w.dG, w.dU, w.dI, a.gate, a.up)
 	h := w.h[:n*d]
 	kernels.RMSNormApply(p, h, a.x2, ly.MLPNorm, a.rstd2)
