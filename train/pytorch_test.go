@@ -10,6 +10,7 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
@@ -41,7 +42,7 @@ func readF32(t *testing.T, st *checkpoints.Safetensors, name string) []float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := kernels.NewMatrix(kernels.F32, 1, ten.NumElements(), ten.Data)
+	m, err := kernels.NewMatrix(dtype.F32, 1, ten.NumElements(), ten.Data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -53,7 +54,7 @@ func printModel(out io.Writer, dir string, m *model.Model, files []string) {
 	dts := m.DTypes()
 	var names []string
 	for dt, n := range dts {
-		names = append(names, fmt.Sprintf("%s %s", dt, humanCount(n)))
+		names = append(names, fmt.Sprintf("%s %s", strings.ToLower(string(dt)), humanCount(n)))
 	}
 	sort.Strings(names)
 	row("dtypes", names)
