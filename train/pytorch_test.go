@@ -66,23 +66,23 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			if err := builtin.Write(modelDir, testmodels.Variants()[tc.variant]); err != nil {
 				t.Fatal(err)
 			}
-			base, err := OpenBase(modelDir)
+			base, md, err := model.Open(modelDir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer base.Close()
-			a := randomAdapter(t, tc.spec, base.Model.Config)
+			defer md.Close()
+			a := randomAdapter(t, tc.spec, base.Config)
 			adapterDir := filepath.Join(dir, "adapter")
 			if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
 				t.Fatal(err)
 			}
 
 			const batch, seq = 2, 8
-			b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(21, 22)), batch, seq, 0, base.Model.Config.Vocab)
+			b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(21, 22)), batch, seq, 0, base.Config.Vocab)
 
 			// tune: loss and gradients through the graph, then one AdamW step.
 			at := a.Attach(true)
-			gr, err := base.Model.Build(batch, seq, at)
+			gr, err := base.Build(batch, seq, at)
 			if err != nil {
 				t.Fatal(err)
 			}

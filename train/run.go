@@ -76,12 +76,12 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	if err != nil {
 		return res, err
 	}
-	base, err := OpenBase(modelPath)
+	base, md, err := model.Open(modelPath)
 	if err != nil {
 		return res, err
 	}
-	defer base.Close()
-	mc := base.Model.Config
+	defer md.Close()
+	mc := base.Config
 
 	// Data: indexed and counted here, read row by row as training goes.
 	data, err := OpenData(cfg, modelPath, mc.Vocab)
@@ -166,7 +166,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 
 	// Graph: loss and its gradient with respect to every A and B.
 	at := adapter.Attach(true)
-	gr, err := base.Model.Build(t.BatchSize, cfg.Data.SeqLen, at)
+	gr, err := base.Build(t.BatchSize, cfg.Data.SeqLen, at)
 	if err != nil {
 		return res, err
 	}
@@ -306,7 +306,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 
 		if t.EvalEvery > 0 && data.Val != nil && (st.Step%t.EvalEvery == 0 || st.Step == total) {
 			// Not cancelled by a stop request: the step's checkpoint follows.
-			ev, err := evaluate(context.WithoutCancel(ctx), base.Model, adapter, data.Val, cfg)
+			ev, err := evaluate(context.WithoutCancel(ctx), base, adapter, data.Val, cfg)
 			if err != nil {
 				return res, err
 			}
@@ -370,7 +370,7 @@ func resolveModel(path, outDir string) (string, error) {
 // OpenData opens the data a config names for a model: its tokenizer (from
 // modelDir, when some source is not pre-tokenized) and its vocabulary size.
 func OpenData(cfg *configs.Config, modelDir string, vocab int) (*datasets.Data, error) {
-	spec := datasets.SpecFrom(cfg)
+	spec := dataSpec(cfg)
 	spec.Vocab = vocab
 	if spec.NeedsTokenizer() {
 		tok, err := tokenizer.Load(modelDir)

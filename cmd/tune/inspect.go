@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/model"
-	"github.com/tune-dev/tune/train"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -19,12 +18,12 @@ func newInspectCmd() *cobra.Command {
 		Short: "Architecture, parameter count, dtypes and weight memory of a model directory",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, err := train.OpenBase(args[0])
+			base, md, err := model.Open(args[0])
 			if err != nil {
 				return err
 			}
-			defer base.Close()
-			printModel(cmd.OutOrStdout(), args[0], base.Model, base.Dir.Files())
+			defer md.Close()
+			printModel(cmd.OutOrStdout(), args[0], base, md.Files())
 			return nil
 		},
 	}
