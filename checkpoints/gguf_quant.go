@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // EncodeGGML stores float32 values as tensor type t: F32 as is, F16 and BF16
@@ -22,9 +22,9 @@ func EncodeGGML(t GGMLType, v []float32) ([]byte, error) {
 		}
 		return out, nil
 	case GGMLF16, GGMLBF16:
-		conv := kernels.F32ToF16
+		conv := dtype.F32ToF16
 		if t == GGMLBF16 {
-			conv = kernels.F32ToBF16
+			conv = dtype.F32ToBF16
 		}
 		out := make([]byte, 2*len(v))
 		for i, f := range v {
@@ -59,9 +59,9 @@ func DecodeGGML(t GGMLType, b []byte) ([]float32, error) {
 		if len(b)%2 != 0 {
 			return nil, fmt.Errorf("%s data of %d bytes is not whole elements", t, len(b))
 		}
-		conv := kernels.F16ToF32
+		conv := dtype.F16ToF32
 		if t == GGMLBF16 {
-			conv = kernels.BF16ToF32
+			conv = dtype.BF16ToF32
 		}
 		out := make([]float32, len(b)/2)
 		for i := range out {
@@ -97,7 +97,7 @@ func QuantizeQ8_0(dst []byte, src []float32) {
 		if d != 0 {
 			id = 1 / d
 		}
-		binary.LittleEndian.PutUint16(out, kernels.F32ToF16(d))
+		binary.LittleEndian.PutUint16(out, dtype.F32ToF16(d))
 		for j, v := range x {
 			out[2+j] = byte(int8(math.Round(float64(v * id))))
 		}
@@ -109,7 +109,7 @@ func QuantizeQ8_0(dst []byte, src []float32) {
 func DequantizeQ8_0(dst []float32, src []byte) {
 	for blk := range len(src) / q8_0BlockBytes {
 		in := src[blk*q8_0BlockBytes : (blk+1)*q8_0BlockBytes]
-		d := kernels.F16ToF32(binary.LittleEndian.Uint16(in))
+		d := dtype.F16ToF32(binary.LittleEndian.Uint16(in))
 		for j := range Q8_0BlockSize {
 			dst[blk*Q8_0BlockSize+j] = float32(int8(in[2+j])) * d
 		}
@@ -125,6 +125,6 @@ func Q8_0Quantum(block []float32) (quantum, maxError float64) {
 		amax = max(amax, float32(math.Abs(float64(f))))
 	}
 	d := float64(amax / 127)
-	d16 := float64(kernels.F16ToF32(kernels.F32ToF16(amax / 127)))
+	d16 := float64(dtype.F16ToF32(dtype.F32ToF16(amax / 127)))
 	return d16, 0.5*d16 + 127*math.Abs(d-d16) + 1e-12
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // allKinds is one metadata entry of every value type, scalar and array.
@@ -282,7 +282,7 @@ func TestQ8_0(t *testing.T) {
 	if len(b) != 68 {
 		t.Fatalf("%d bytes, want 68", len(b))
 	}
-	if d := kernels.F16ToF32(binary.LittleEndian.Uint16(b)); d != 0.125 {
+	if d := dtype.F16ToF32(binary.LittleEndian.Uint16(b)); d != 0.125 {
 		t.Fatalf("scale %g, want 0.125", d)
 	}
 	if q0, q1, q31 := int8(b[2]), int8(b[3]), int8(b[2+31]); q0 != -2 || q1 != 1 || q31 != 127 {
@@ -322,7 +322,7 @@ func TestEncodeGGMLHalf(t *testing.T) {
 		typ  GGMLType
 		conv func(float32) uint16
 		back func(uint16) float32
-	}{{GGMLF16, kernels.F32ToF16, kernels.F16ToF32}, {GGMLBF16, kernels.F32ToBF16, kernels.BF16ToF32}} {
+	}{{GGMLF16, dtype.F32ToF16, dtype.F16ToF32}, {GGMLBF16, dtype.F32ToBF16, dtype.BF16ToF32}} {
 		b, err := EncodeGGML(c.typ, v)
 		if err != nil {
 			t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // MaxHeaderSize is the largest safetensors header accepted, the same limit as
@@ -174,7 +176,7 @@ func parseTensorEntry(name string, raw json.RawMessage, dataLen int64) (TensorIn
 	if len(d) == 0 || d[0] != '"' || json.Unmarshal(d, &dt) != nil {
 		return info, fmt.Errorf("dtype must be a string, got %s", snippet(d))
 	}
-	info.DType = DType(dt)
+	info.DType = dtype.DType(dt)
 	if !info.DType.Valid() {
 		return info, fmt.Errorf("unknown dtype %q", dt)
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 func TestParseSafetensorsHeaderErrors(t *testing.T) {
@@ -88,26 +90,26 @@ func TestParseSafetensorsHeaderValid(t *testing.T) {
 		{"empty", `{}`, 0, []TensorInfo{}, nil},
 		{"empty padded", `{}      `, 0, []TensorInfo{}, nil},
 		{"scalar", `{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}`, 4,
-			[]TensorInfo{{"s", F32, []int{}, 0, 4}}, nil},
+			[]TensorInfo{{"s", dtype.F32, []int{}, 0, 4}}, nil},
 		{"zero-sized dims", `{"z":{"dtype":"BF16","shape":[0,3],"data_offsets":[0,0]}}`, 0,
-			[]TensorInfo{{"z", BF16, []int{0, 3}, 0, 0}}, nil},
+			[]TensorInfo{{"z", dtype.BF16, []int{0, 3}, 0, 0}}, nil},
 		{"zero dim hides huge dims", `{"z":{"dtype":"F64","shape":[0,` + hugeDim + `,` + hugeDim + `],"data_offsets":[0,0]}}`, 0,
-			[]TensorInfo{{"z", F64, []int{0, math.MaxInt/2 + 1, math.MaxInt/2 + 1}, 0, 0}}, nil},
+			[]TensorInfo{{"z", dtype.F64, []int{0, math.MaxInt/2 + 1, math.MaxInt/2 + 1}, 0, 0}}, nil},
 		{"data order, not header order", `{"b":{"dtype":"I16","shape":[2],"data_offsets":[8,12]},"a":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}`, 12,
-			[]TensorInfo{{"a", F64, []int{1}, 0, 8}, {"b", I16, []int{2}, 8, 12}}, nil},
+			[]TensorInfo{{"a", dtype.F64, []int{1}, 0, 8}, {"b", dtype.I16, []int{2}, 8, 12}}, nil},
 		{"empty tensor between others", `{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]},"b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}}`, 3,
-			[]TensorInfo{{"a", U8, []int{2}, 0, 2}, {"e", U8, []int{0}, 2, 2}, {"b", U8, []int{1}, 2, 3}}, nil},
+			[]TensorInfo{{"a", dtype.U8, []int{2}, 0, 2}, {"e", dtype.U8, []int{0}, 2, 2}, {"b", dtype.U8, []int{1}, 2, 3}}, nil},
 		{"metadata", `{"__metadata__":{"format":"pt","x":""},"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}}`, 1,
-			[]TensorInfo{{"a", I8, []int{1}, 0, 1}}, map[string]string{"format": "pt", "x": ""}},
+			[]TensorInfo{{"a", dtype.I8, []int{1}, 0, 1}}, map[string]string{"format": "pt", "x": ""}},
 		{"null metadata", `{"__metadata__":null}`, 0, []TensorInfo{}, nil},
 		{"unknown fields ignored", `{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":[{}]}}`, 1,
-			[]TensorInfo{{"a", U8, []int{1}, 0, 1}}, nil},
+			[]TensorInfo{{"a", dtype.U8, []int{1}, 0, 1}}, nil},
 		{"whitespace inside", "{ \"a\" : { \"dtype\" : \"U8\" , \"shape\" : [ 1 ] , \"data_offsets\" : [ 0 , 1 ] } }\n", 1,
-			[]TensorInfo{{"a", U8, []int{1}, 0, 1}}, nil},
+			[]TensorInfo{{"a", dtype.U8, []int{1}, 0, 1}}, nil},
 		{"F4 packs two per byte", `{"a":{"dtype":"F4","shape":[2,3],"data_offsets":[0,3]}}`, 3,
-			[]TensorInfo{{"a", F4, []int{2, 3}, 0, 3}}, nil},
+			[]TensorInfo{{"a", dtype.F4, []int{2, 3}, 0, 3}}, nil},
 		{"F8 and U64", `{"a":{"dtype":"F8_E4M3","shape":[3],"data_offsets":[0,3]},"b":{"dtype":"U64","shape":[1],"data_offsets":[3,11]}}`, 11,
-			[]TensorInfo{{"a", F8_E4M3, []int{3}, 0, 3}, {"b", U64, []int{1}, 3, 11}}, nil},
+			[]TensorInfo{{"a", dtype.F8_E4M3, []int{3}, 0, 3}, {"b", dtype.U64, []int{1}, 3, 11}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,26 +124,6 @@ func TestParseSafetensorsHeaderValid(t *testing.T) {
 				t.Errorf("metadata = %v, want %v", md, tt.metadata)
 			}
 		})
-	}
-}
-
-func TestDTypeSizes(t *testing.T) {
-	tests := []struct {
-		d          DType
-		size, bits int
-	}{
-		{F32, 4, 32}, {F16, 2, 16}, {BF16, 2, 16}, {F64, 8, 64}, {I64, 8, 64}, {I32, 4, 32},
-		{I16, 2, 16}, {I8, 1, 8}, {U8, 1, 8}, {BOOL, 1, 8}, {U16, 2, 16}, {U32, 4, 32}, {U64, 8, 64},
-		{F8_E4M3, 1, 8}, {F8_E5M2, 1, 8}, {F8_E8M0, 1, 8}, {C64, 8, 64},
-		{F4, 0, 4}, {F6_E2M3, 0, 6}, {"F33", 0, 0}, {"", 0, 0},
-	}
-	for _, tt := range tests {
-		if got := tt.d.Size(); got != tt.size {
-			t.Errorf("%s.Size() = %d, want %d", tt.d, got, tt.size)
-		}
-		if got := tt.d.Bits(); got != tt.bits {
-			t.Errorf("%s.Bits() = %d, want %d", tt.d, got, tt.bits)
-		}
 	}
 }
 

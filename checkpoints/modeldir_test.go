@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // modelFiles is a directory layout: file name -> contents.
@@ -39,9 +41,9 @@ func makeDir(t *testing.T, files modelFiles) string {
 }
 
 func TestOpenModelDir(t *testing.T) {
-	embed := Tensor{"model.embed_tokens.weight", F32, []int{2, 2}, f32bytes(1, 2, 3, 4)}
-	norm := Tensor{"model.norm.weight", F32, []int{2}, f32bytes(5, 6)}
-	head := Tensor{"lm_head.weight", BF16, []int{2, 2}, seq(8)}
+	embed := Tensor{"model.embed_tokens.weight", dtype.F32, []int{2, 2}, f32bytes(1, 2, 3, 4)}
+	norm := Tensor{"model.norm.weight", dtype.F32, []int{2}, f32bytes(5, 6)}
+	head := Tensor{"lm_head.weight", dtype.BF16, []int{2, 2}, seq(8)}
 	index := `{"metadata":{"total_size":32},"weight_map":{
 		"model.embed_tokens.weight":"model-00001-of-00002.safetensors",
 		"model.norm.weight":"model-00002-of-00002.safetensors",
@@ -127,8 +129,8 @@ func TestOpenModelDir(t *testing.T) {
 }
 
 func TestOpenModelDirErrors(t *testing.T) {
-	a := Tensor{"a", F32, []int{1}, f32bytes(1)}
-	b := Tensor{"b", F32, []int{1}, f32bytes(2)}
+	a := Tensor{"a", dtype.F32, []int{1}, f32bytes(1)}
+	b := Tensor{"b", dtype.F32, []int{1}, f32bytes(2)}
 	cfg := []byte(testConfig)
 	tests := []struct {
 		name  string

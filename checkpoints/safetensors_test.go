@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 func TestOpenSafetensorsErrors(t *testing.T) {
@@ -101,16 +103,16 @@ func TestOpenSafetensorsValid(t *testing.T) {
 	}{
 		{"empty header, no data (no mmap)", `{}`, nil, map[string]Tensor{}, nil},
 		{"only zero-sized tensors, no data", `{"z":{"dtype":"F32","shape":[0,8],"data_offsets":[0,0]}}`, nil,
-			map[string]Tensor{"z": {"z", F32, []int{0, 8}, []byte{}}}, nil},
+			map[string]Tensor{"z": {"z", dtype.F32, []int{0, 8}, []byte{}}}, nil},
 		{"scalar", `{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}    `, []byte{0, 0, 128, 63},
-			map[string]Tensor{"s": {"s", F32, []int{}, []byte{0, 0, 128, 63}}}, nil},
+			map[string]Tensor{"s": {"s", dtype.F32, []int{}, []byte{0, 0, 128, 63}}}, nil},
 		{"two tensors and metadata", `{"__metadata__":{"format":"pt"},"b":{"dtype":"BF16","shape":[2,2],"data_offsets":[6,14]},"a":{"dtype":"I16","shape":[3],"data_offsets":[0,6]}}`, seq(14),
 			map[string]Tensor{
-				"a": {"a", I16, []int{3}, seq(6)},
-				"b": {"b", BF16, []int{2, 2}, seq(14)[6:]},
+				"a": {"a", dtype.I16, []int{3}, seq(6)},
+				"b": {"b", dtype.BF16, []int{2, 2}, seq(14)[6:]},
 			}, map[string]string{"format": "pt"}},
 		{"zero-sized tensor at the end", `{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"z":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}}`, seq(2),
-			map[string]Tensor{"a": {"a", U8, []int{2}, seq(2)}, "z": {"z", U8, []int{0}, []byte{}}}, nil},
+			map[string]Tensor{"a": {"a", dtype.U8, []int{2}, seq(2)}, "z": {"z", dtype.U8, []int{0}, []byte{}}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // Tensor is one named tensor. Data is a read-only view: when the tensor came
@@ -11,7 +13,7 @@ import (
 // valid only until the file it came from is closed.
 type Tensor struct {
 	Name  string
-	DType DType
+	DType dtype.DType
 	Shape []int
 	Data  []byte
 }
@@ -30,7 +32,7 @@ func (t Tensor) NumElements() int {
 // byte offsets relative to the start of the data section.
 type TensorInfo struct {
 	Name       string
-	DType      DType
+	DType      dtype.DType
 	Shape      []int
 	Begin, End int64
 }
@@ -52,7 +54,7 @@ func numElements(shape []int) (int, bool) {
 // byteSize is how many bytes shape elements of dtype d occupy. It fails on
 // overflow and, for sub-byte dtypes, on element counts that do not fill whole
 // bytes (the Python library rejects those too).
-func byteSize(d DType, shape []int) (int64, string) {
+func byteSize(d dtype.DType, shape []int) (int64, string) {
 	n, ok := numElements(shape)
 	if !ok {
 		return 0, "has too many elements (the product of its dimensions overflows)"

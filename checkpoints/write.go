@@ -77,7 +77,7 @@ func WriteSafetensorsFunc(path string, tensors []Tensor, metadata map[string]str
 // same bytes as safetensors.torch.save_file for the same tensors.
 func SortLikeSafetensors(tensors []Tensor) {
 	slices.SortStableFunc(tensors, func(a, b Tensor) int {
-		if ra, rb := a.DType.rank(), b.DType.rank(); ra != rb {
+		if ra, rb := rank(a.DType), rank(b.DType); ra != rb {
 			return rb - ra
 		}
 		return strings.Compare(a.Name, b.Name)

@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 func f32bytes(v ...float32) []byte {
@@ -32,7 +34,7 @@ func TestWriteSafetensorsBytes(t *testing.T) {
 	}{
 		{
 			"one F32 tensor",
-			[]Tensor{{"a", F32, []int{2}, f32bytes(1, 2)}},
+			[]Tensor{{"a", dtype.F32, []int{2}, f32bytes(1, 2)}},
 			nil,
 			append(append([]byte{56, 0, 0, 0, 0, 0, 0, 0},
 				`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}  `...),
@@ -41,7 +43,7 @@ func TestWriteSafetensorsBytes(t *testing.T) {
 		{
 			// safetensors/src/tensor.rs test_serialization: 64-byte header, no padding.
 			"python vector attn.0",
-			[]Tensor{{"attn.0", F32, []int{1, 2, 3}, f32bytes(0, 1, 2, 3, 4, 5)}},
+			[]Tensor{{"attn.0", dtype.F32, []int{1, 2, 3}, f32bytes(0, 1, 2, 3, 4, 5)}},
 			nil,
 			append(append([]byte{64, 0, 0, 0, 0, 0, 0, 0},
 				`{"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}}`...),
@@ -63,8 +65,8 @@ func TestWriteSafetensorsBytes(t *testing.T) {
 		{
 			"metadata first and sorted, tensors in given order, serde escaping",
 			[]Tensor{
-				{"z<&>\u2028", U8, []int{1}, []byte{7}},
-				{"a\"\\\n\x01", I8, []int{}, []byte{9}},
+				{"z<&>\u2028", dtype.U8, []int{1}, []byte{7}},
+				{"a\"\\\n\x01", dtype.I8, []int{}, []byte{9}},
 			},
 			map[string]string{"b": "2", "a": "1"},
 			append(append([]byte{160, 0, 0, 0, 0, 0, 0, 0},
@@ -94,14 +96,14 @@ func TestWriteSafetensorsBytes(t *testing.T) {
 
 func TestWriteSafetensorsRoundTrip(t *testing.T) {
 	tensors := []Tensor{
-		{"model.layers.0.self_attn.q_proj.weight", BF16, []int{2, 3}, seq(12)},
-		{"model.norm.weight", F32, []int{4}, f32bytes(1, -2, 3.5, 0)},
-		{"scalar", F64, []int{}, seq(8)},
-		{"empty", F16, []int{0, 7}, nil},
-		{"ids", I64, []int{1, 2}, seq(16)},
-		{"mask", BOOL, []int{3}, []byte{1, 0, 1}},
-		{"fp4", F4, []int{4}, []byte{0x12, 0x34}},
-		{"ünïcode ✓", U16, []int{1}, []byte{1, 2}},
+		{"model.layers.0.self_attn.q_proj.weight", dtype.BF16, []int{2, 3}, seq(12)},
+		{"model.norm.weight", dtype.F32, []int{4}, f32bytes(1, -2, 3.5, 0)},
+		{"scalar", dtype.F64, []int{}, seq(8)},
+		{"empty", dtype.F16, []int{0, 7}, nil},
+		{"ids", dtype.I64, []int{1, 2}, seq(16)},
+		{"mask", dtype.BOOL, []int{3}, []byte{1, 0, 1}},
+		{"fp4", dtype.F4, []int{4}, []byte{0x12, 0x34}},
+		{"ünïcode ✓", dtype.U16, []int{1}, []byte{1, 2}},
 	}
 	md := map[string]string{"format": "pt", "note": "line\nbreak \"quoted\""}
 	path := filepath.Join(t.TempDir(), "rt.safetensors")
@@ -142,14 +144,14 @@ func TestWriteSafetensorsErrors(t *testing.T) {
 		tensors []Tensor
 		want    string
 	}{
-		{"short data", []Tensor{{"a", F32, []int{4}, make([]byte, 12)}}, `tensor "a": has 12 bytes of data, but dtype F32 shape [4] needs 16`},
+		{"short data", []Tensor{{"a", dtype.F32, []int{4}, make([]byte, 12)}}, `tensor "a": has 12 bytes of data, but dtype F32 shape [4] needs 16`},
 		{"unknown dtype", []Tensor{{"a", "F33", []int{1}, make([]byte, 4)}}, `tensor "a": unknown dtype "F33"`},
-		{"negative dim", []Tensor{{"a", U8, []int{2, -1}, nil}}, `dimension 1 is negative`},
-		{"overflow", []Tensor{{"a", U8, []int{math.MaxInt/2 + 1, 2}, nil}}, `too many elements`},
-		{"duplicate", []Tensor{{"a", U8, []int{1}, []byte{1}}, {"a", U8, []int{1}, []byte{1}}}, `tensor "a" given twice`},
-		{"reserved name", []Tensor{{"__metadata__", U8, []int{1}, []byte{1}}}, `is reserved`},
-		{"empty name", []Tensor{{"", U8, []int{1}, []byte{1}}}, `empty name`},
-		{"invalid UTF-8", []Tensor{{"\xff", U8, []int{1}, []byte{1}}}, `not valid UTF-8`},
+		{"negative dim", []Tensor{{"a", dtype.U8, []int{2, -1}, nil}}, `dimension 1 is negative`},
+		{"overflow", []Tensor{{"a", dtype.U8, []int{math.MaxInt/2 + 1, 2}, nil}}, `too many elements`},
+		{"duplicate", []Tensor{{"a", dtype.U8, []int{1}, []byte{1}}, {"a", dtype.U8, []int{1}, []byte{1}}}, `tensor "a" given twice`},
+		{"reserved name", []Tensor{{"__metadata__", dtype.U8, []int{1}, []byte{1}}}, `is reserved`},
+		{"empty name", []Tensor{{"", dtype.U8, []int{1}, []byte{1}}}, `empty name`},
+		{"invalid UTF-8", []Tensor{{"\xff", dtype.U8, []int{1}, []byte{1}}}, `not valid UTF-8`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,7 +165,7 @@ func TestWriteSafetensorsErrors(t *testing.T) {
 }
 
 func TestSortLikeSafetensors(t *testing.T) {
-	ts := []Tensor{{Name: "b", DType: BF16}, {Name: "c", DType: F32}, {Name: "a", DType: BF16}, {Name: "d", DType: U8}, {Name: "e", DType: I64}}
+	ts := []Tensor{{Name: "b", DType: dtype.BF16}, {Name: "c", DType: dtype.F32}, {Name: "a", DType: dtype.BF16}, {Name: "d", DType: dtype.U8}, {Name: "e", DType: dtype.I64}}
 	SortLikeSafetensors(ts)
 	var got []string
 	for _, x := range ts {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 )
@@ -14,7 +14,7 @@ import (
 // the vocabulary size of a real tokenizer.
 func small(arch string, vocab int) builtin.Spec {
 	return builtin.Spec{Arch: arch, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2,
-		Vocab: vocab, RopeTheta: 10000, DType: checkpoints.F32, Seed: 7}
+		Vocab: vocab, RopeTheta: 10000, DType: dtype.F32, Seed: 7}
 }
 
 // agreementCases are the architectures and options llama.cpp must run the

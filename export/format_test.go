@@ -13,7 +13,7 @@ import (
 	"text/template"
 
 	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
@@ -40,7 +40,7 @@ func TestPermuteRows(t *testing.T) {
 
 // TestAdapterRoundTrip: PEFT -> GGUF adapter -> ReadGGUF -> inverse
 // permutation gives A and B back bit for bit in f32, and f16/bf16 adapters
-// hold exactly kernels.F32ToF16/F32ToBF16 of them.
+// hold exactly dtype.F32ToF16/F32ToBF16 of them.
 func TestAdapterRoundTrip(t *testing.T) {
 	for _, c := range []struct {
 		arch   string
@@ -60,9 +60,9 @@ func TestAdapterRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, dtype := range []string{"f32", "f16", "bf16"} {
-				path := filepath.Join(t.TempDir(), dtype+".gguf")
-				if err := GGUFAdapter(adapterDir, base, path, dtype); err != nil {
+			for _, typName := range []string{"f32", "f16", "bf16"} {
+				path := filepath.Join(t.TempDir(), typName+".gguf")
+				if err := GGUFAdapter(adapterDir, base, path, typName); err != nil {
 					t.Fatal(err)
 				}
 				g, err := checkpoints.ReadGGUF(path)
@@ -77,13 +77,13 @@ func TestAdapterRoundTrip(t *testing.T) {
 				}
 				for k, want := range map[string]any{"general.architecture": wantArch, "general.type": "adapter", "adapter.type": "lora", "adapter.lora.alpha": alpha} {
 					if v, ok := g.Lookup(k); !ok || v != want {
-						t.Fatalf("%s: %s = %v, want %v", dtype, k, v, want)
+						t.Fatalf("%s: %s = %v, want %v", typName, k, v, want)
 					}
 				}
 				if len(g.Tensors) != 2*len(a.Modules) {
 					t.Fatalf("%d tensors for %d modules", len(g.Tensors), len(a.Modules))
 				}
-				typ, _ := ParseType(dtype)
+				typ, _ := ParseType(typName)
 				for _, m := range a.Modules {
 					name := "blk." + strconv.Itoa(m.Layer) + "." + ggufModule[m.Name] + ".weight"
 					wantB := m.B
@@ -105,20 +105,20 @@ func TestAdapterRoundTrip(t *testing.T) {
 						gotB = unpermuteRows(gotB, m.Out, 4, h)
 						// the file holds the permuted rows
 						permuted := permuteRows(m.B, m.Out, 4, h)
-						if dtype == "f32" && slices.Equal(permuted, m.B) {
+						if typName == "f32" && slices.Equal(permuted, m.B) {
 							t.Fatalf("%s: permutation is the identity, the test proves nothing", name)
 						}
 						wantB = permuted
 					}
-					switch dtype {
+					switch typName {
 					case "f32":
 						if !slices.Equal(gotA, m.A) || !slices.Equal(gotB, m.B) {
 							t.Fatalf("%s: A/B differ after the round trip", name)
 						}
 					default:
-						conv := kernels.F32ToF16
-						if dtype == "bf16" {
-							conv = kernels.F32ToBF16
+						conv := dtype.F32ToF16
+						if typName == "bf16" {
+							conv = dtype.F32ToBF16
 						}
 						for i, f := range m.A {
 							if h := binary.LittleEndian.Uint16(dataA[2*i:]); h != conv(f) {
@@ -223,9 +223,9 @@ func TestGGUFTypes(t *testing.T) {
 					t.Errorf("%s: %s differs from the merged float32 weights", typ, ti.Name)
 				}
 			case checkpoints.GGMLF16, checkpoints.GGMLBF16:
-				conv := kernels.F32ToF16
+				conv := dtype.F32ToF16
 				if ti.Type == checkpoints.GGMLBF16 {
-					conv = kernels.F32ToBF16
+					conv = dtype.F32ToBF16
 				}
 				for i, f := range w {
 					if h := binary.LittleEndian.Uint16(data[2*i:]); h != conv(f) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -23,13 +24,13 @@ var tokenizerFiles = []string{"generation_config.json", "tokenizer.json", "token
 
 // Merged writes the model in baseDir with the PEFT adapter in adapterDir
 // merged into it (W + scale·B·A, added in float32 and rounded once) as a
-// Hugging Face directory: safetensors in dtype ("" keeps each tensor's
+// Hugging Face directory: safetensors in outType ("" keeps each tensor's
 // stored dtype; else f32, f16 or bf16), sharded at maxShardBytes with a
 // model.safetensors.index.json when it takes more than one file, config.json
 // and the tokenizer files. Tensors are produced one at a time while the files
 // are written, so memory stays near one tensor. The directory appears whole
 // or not at all.
-func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) error {
+func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) error {
 	// model.Open checks every tensor the architecture needs is there with
 	// the right shape and a float dtype; it maps, it does not copy.
 	m, md, err := model.Open(baseDir)
@@ -44,13 +45,13 @@ func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) erro
 			return err
 		}
 	}
-	var want checkpoints.DType
-	if dtype != "" {
-		t, err := ParseType(dtype)
+	var want dtype.DType
+	if outType != "" {
+		t, err := ParseType(outType)
 		if err != nil || t == checkpoints.GGMLQ8_0 {
-			return fmt.Errorf("merged dtype %q: expected f32, f16 or bf16", dtype)
+			return fmt.Errorf("merged dtype %q: expected f32, f16 or bf16", outType)
 		}
-		want = map[checkpoints.GGMLType]checkpoints.DType{checkpoints.GGMLF32: checkpoints.F32, checkpoints.GGMLF16: checkpoints.F16, checkpoints.GGMLBF16: checkpoints.BF16}[t]
+		want = map[checkpoints.GGMLType]dtype.DType{checkpoints.GGMLF32: dtype.F32, checkpoints.GGMLF16: dtype.F16, checkpoints.GGMLBF16: dtype.BF16}[t]
 	}
 
 	// Lay the tensors out in shards of at most maxShardBytes.
@@ -112,7 +113,7 @@ func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) erro
 				return err
 			}
 		}
-		if err := writeConfig(md.Config, dtype, filepath.Join(tmp, checkpoints.ConfigFile)); err != nil {
+		if err := writeConfig(md.Config, outType, filepath.Join(tmp, checkpoints.ConfigFile)); err != nil {
 			return err
 		}
 		for _, f := range tokenizerFiles {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -160,13 +161,13 @@ func fileType(t checkpoints.GGMLType) uint32 {
 }
 
 // storedType is the checkpoint dtype as a GGML type, for decoding.
-func storedType(d checkpoints.DType) (checkpoints.GGMLType, error) {
+func storedType(d dtype.DType) (checkpoints.GGMLType, error) {
 	switch d {
-	case checkpoints.F32:
+	case dtype.F32:
 		return checkpoints.GGMLF32, nil
-	case checkpoints.F16:
+	case dtype.F16:
 		return checkpoints.GGMLF16, nil
-	case checkpoints.BF16:
+	case dtype.BF16:
 		return checkpoints.GGMLBF16, nil
 	}
 	return 0, fmt.Errorf("dtype %s: expected F32, F16 or BF16", d)

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"github.com/tune-dev/tune/internal/dtype"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 )
@@ -38,7 +39,7 @@ func gemmNN(dx, dy []float32, m int, w Matrix) {
 // eachBlock hands f the weight as float32 row blocks (j0, rows, values):
 // an f32 weight whole, an f16/bf16 one widened gemmBlock rows at a time.
 func eachBlock(w Matrix, f func(j0, nb int, wb []float32, first bool)) {
-	if w.DType == F32 {
+	if w.DType == dtype.F32 {
 		f(0, w.Rows, w.f32, true)
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"testing"
+
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // naiveLinear is y = x·Wᵀ + b in float64: the hand-checkable definition.
@@ -41,13 +43,13 @@ func maxDiff(a []float32, b []float64) float64 {
 func TestLinearPaths(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 5))
 	for _, m := range []int{1, 3, 8, 37} {
-		for _, dt := range []DType{F32, BF16} {
+		for _, dt := range []dtype.DType{dtype.F32, dtype.BF16} {
 			t.Run(fmt.Sprintf("m%d_%s", m, dt), func(t *testing.T) {
 				const n, k = 300, 70
 				x := randF32(r, m*k, 1)
 				wv := randF32(r, n*k, 1)
 				w := MatrixF32(n, k, wv)
-				if dt == BF16 {
+				if dt == dtype.BF16 {
 					w = bf16Matrix(n, k, wv)
 					wv = w.Float32() // the rounded values are the weights
 				}
@@ -91,41 +93,6 @@ func TestLinearPaths(t *testing.T) {
 					t.Errorf("weight gradient differs by %g", d)
 				}
 			})
-		}
-	}
-}
-
-func TestHalfConversions(t *testing.T) {
-	cases := []struct {
-		f    float32
-		bf16 uint16
-		f16  uint16
-	}{
-		{1, 0x3f80, 0x3c00},
-		{-2, 0xc000, 0xc000},
-		{65504, 0x4780, 0x7bff}, // bf16 rounds 0x477fe000 up
-		{1e-8, 0x322c, 0x0000},
-		{float32(math.Inf(1)), 0x7f80, 0x7c00},
-		{5.9604645e-08, 0x3380, 0x0001}, // smallest f16 subnormal
-		{1.00390625, 0x3f80, 0x3c04},    // bf16 ties to even (down)
-		{1.01171875, 0x3f82, 0x3c0c},    // bf16 ties to even (up)
-		{65520, 0x4780, 0x7c00},         // f16 overflows to inf
-	}
-	for _, c := range cases {
-		if got := F32ToBF16(c.f); got != c.bf16 {
-			t.Errorf("F32ToBF16(%g) = %#04x, want %#04x", c.f, got, c.bf16)
-		}
-		if got := F32ToF16(c.f); got != c.f16 {
-			t.Errorf("F32ToF16(%g) = %#04x, want %#04x", c.f, got, c.f16)
-		}
-	}
-	for h := range 1 << 16 {
-		f := F16ToF32(uint16(h))
-		if f != f { // NaN
-			continue
-		}
-		if back := F32ToF16(f); back != uint16(h) {
-			t.Fatalf("f16 %#04x -> %g -> %#04x", h, f, back)
 		}
 	}
 }

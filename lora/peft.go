@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
@@ -40,7 +41,7 @@ func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
 	for i, f := range v {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
 	}
-	return checkpoints.Tensor{Name: name, DType: checkpoints.F32, Shape: shape, Data: b}
+	return checkpoints.Tensor{Name: name, DType: dtype.F32, Shape: shape, Data: b}
 }
 
 // FromPEFT loads an adapter directory for a model: the spec from
@@ -122,11 +123,7 @@ func readInto(st *checkpoints.Safetensors, name string, shape []int, dst []float
 	if !slices.Equal(t.Shape, shape) {
 		return fmt.Errorf("tensor %s: shape %v, expected %v", name, t.Shape, shape)
 	}
-	dt, ok := map[checkpoints.DType]kernels.DType{checkpoints.F32: kernels.F32, checkpoints.F16: kernels.F16, checkpoints.BF16: kernels.BF16}[t.DType]
-	if !ok {
-		return fmt.Errorf("tensor %s: dtype %s; expected F32, F16 or BF16", name, t.DType)
-	}
-	m, err := kernels.NewMatrix(dt, 1, len(dst), t.Data)
+	m, err := kernels.NewMatrix(t.DType, 1, len(dst), t.Data)
 	if err != nil {
 		return fmt.Errorf("tensor %s: %w", name, err)
 	}

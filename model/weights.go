@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/kernels"
 )
 
@@ -116,16 +117,11 @@ func (l *loader) tensor(name string, shape ...int) (kernels.Matrix, bool) {
 		l.err = fmt.Errorf("tensor %s: shape %v, but config.json implies %v", name, t.Shape, shape)
 		return kernels.Matrix{}, false
 	}
-	dt, ok := map[checkpoints.DType]kernels.DType{checkpoints.F32: kernels.F32, checkpoints.F16: kernels.F16, checkpoints.BF16: kernels.BF16}[t.DType]
-	if !ok {
-		l.err = fmt.Errorf("tensor %s: dtype %s; tune reads F32, F16 and BF16 weights", name, t.DType)
-		return kernels.Matrix{}, false
-	}
 	rows, cols := 1, shape[len(shape)-1]
 	if len(shape) == 2 {
 		rows = shape[0]
 	}
-	m, err := kernels.NewMatrix(dt, rows, cols, t.Data)
+	m, err := kernels.NewMatrix(t.DType, rows, cols, t.Data)
 	if err != nil {
 		l.err = fmt.Errorf("tensor %s: %w", name, err)
 		return kernels.Matrix{}, false
@@ -162,8 +158,8 @@ func (m *Model) WeightBytes() int64 {
 }
 
 // DTypes counts parameters by stored dtype.
-func (m *Model) DTypes() map[kernels.DType]int64 {
-	out := map[kernels.DType]int64{}
+func (m *Model) DTypes() map[dtype.DType]int64 {
+	out := map[dtype.DType]int64{}
 	m.eachMatrix(func(name string, w kernels.Matrix) { out[w.DType] += int64(w.Rows) * int64(w.Cols) })
 	return out
 }

@@ -35,19 +35,19 @@ func TestTrainedAdapterReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	baseDir := filepath.Join(cfg.Output.Dir, "base-model")
-	base, err := OpenBase(baseDir)
+	base, md, err := model.Open(baseDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
-	a, err := lora.FromPEFT(res.AdapterDir, base.Model.Config)
+	defer md.Close()
+	a, err := lora.FromPEFT(res.AdapterDir, base.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const batch, seq = 2, 16
 	b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(1, 9)), batch, seq, 1, 17) // the demo's tokens
-	withAdapter := graphLoss(t, base.Model, a, b, batch, seq)
-	without := graphLoss(t, base.Model, nil, b, batch, seq)
+	withAdapter := graphLoss(t, base, a, b, batch, seq)
+	without := graphLoss(t, base, nil, b, batch, seq)
 	if math.Abs(float64(withAdapter-without)) < 1e-3 {
 		t.Fatalf("the trained adapter changes the loss by only %g: the comparison would prove nothing", withAdapter-without)
 	}
@@ -56,12 +56,12 @@ func TestTrainedAdapterReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	merged, err := OpenBase(filepath.Join(cfg.Output.Dir, "merged"))
+	merged, mergedDir, err := model.Open(filepath.Join(cfg.Output.Dir, "merged"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer merged.Close()
-	mergedLoss := graphLoss(t, merged.Model, nil, b, batch, seq)
+	defer mergedDir.Close()
+	mergedLoss := graphLoss(t, merged, nil, b, batch, seq)
 	refMerged, _, err := testmodels.Reference(filepath.Join(cfg.Output.Dir, "merged"), in)
 	if err != nil {
 		t.Fatal(err)

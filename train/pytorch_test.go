@@ -10,6 +10,7 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
@@ -41,7 +42,7 @@ func readF32(t *testing.T, st *checkpoints.Safetensors, name string) []float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := kernels.NewMatrix(kernels.F32, 1, ten.NumElements(), ten.Data)
+	m, err := kernels.NewMatrix(dtype.F32, 1, ten.NumElements(), ten.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,23 +66,23 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			if err := builtin.Write(modelDir, testmodels.Variants()[tc.variant]); err != nil {
 				t.Fatal(err)
 			}
-			base, err := OpenBase(modelDir)
+			base, md, err := model.Open(modelDir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer base.Close()
-			a := randomAdapter(t, tc.spec, base.Model.Config)
+			defer md.Close()
+			a := randomAdapter(t, tc.spec, base.Config)
 			adapterDir := filepath.Join(dir, "adapter")
 			if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
 				t.Fatal(err)
 			}
 
 			const batch, seq = 2, 8
-			b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(21, 22)), batch, seq, 0, base.Model.Config.Vocab)
+			b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(21, 22)), batch, seq, 0, base.Config.Vocab)
 
 			// tune: loss and gradients through the graph, then one AdamW step.
 			at := a.Attach(true)
-			gr, err := base.Model.Build(batch, seq, at, model.Options{Pool: kernels.NewPool(0)})
+			gr, err := base.Build(batch, seq, at, model.Options{Pool: kernels.NewPool(0)})
 			if err != nil {
 				t.Fatal(err)
 			}

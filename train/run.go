@@ -98,7 +98,7 @@ func builtinName(path string) string {
 // OpenData opens the data a config names for a model: its tokenizer (from
 // modelDir, when some source is not pre-tokenized) and its vocabulary size.
 func OpenData(cfg *configs.Config, modelDir string, vocab int) (*datasets.Data, error) {
-	spec := datasets.SpecFrom(cfg)
+	spec := dataSpec(cfg)
 	spec.Vocab = vocab
 	if spec.NeedsTokenizer() {
 		tok, err := tokenizer.Load(modelDir)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -188,10 +189,10 @@ func LoadCheckpoint(dir string, cfg model.Config, a *lora.Adapter, opt *AdamW) (
 				if err != nil {
 					return st, fmt.Errorf("resume: %w", err)
 				}
-				if t.DType != checkpoints.F32 || len(t.Data) != 4*len(part.dst) {
+				if t.DType != dtype.F32 || len(t.Data) != 4*len(part.dst) {
 					return st, fmt.Errorf("resume: %s: %s%s is not F32 with %d values", dir, key, part.suffix, len(part.dst))
 				}
-				m, err := kernels.NewMatrix(kernels.F32, 1, len(part.dst), t.Data)
+				m, err := kernels.NewMatrix(dtype.F32, 1, len(part.dst), t.Data)
 				if err != nil {
 					return st, fmt.Errorf("resume: %w", err)
 				}

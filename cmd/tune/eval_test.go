@@ -14,6 +14,7 @@ import (
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 	"github.com/tune-dev/tune/train"
@@ -90,12 +91,12 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 	}
 
 	// --adapter: base and base + adapter side by side, each as PyTorch has it.
-	base, err := train.OpenBase(dir)
+	base, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}, base.Model.Config, r)
+	defer md.Close()
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}, base.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}

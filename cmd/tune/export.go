@@ -10,8 +10,8 @@ import (
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/tokenizer"
-	"github.com/tune-dev/tune/train"
 )
 
 func newExportCmd() *cobra.Command {
@@ -96,12 +96,12 @@ func orDefault(v, def string) string {
 
 // exportPEFT rewrites an adapter (or a step checkpoint) as a bare PEFT directory.
 func exportPEFT(baseDir, adapterDir, out string) error {
-	base, err := train.OpenBase(baseDir)
+	base, md, err := model.Open(baseDir)
 	if err != nil {
 		return err
 	}
-	defer base.Close()
-	a, err := lora.FromPEFT(adapterDir, base.Model.Config)
+	defer md.Close()
+	a, err := lora.FromPEFT(adapterDir, base.Config)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tune-dev/tune/datasets"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/train"
 )
 
@@ -22,13 +23,13 @@ import (
 // adapter within bf16 rounding; the Ollama directory names its files.
 func TestExportMergedShardedAndPEFT(t *testing.T) {
 	dir := modelWithTokenizer(t)
-	base, err := train.OpenBase(dir)
+	base, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
+	defer md.Close()
 	r := rand.New(rand.NewPCG(3, 3))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "up_proj"}}, base.Model.Config, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "up_proj"}}, base.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 	if _, err := runTune(t, "export", "--adapter", adapterDir, "--format", "peft", "--out", peft); err != nil {
 		t.Fatal(err)
 	}
-	back, err := lora.FromPEFT(peft, base.Model.Config)
+	back, err := lora.FromPEFT(peft, base.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +81,12 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := train.OpenBase(merged)
+	m2, m2Dir, err := model.Open(merged)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Close()
-	res, err := train.Evaluate(t.Context(), m2.Model, nil, []datasets.Example{{IDs: in.InputIDs[0]}}, 1, 8, nil)
+	defer m2Dir.Close()
+	res, err := train.Evaluate(t.Context(), m2, nil, []datasets.Example{{IDs: in.InputIDs[0]}}, 1, 8, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
-	"github.com/tune-dev/tune/train"
 )
 
 // modelWithTokenizer writes a small llama with the real Llama 2 tokenizer.
@@ -51,11 +50,11 @@ func TestGenerateGreedyIsArgmax(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := train.OpenBase(dir)
+	base, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
+	defer md.Close()
 	ids := tok.Encode("The capital of France is", true)
 	var gen []int
 	for range 6 {
@@ -64,7 +63,7 @@ func TestGenerateGreedyIsArgmax(t *testing.T) {
 		for _, id := range ids {
 			b.IDs = append(b.IDs, int32(id))
 		}
-		gr, err := base.Model.Build(1, seq, nil, model.Options{})
+		gr, err := base.Build(1, seq, nil, model.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

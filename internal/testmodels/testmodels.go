@@ -1,13 +1,13 @@
 package testmodels
 
 import (
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model/builtin"
 )
 
 // Tiny is a small llama-architecture spec that tests vary.
 func Tiny(arch string) builtin.Spec {
-	return builtin.Spec{Arch: arch, Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 97, RopeTheta: 10000, DType: checkpoints.F32, Seed: 1}
+	return builtin.Spec{Arch: arch, Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 97, RopeTheta: 10000, DType: dtype.F32, Seed: 1}
 }
 
 // Variants are the architectures and options the forward pass must match
@@ -40,10 +40,10 @@ func Variants() map[string]builtin.Spec {
 	s.HeadDim = 16
 	v["qwen3"] = s
 	s = Tiny("llama")
-	s.DType, s.Shards = checkpoints.BF16, 3
+	s.DType, s.Shards = dtype.BF16, 3
 	v["llama_bf16_sharded"] = s
 	s = Tiny("qwen2")
-	s.DType = checkpoints.F16
+	s.DType = dtype.F16
 	v["qwen2_f16"] = s
 	return v
 }

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // Spec describes one generated model.
@@ -26,8 +26,8 @@ type Spec struct {
 	RopeScaling            map[string]any // written as config.json's rope_scaling
 	AttentionBias          bool           // llama's attention_bias
 	SlidingWindow          int
-	DType                  checkpoints.DType // F32 (default), F16 or BF16
-	Shards                 int               // >1 writes an index and that many shards
+	DType                  dtype.DType // F32 (default), F16 or BF16
+	Shards                 int         // >1 writes an index and that many shards
 	Seed                   uint64
 	MaxPositions           int // max_position_embeddings; 0 means 256
 }
@@ -42,7 +42,7 @@ func (s Spec) headDim() int {
 // Config is the config.json a Hugging Face model of this spec has.
 func (s Spec) Config() map[string]any {
 	arch := map[string]string{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[s.Arch]
-	dtype := map[checkpoints.DType]string{checkpoints.F32: "float32", checkpoints.F16: "float16", checkpoints.BF16: "bfloat16", "": "float32"}[s.DType]
+	torchDType := map[dtype.DType]string{dtype.F32: "float32", dtype.F16: "float16", dtype.BF16: "bfloat16", "": "float32"}[s.DType]
 	c := map[string]any{
 		"architectures":           []string{arch},
 		"model_type":              s.Arch,
@@ -58,7 +58,7 @@ func (s Spec) Config() map[string]any {
 		"rope_scaling":            s.RopeScaling,
 		"tie_word_embeddings":     s.Tied,
 		"hidden_act":              "silu",
-		"torch_dtype":             dtype,
+		"torch_dtype":             torchDType,
 		"bos_token_id":            1,
 		"eos_token_id":            2,
 	}
@@ -127,21 +127,21 @@ func (s Spec) Tensors() []checkpoints.Tensor {
 }
 
 // encode stores float32 values as dtype, rounding to nearest even.
-func encode(name string, dt checkpoints.DType, shape []int, v []float32) checkpoints.Tensor {
+func encode(name string, dt dtype.DType, shape []int, v []float32) checkpoints.Tensor {
 	if dt == "" {
-		dt = checkpoints.F32
+		dt = dtype.F32
 	}
 	var b []byte
 	switch dt {
-	case checkpoints.F32:
+	case dtype.F32:
 		b = make([]byte, 4*len(v))
 		for i, f := range v {
 			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
 		}
-	case checkpoints.BF16, checkpoints.F16:
-		conv := kernels.F32ToBF16
-		if dt == checkpoints.F16 {
-			conv = kernels.F32ToF16
+	case dtype.BF16, dtype.F16:
+		conv := dtype.F32ToBF16
+		if dt == dtype.F16 {
+			conv = dtype.F32ToF16
 		}
 		b = make([]byte, 2*len(v))
 		for i, f := range v {
@@ -194,7 +194,7 @@ func Write(dir string, s Spec) error {
 // Demo is the built-in model of `tune run configs/demo.yaml`: a small llama
 // (2 layers, hidden 64, vocabulary 128) that trains in about a minute on 2 cores.
 func Demo() Spec {
-	return Spec{Arch: "llama", Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 128, RopeTheta: 10000, DType: checkpoints.F32, Seed: 2024}
+	return Spec{Arch: "llama", Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 128, RopeTheta: 10000, DType: dtype.F32, Seed: 2024}
 }
 
 // Named returns the built-in model of `model.path: builtin:NAME`: tiny (the
@@ -205,9 +205,9 @@ func Named(name string) (Spec, bool) {
 	case "tiny":
 		return Demo(), true
 	case "smollm2-135m": // HuggingFaceTB/SmolLM2-135M
-		return Spec{Arch: "llama", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, Vocab: 49152, Tied: true, RopeTheta: 100000, DType: checkpoints.BF16, Seed: 135, MaxPositions: 8192}, true
+		return Spec{Arch: "llama", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, Vocab: 49152, Tied: true, RopeTheta: 100000, DType: dtype.BF16, Seed: 135, MaxPositions: 8192}, true
 	case "qwen2.5-0.5b": // Qwen/Qwen2.5-0.5B
-		return Spec{Arch: "qwen2", Hidden: 896, Intermediate: 4864, Layers: 24, Heads: 14, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, DType: checkpoints.BF16, Seed: 500, MaxPositions: 32768}, true
+		return Spec{Arch: "qwen2", Hidden: 896, Intermediate: 4864, Layers: 24, Heads: 14, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, DType: dtype.BF16, Seed: 500, MaxPositions: 32768}, true
 	}
 	return Spec{}, false
 }
