@@ -149,6 +149,9 @@ type Train struct {
 	// more compute (frozen weights need no weight gradient, so the forward
 	// is half of a step's products).
 	ActivationCheckpointing bool `mapstructure:"activation_checkpointing"`
+	// ComputeDType is the precision of the frozen-weight products: auto, bf16
+	// or f32. LoRA A/B, AdamW, norms, softmax and the loss are always f32.
+	ComputeDType string `mapstructure:"compute_dtype"`
 }
 
 // Checkpoint controls step checkpoints.
@@ -194,6 +197,9 @@ const (
 	BuiltinData  = "builtin:counting"
 	builtinPre   = "builtin:"
 )
+
+// ComputeDTypes are the values train.compute_dtype takes.
+func ComputeDTypes() []string { return []string{"auto", "bf16", "f32"} }
 
 // TargetModules returns the projection names lora.target_modules accepts, besides
 // AllLinear.
@@ -279,6 +285,7 @@ func Fields() []Field {
 		{"train.log_every", TypeInt, 1, "log metrics every N steps"},
 		{"train.threads", TypeInt, 0, "CPU threads; 0 = all cores"},
 		{"train.activation_checkpointing", TypeBool, false, "keep only each layer's input and recompute the rest in the backward pass: less memory, about a third more compute"},
+		{"train.compute_dtype", TypeString, "auto", "precision of the frozen-weight products: auto (bf16 where the weights are bf16 and the CPU has bf16 dot products), bf16 or f32"},
 
 		{"checkpoint.every", TypeInt, 100, "resumable checkpoint every N steps; 0 = only the final adapter"},
 		{"checkpoint.keep_last", TypeInt, 3, "step checkpoints kept (older ones are deleted)"},

@@ -209,7 +209,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Data: Data{Train: filepath.Join(wd, "t.jsonl"), Format: "pretokenized", SeqLen: 512, Packing: true, Shuffle: true,
 			BuiltinExamples: 256, PromptTemplate: "auto", Truncation: "right"},
 		Train: Train{Seed: 42, Epochs: 1, BatchSize: 4, GradAccum: 1, LR: 2e-4, Schedule: "cosine",
-			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1.0, LogEvery: 1},
+			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1.0, LogEvery: 1, ComputeDType: "auto"},
 		Checkpoint: Checkpoint{Every: 100, KeepLast: 3},
 		Output:     Output{Dir: filepath.Join(wd, "runs", "mine")},
 		Path:       "configs/mine.yaml",

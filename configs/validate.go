@@ -110,6 +110,7 @@ func (c *Config) Validate() error {
 	v.atLeastOne("train.grad_accum", t.GradAccum)
 	v.positiveFloat("train.lr", t.LR)
 	v.oneOf("train.schedule", t.Schedule, Schedules())
+	v.oneOf("train.compute_dtype", t.ComputeDType, ComputeDTypes())
 	v.nonNegative("train.warmup_steps", t.WarmupSteps)
 	v.unitInterval("train.warmup_ratio", t.WarmupRatio)
 	if t.WarmupSteps > 0 && t.WarmupRatio > 0 {

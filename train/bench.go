@@ -43,6 +43,9 @@ func Bench(ctx context.Context, cfg *configs.Config, steps int, cacheDir string)
 	if steps < 1 {
 		return res, &configs.FieldError{File: cfg.Path, Path: "--steps", Msg: fmt.Sprintf("%d: at least one step is needed", steps)}
 	}
+	if err := checkComputeDType(cfg); err != nil {
+		return res, err
+	}
 	path, err := resolveModel(cfg.Model.Path, filepath.Join(cacheDir, builtinName(cfg.Model.Path)))
 	if err != nil {
 		return res, err

@@ -96,6 +96,9 @@ func (r *recipe) open() (err error) {
 	}
 
 	// Adapter, optimizer and graph.
+	if err := checkComputeDType(cfg); err != nil {
+		return err
+	}
 	adapter, err := newAdapter(cfg, mc)
 	if err != nil {
 		return err

@@ -30,6 +30,15 @@ type trainer struct {
 	oldLimit  int64 // the memory limit before boundHeap, restored by close
 }
 
+// checkComputeDType refuses a compute precision this build cannot honour.
+// auto is f32 until the bf16 kernels (VDPBF16PS) exist.
+func checkComputeDType(cfg *configs.Config) error {
+	if cfg.Train.ComputeDType == "bf16" {
+		return &configs.FieldError{File: cfg.Path, Path: "train.compute_dtype", Msg: "bf16 products need AVX512_BF16 kernels, which this build of tune does not have yet (products run in f32); use auto or f32"}
+	}
+	return nil
+}
+
 // newTrainer builds the graph for [batch, seq] with the loss's gradient with
 // respect to every A and B, and the optimizer state.
 func newTrainer(m *model.Model, adapter *lora.Adapter, t configs.Train, seq int, recompute bool) (*trainer, error) {
