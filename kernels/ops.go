@@ -36,8 +36,8 @@ func Embed(ids *G.Node, table Matrix, name string) (*G.Node, error) {
 	}, ids)
 }
 
-// Linear is x·Wᵀ + bias with W (and bias) frozen: x (M, K) -> (M, N).
-func Linear(x *G.Node, w Matrix, bias []float32, name string) (*G.Node, error) {
+// LinearNode is x·Wᵀ + bias with W (and bias) frozen: x (M, K) -> (M, N).
+func LinearNode(x *G.Node, w Matrix, bias []float32, name string) (*G.Node, error) {
 	if x.Shape()[1] != w.Cols {
 		return nil, fmt.Errorf("%s: input has %d columns, weight (%d, %d) needs %d", name, x.Shape()[1], w.Rows, w.Cols, w.Cols)
 	}

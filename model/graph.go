@@ -65,7 +65,7 @@ func (m *Model) Build(batch, seq int, adapter Adapter) (*Graph, error) {
 		p := LayerPrefix(i)
 		proj := func(module string, in *G.Node, w kernels.Matrix, bias []float32) *G.Node {
 			name := p + ProjectionPath(module)
-			y := b.do(kernels.Linear(in, w, bias, name))
+			y := b.do(kernels.LinearNode(in, w, bias, name))
 			if adapter != nil && b.err == nil {
 				y = b.do(adapter.Project(i, module, in, y))
 			}
@@ -89,7 +89,7 @@ func (m *Model) Build(batch, seq int, adapter Adapter) (*Graph, error) {
 		x = b.do(G.Add(x, proj("down_proj", act, ly.Down, nil)))
 	}
 	x = b.do(kernels.RMSNorm(x, m.Norm, eps, "model.norm"))
-	gr.Logits = b.do(kernels.Linear(x, m.LMHead, nil, "lm_head"))
+	gr.Logits = b.do(kernels.LinearNode(x, m.LMHead, nil, "lm_head"))
 	gr.Loss = b.do(kernels.CrossEntropy(gr.Logits, gr.targets, "loss"))
 	if b.err != nil {
 		return nil, fmt.Errorf("model: build graph: %w", b.err)

@@ -1,0 +1,292 @@
+package kernels
+
+import "fmt"
+
+// The three products of training, packed and cache-blocked in the manner of
+// Goto and van de Geijn (BLIS): the frozen weight is widened to float32 panels
+// of 16 columns while packing (kc×16 values, kept in L1 by the micro-kernel);
+// activations are read in place, six rows at a time, from L2; the product of a
+// 6×16 tile is a register-blocked FMA micro-kernel (kernelSet.mul6x16).
+
+// Micro-tile and cache blocks, in elements. The micro-kernel computes an mr×nr
+// tile of C; B is packed kc×nc at a time; A is walked mc rows at a time so that
+// the rows it touches stay in L2 while B's panels pass through L1.
+const (
+	mr    = 6
+	nr    = 16
+	kcMax = 320
+	mcMax = 144
+	ncMax = 2048
+)
+
+// Linear computes y = x·Wᵀ + bias, as torch.nn.Linear does.
+// x is (M, K), w is (N, K), bias is nil or (N), y is (M, N).
+func Linear(p *Pool, y, x []float32, m int, w Matrix, bias []float32) {
+	active.linear(p, y, x, m, w, bias)
+}
+
+// LinearDX computes dx = dy·W, the gradient of Linear with respect to x, or
+// adds it to dx when accumulate is set. dy is (M, N), w is (N, K), dx is (M, K).
+func LinearDX(p *Pool, dx, dy []float32, m int, w Matrix, accumulate bool) {
+	active.linearDX(p, dx, dy, m, w, accumulate)
+}
+
+// LinearDW computes dw = alpha·dyᵀ·x, the gradient of Linear with respect to
+// its weight, or adds it to dw when accumulate is set: the LoRA A and B
+// gradients. dy is (M, N), x is (M, K), dw is (N, K).
+func LinearDW(p *Pool, dw, dy, x []float32, m, n, k int, alpha float32, accumulate bool) {
+	active.linearDW(p, dw, dy, x, m, n, k, alpha, accumulate)
+}
+
+func (ks *kernelSet) linear(p *Pool, y, x []float32, m int, w Matrix, bias []float32) {
+	n, k := w.Rows, w.Cols
+	need("Linear", "x", x, m*k)
+	need("Linear", "y", y, m*n)
+	if bias != nil {
+		need("Linear", "bias", bias, n)
+	}
+	p.gemm(gemm{ks: ks, m: m, n: n, k: k, a: x, rsA: k, ksA: 1, w: w, trans: true, c: y, ldc: n, alpha: 1, bias: bias})
+}
+
+func (ks *kernelSet) linearDX(p *Pool, dx, dy []float32, m int, w Matrix, accumulate bool) {
+	n, k := w.Rows, w.Cols
+	need("LinearDX", "dy", dy, m*n)
+	need("LinearDX", "dx", dx, m*k)
+	p.gemm(gemm{ks: ks, m: m, n: k, k: n, a: dy, rsA: n, ksA: 1, w: w, c: dx, ldc: k, alpha: 1, acc: accumulate})
+}
+
+func (ks *kernelSet) linearDW(p *Pool, dw, dy, x []float32, m, n, k int, alpha float32, accumulate bool) {
+	need("LinearDW", "dy", dy, m*n)
+	need("LinearDW", "x", x, m*k)
+	need("LinearDW", "dw", dw, n*k)
+	xm := Matrix{DType: F32, Rows: m, Cols: k, f32: x[:m*k]}
+	p.gemm(gemm{ks: ks, m: n, n: k, k: m, a: dy, rsA: 1, ksA: n, w: xm, c: dw, ldc: k, alpha: alpha, acc: accumulate})
+}
+
+// need panics when a slice is shorter than its shape says: a caller's bug, as
+// gonum's BLAS treats it.
+func need(fn, name string, v []float32, n int) {
+	if len(v) < n {
+		panic(fmt.Sprintf("kernels: %s: %s has %d values, the shape needs %d", fn, name, len(v), n))
+	}
+}
+
+// A gemm is one product C = alpha·A·B (+ C when acc, + bias when set) with C
+// (m, n), rows ldc apart; A(i, l) = a[i·rsA + l·ksA]; B(l, j) = W(j, l) when
+// trans, else W(l, j); the reduction runs over l < k.
+type gemm struct {
+	ks       *kernelSet
+	m, n, k  int
+	a        []float32
+	rsA, ksA int
+	w        Matrix
+	trans    bool
+	c        []float32
+	ldc      int
+	alpha    float32
+	acc      bool
+	bias     []float32 // nil or n values; only with !acc
+	tm, tn   int       // the split: a tm×tn grid of blocks of C
+}
+
+// gemm runs g on the pool's workers, each on its own block of C, or on the
+// caller when the pool is nil, busy, or the product too small to share.
+func (p *Pool) gemm(g gemm) {
+	if g.m <= 0 || g.n <= 0 {
+		return
+	}
+	if g.k <= 0 {
+		g.fillBias()
+		return
+	}
+	g.split(p.Threads())
+	parts := g.tm * g.tn
+	if parts > 1 && p.acquire() {
+		// The pool's slot holds the job so that handing it to the workers
+		// allocates nothing; acquire made this goroutine its only user.
+		p.job = g
+		p.dispatch(parts, &p.job)
+		p.job = gemm{}
+		p.busy.Store(false)
+		return
+	}
+	for part := range parts {
+		g.part(p, part)
+	}
+}
+
+// run is the pool's entry point: parts [lo, hi) of the split.
+func (g *gemm) run(p *Pool, lo, hi int) {
+	for part := lo; part < hi; part++ {
+		g.part(p, part)
+	}
+}
+
+// fillBias is the product with an empty reduction: C = bias, 0, or unchanged.
+func (g *gemm) fillBias() {
+	if g.acc {
+		return
+	}
+	for i := range g.m {
+		row := g.c[i*g.ldc : i*g.ldc+g.n]
+		if g.bias != nil {
+			copy(row, g.bias)
+		} else {
+			clear(row)
+		}
+	}
+}
+
+// A split divides C among threads as a tm×tn grid of blocks: whole mr-row
+// tiles down, whole nr-column panels across. Splitting across columns
+// duplicates nothing (A is read in place), splitting down rows makes every
+// worker pack all of B; so columns are split unless there are too few panels
+// for the threads to share them evenly.
+func (g *gemm) split(threads int) {
+	g.tm, g.tn = 1, 1
+	if threads <= 1 || g.m*g.n*g.k < minSharedWork {
+		return
+	}
+	panels := ceilDiv(g.n, nr)
+	tiles := ceilDiv(g.m, mr)
+	// Work of the busiest worker, in multiply-adds, with packing B counted
+	// at packCost multiply-adds an element.
+	const packCost = 8
+	colWork := ceilDiv(panels, threads) * nr * tiles * mr * g.k
+	rowWork := panels*nr*ceilDiv(tiles, threads)*mr*g.k + packCost*panels*nr*g.k
+	if panels >= threads && colWork <= rowWork {
+		g.tn = threads
+	} else if tiles >= threads {
+		g.tm = threads
+	}
+}
+
+// minSharedWork is the smallest product (multiply-adds) worth waking the pool
+// for: below it the hand-off costs more than the second core saves.
+const minSharedWork = 1 << 16
+
+// part computes block part of the split: whole tiles and panels, the last
+// block taking what is left.
+func (g *gemm) part(p *Pool, part int) {
+	pi, pj := part/g.tn, part%g.tn
+	tiles, panels := ceilDiv(g.m, mr), ceilDiv(g.n, nr)
+	i0, i1 := min(pi*ceilDiv(tiles, g.tm)*mr, g.m), min((pi+1)*ceilDiv(tiles, g.tm)*mr, g.m)
+	j0, j1 := min(pj*ceilDiv(panels, g.tn)*nr, g.n), min((pj+1)*ceilDiv(panels, g.tn)*nr, g.n)
+	if i0 < i1 && j0 < j1 {
+		g.block(p, i0, i1, j0, j1)
+	}
+}
+
+// block computes C[i0:i1, j0:j1], the loops of Goto's algorithm: for each
+// nc-column block, for each kc-slice of the reduction, pack B once, then run
+// the micro-kernel over every mc-row block of A against every panel.
+func (g *gemm) block(p *Pool, i0, i1, j0, j1 int) {
+	kcb := kcBlock(g.k)
+	ncb := min(ncMax, roundUp(j1-j0, nr))
+	buf := p.scratch(kcb*ncb + mr*kcb + mr*nr)
+	defer p.release(buf)
+	bp := buf[:kcb*ncb]
+	apad := buf[kcb*ncb : kcb*ncb+mr*kcb]
+	tile := buf[kcb*ncb+mr*kcb:]
+	for jc := j0; jc < j1; jc += ncb {
+		nc := min(ncb, j1-jc)
+		for pc := 0; pc < g.k; pc += kcb {
+			kc := min(kcb, g.k-pc)
+			g.packB(bp, pc, kc, jc, nc)
+			// Tiles before the first slice start from the bias, or zero.
+			first := pc == 0
+			acc := !first || g.acc || g.bias != nil
+			for ic := i0; ic < i1; ic += mcMax {
+				mc := min(mcMax, i1-ic)
+				full := mc - mc%mr
+				if full < mc { // the last tile's rows, padded with zeros
+					g.padA(apad, ic+full, mc-full, pc, kc)
+				}
+				for jr := 0; jr < nc; jr += nr {
+					cols := min(nr, nc-jr)
+					bpan := bp[jr*kc : (jr+nr)*kc]
+					for ir := 0; ir < mc; ir += mr {
+						rows := min(mr, mc-ir)
+						a, rsA, ksA := g.a[(ic+ir)*g.rsA+pc*g.ksA:], g.rsA, g.ksA
+						if rows < mr {
+							a, rsA, ksA = apad, kc, 1
+						}
+						c := g.c[(ic+ir)*g.ldc+jc+jr:]
+						if rows == mr && cols == nr {
+							if first && g.bias != nil {
+								for i := range mr {
+									copy(c[i*g.ldc:i*g.ldc+nr], g.bias[jc+jr:])
+								}
+							}
+							g.ks.mul6x16(kc, a, rsA, ksA, bpan, c, g.ldc, g.alpha, acc)
+							continue
+						}
+						// A partial tile goes through a 6×16 copy.
+						if acc {
+							for i := range rows {
+								ti := tile[i*nr : i*nr+cols]
+								if first && g.bias != nil {
+									copy(ti, g.bias[jc+jr:])
+								} else {
+									copy(ti, c[i*g.ldc:])
+								}
+							}
+						}
+						g.ks.mul6x16(kc, a, rsA, ksA, bpan, tile, nr, g.alpha, acc)
+						for i := range rows {
+							copy(c[i*g.ldc:i*g.ldc+cols], tile[i*nr:])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// packB packs B(pc:pc+kc, jc:jc+nc) as panels of 16 columns, the last one
+// padded with zeros: panel q holds columns jc+16q… at bp[16q·kc:].
+func (g *gemm) packB(bp []float32, pc, kc, jc, nc int) {
+	for jr := 0; jr < nc; jr += nr {
+		dst := bp[jr*kc : (jr+nr)*kc]
+		cols := min(nr, nc-jr)
+		switch {
+		case g.trans && cols == nr:
+			g.ks.packT(dst, g.w, jc+jr, pc, kc)
+		case g.trans:
+			packTRef(dst, g.w, jc+jr, cols, pc, kc)
+		case cols == nr:
+			g.ks.packN(dst, g.w, pc, kc, jc+jr)
+		default:
+			packNRef(dst, g.w, pc, kc, jc+jr, cols)
+		}
+	}
+}
+
+// padA copies rows [i0, i0+rows) of A(:, pc:pc+kc) into the 6×kc dst, rows
+// beyond zero, so that a partial tile reads nothing past A.
+func (g *gemm) padA(dst []float32, i0, rows, pc, kc int) {
+	for i := range mr {
+		di := dst[i*kc : (i+1)*kc]
+		if i >= rows {
+			clear(di)
+			continue
+		}
+		base := (i0+i)*g.rsA + pc*g.ksA
+		if g.ksA == 1 {
+			copy(di, g.a[base:base+kc])
+			continue
+		}
+		for l := range di {
+			di[l] = g.a[base+l*g.ksA]
+		}
+	}
+}
+
+// kcBlock is the reduction slice: at most kcMax, the slices of equal length
+// (a multiple of 8, which the packers take whole).
+func kcBlock(k int) int {
+	return min(roundUp(ceilDiv(k, ceilDiv(k, kcMax)), 8), k)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+func roundUp(a, b int) int { return ceilDiv(a, b) * b }
