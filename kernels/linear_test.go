@@ -1,11 +1,9 @@
 package kernels
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os/exec"
 	"testing"
 )
 
@@ -149,33 +147,4 @@ func BenchmarkLinearForwardBF16(b *testing.B) {
 			b.ReportMetric(2*m*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
-}
-
-// BenchmarkLinearVsPyTorch runs the same projection in tune (f32 activations,
-// bf16 weights) and in PyTorch (Debian's python3-torch, bf16 and f32, 2
-// threads) in one run, and reports the ratio tune/PyTorch-bf16: what a user
-// who would otherwise pick PyTorch on this CPU gives up.
-func BenchmarkLinearVsPyTorch(b *testing.B) {
-	const m, n, k = 256, 1536, 576
-	out, err := exec.Command("/usr/bin/python3", "testdata/bench_linear.py", fmt.Sprint(m), fmt.Sprint(n), fmt.Sprint(k)).Output()
-	if err != nil {
-		b.Fatalf("PyTorch peer: %v (run make setup)", err)
-	}
-	var peer struct{ F32, BF16 float64 }
-	if err := json.Unmarshal(out, &peer); err != nil {
-		b.Fatalf("PyTorch peer printed %q: %v", out, err)
-	}
-	r := rand.New(rand.NewPCG(1, 1))
-	x := randF32(r, m*k, 1)
-	w := bf16Matrix(n, k, randF32(r, n*k, 1))
-	y := make([]float32, m*n)
-	b.ResetTimer()
-	for b.Loop() {
-		LinearForward(y, x, m, w, nil)
-	}
-	tune := 2 * m * n * k * float64(b.N) / b.Elapsed().Seconds() / 1e9
-	b.ReportMetric(tune, "tune_GFLOP/s")
-	b.ReportMetric(peer.BF16, "torch_bf16_GFLOP/s")
-	b.ReportMetric(peer.F32, "torch_f32_GFLOP/s")
-	b.ReportMetric(tune/peer.BF16, "tune/torch_bf16")
 }

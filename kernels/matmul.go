@@ -12,11 +12,14 @@ import "fmt"
 // tile of C; B is packed kc×nc at a time; A is walked mc rows at a time so that
 // the rows it touches stay in L2 while B's panels pass through L1.
 const (
-	mr    = 6
-	nr    = 16
+	mr = 6
+	nr = 16
+)
+
+var (
 	kcMax = 320
-	mcMax = 144
-	ncMax = 2048
+	mcMax = 48
+	ncMax = 256
 )
 
 // Linear computes y = x·Wᵀ + bias, as torch.nn.Linear does.
@@ -45,7 +48,7 @@ func (ks *kernelSet) linear(p *Pool, y, x []float32, m int, w Matrix, bias []flo
 	if bias != nil {
 		need("Linear", "bias", bias, n)
 	}
-	p.gemm(gemm{ks: ks, m: m, n: n, k: k, a: x, rsA: k, ksA: 1, w: w, trans: true, c: y, ldc: n, alpha: 1, bias: bias})
+	p.gemm(gemm{ks: ks, m: m, n: n, k: k, a: x, rsA: k, ksA: 1, w: w, trans: true, c: y, ldc: n, alpha: 1, bias: bias, dot: m <= dotMaxRows})
 }
 
 func (ks *kernelSet) linearDX(p *Pool, dx, dy []float32, m int, w Matrix, accumulate bool) {
@@ -87,6 +90,7 @@ type gemm struct {
 	acc      bool
 	bias     []float32 // nil or n values; only with !acc
 	tm, tn   int       // the split: a tm×tn grid of blocks of C
+	dot      bool      // few rows: dot products against W in place (dotBlock)
 }
 
 // gemm runs g on the pool's workers, each on its own block of C, or on the
@@ -147,6 +151,10 @@ func (g *gemm) split(threads int) {
 	if threads <= 1 || g.m*g.n*g.k < minSharedWork {
 		return
 	}
+	if g.dot { // each worker reads its own rows of W
+		g.tn = min(threads, ceilDiv(g.n, 4))
+		return
+	}
 	panels := ceilDiv(g.n, nr)
 	tiles := ceilDiv(g.m, mr)
 	// Work of the busiest worker, in multiply-adds, with packing B counted
@@ -169,10 +177,18 @@ const minSharedWork = 1 << 16
 // block taking what is left.
 func (g *gemm) part(p *Pool, part int) {
 	pi, pj := part/g.tn, part%g.tn
-	tiles, panels := ceilDiv(g.m, mr), ceilDiv(g.n, nr)
+	unit := nr
+	if g.dot {
+		unit = 4
+	}
+	tiles, panels := ceilDiv(g.m, mr), ceilDiv(g.n, unit)
 	i0, i1 := min(pi*ceilDiv(tiles, g.tm)*mr, g.m), min((pi+1)*ceilDiv(tiles, g.tm)*mr, g.m)
-	j0, j1 := min(pj*ceilDiv(panels, g.tn)*nr, g.n), min((pj+1)*ceilDiv(panels, g.tn)*nr, g.n)
-	if i0 < i1 && j0 < j1 {
+	j0, j1 := min(pj*ceilDiv(panels, g.tn)*unit, g.n), min((pj+1)*ceilDiv(panels, g.tn)*unit, g.n)
+	switch {
+	case i0 >= i1 || j0 >= j1:
+	case g.dot:
+		g.dotBlock(j0, j1)
+	default:
 		g.block(p, i0, i1, j0, j1)
 	}
 }
@@ -241,6 +257,69 @@ func (g *gemm) block(p *Pool, i0, i1, j0, j1 int) {
 			}
 		}
 	}
+}
+
+// dotMaxRows is the most rows of x for which Linear takes dot products against
+// W in place: below it packing W would cost more than the product.
+const dotMaxRows = 16
+
+// dotBlock computes y[:, j0:j1] of Linear (C = x·Wᵀ + bias) as dot products
+// of three rows of x with four rows of W at a time; W is read in blocks that
+// stay in L2 while every group of three rows passes over them.
+func (g *gemm) dotBlock(j0, j1 int) {
+	k := g.k
+	block := max(4, (256<<10)/(k*g.w.DType.Size())&^3)
+	var out [12]float32
+	for jb := j0; jb < j1; jb += block {
+		je := min(jb+block, j1)
+		for i := 0; i < g.m; i += 3 {
+			rows := min(3, g.m-i)
+			x0, x1, x2 := g.a[i*k:], g.a[min(i+1, g.m-1)*k:], g.a[min(i+2, g.m-1)*k:]
+			j := jb
+			for ; j+4 <= je; j += 4 {
+				g.ks.dot3x4(k, x0, x1, x2, g.w, j, &out)
+				for r := range rows {
+					c := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+4]
+					for jj := range c {
+						c[jj] = out[4*r+jj]
+						if g.bias != nil {
+							c[jj] += g.bias[j+jj]
+						}
+					}
+				}
+			}
+			for ; j < je; j++ { // the last rows of an N not a multiple of 4
+				for r := range rows {
+					v := dotRow(g.a[(i+r)*k:(i+r+1)*k], g.w, j)
+					if g.bias != nil {
+						v += g.bias[j]
+					}
+					g.c[(i+r)*g.ldc+j] = v
+				}
+			}
+		}
+	}
+}
+
+// dotRow is x·W(j, :).
+func dotRow(x []float32, w Matrix, j int) float32 {
+	var s float32
+	row := j * w.Cols
+	switch w.DType {
+	case F32:
+		for l, v := range w.f32[row : row+len(x)] {
+			s += x[l] * v
+		}
+	case BF16:
+		for l, u := range w.u16[row : row+len(x)] {
+			s += x[l] * BF16ToF32(u)
+		}
+	case F16:
+		for l, u := range w.u16[row : row+len(x)] {
+			s += x[l] * F16ToF32(u)
+		}
+	}
+	return s
 }
 
 // packB packs B(pc:pc+kc, jc:jc+nc) as panels of 16 columns, the last one

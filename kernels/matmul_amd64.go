@@ -34,6 +34,7 @@ var avx2Kernels = &kernelSet{
 	mul6x16: mul6x16AVX2Checked,
 	packT:   packTAVX2,
 	packN:   packNAVX2,
+	dot3x4:  dot3x4AVX2,
 }
 
 // The assembly routines trust their arguments; the Go wrappers below check
@@ -111,5 +112,38 @@ func packNAVX2(dst []float32, w Matrix, l0, kc, j0 int) {
 		packN16BF16AVX2(dst, w.u16[off:end], w.Cols, kc)
 	case F16:
 		packN16F16AVX2(dst, w.u16[off:end], w.Cols, kc)
+	}
+}
+
+// dot3x4F32AVX2 and the like write out[4i + j] = sum over l < k8 (a multiple
+// of 8) of xi[l]·widen(w[j·ldw + l]), i < 3, j < 4.
+//
+//go:noescape
+func dot3x4F32AVX2(k8 int, x0, x1, x2 []float32, w []float32, ldw int, out *[12]float32)
+
+//go:noescape
+func dot3x4BF16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
+
+//go:noescape
+func dot3x4F16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
+
+func dot3x4AVX2(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
+	k8 := k &^ 7
+	x0, x1, x2 = x0[:k], x1[:k], x2[:k]
+	off, end := j0*w.Cols, (j0+3)*w.Cols+k8
+	switch w.DType {
+	case F32:
+		dot3x4F32AVX2(k8, x0, x1, x2, w.f32[off:end], w.Cols, out)
+	case BF16:
+		dot3x4BF16AVX2(k8, x0, x1, x2, w.u16[off:end], w.Cols, out)
+	case F16:
+		dot3x4F16AVX2(k8, x0, x1, x2, w.u16[off:end], w.Cols, out)
+	}
+	if k8 < k {
+		var tail [12]float32
+		dot3x4Ref(x0, x1, x2, w, j0, k8, k, &tail)
+		for i := range out {
+			out[i] += tail[i]
+		}
 	}
 }

@@ -61,6 +61,29 @@ TEXT ·mul6x16AVX2(SB), NOSPLIT, $0-109
 	LEAQ (AX)(BX*2), DX
 	ADDQ BX, DX
 
+	// Fetch C's tile while the reduction runs: its rows are far apart and
+	// often out of cache, and waiting for them at the end would stall.
+	MOVQ       c_base+72(FP), R8
+	MOVQ       ldc+96(FP), R9
+	SHLQ       $2, R9
+	PREFETCHT0 (R8)
+	PREFETCHT0 60(R8)
+	ADDQ       R9, R8
+	PREFETCHT0 (R8)
+	PREFETCHT0 60(R8)
+	ADDQ       R9, R8
+	PREFETCHT0 (R8)
+	PREFETCHT0 60(R8)
+	ADDQ       R9, R8
+	PREFETCHT0 (R8)
+	PREFETCHT0 60(R8)
+	ADDQ       R9, R8
+	PREFETCHT0 (R8)
+	PREFETCHT0 60(R8)
+	ADDQ       R9, R8
+	PREFETCHT0 (R8)
+	PREFETCHT0 60(R8)
+
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -266,3 +289,103 @@ TEXT ·packN16F16AVX2(SB), NOSPLIT, $0-64
 	MOVQ ld+48(FP), R8
 	MOVQ kc+56(FP), CX
 	PACKN(LDF16, 2)
+
+// DOTSTEP is one step of eight values of the 3×4 dot-product tile: the
+// three rows of x at AX, BX, CX; four rows of W at DI, DI+R8, DI+2R8, DI+R9,
+// widened by LD; Y(4i+j) accumulates x row i times W row j.
+#define DOTSTEP(LD, size) \
+	VMOVUPS     (AX), Y12; \
+	VMOVUPS     (BX), Y13; \
+	VMOVUPS     (CX), Y14; \
+	LD((DI), Y15); \
+	VFMADD231PS Y15, Y12, Y0; \
+	VFMADD231PS Y15, Y13, Y4; \
+	VFMADD231PS Y15, Y14, Y8; \
+	LD((DI)(R8*1), Y15); \
+	VFMADD231PS Y15, Y12, Y1; \
+	VFMADD231PS Y15, Y13, Y5; \
+	VFMADD231PS Y15, Y14, Y9; \
+	LD((DI)(R8*2), Y15); \
+	VFMADD231PS Y15, Y12, Y2; \
+	VFMADD231PS Y15, Y13, Y6; \
+	VFMADD231PS Y15, Y14, Y10; \
+	LD((DI)(R9*1), Y15); \
+	VFMADD231PS Y15, Y12, Y3; \
+	VFMADD231PS Y15, Y13, Y7; \
+	VFMADD231PS Y15, Y14, Y11; \
+	ADDQ        $32, AX; \
+	ADDQ        $32, BX; \
+	ADDQ        $32, CX; \
+	ADDQ        $(8*size), DI
+
+// HSUM4 stores the sums of the lanes of a, b, c, d as four floats at off(R10);
+// ax is a as an XMM register.
+#define HSUM4(a, b, c, d, ax, off) \
+	VHADDPS      b, a, a; \
+	VHADDPS      d, c, c; \
+	VHADDPS      c, a, a; \
+	VEXTRACTF128 $1, a, X15; \
+	VADDPS       X15, ax, ax; \
+	VMOVUPS      ax, off(R10)
+
+// DOT3x4 is the body of dot3x4*: registers loaded, SI the count of steps.
+#define DOT3x4(LD, size) \
+	SHLQ   $(size/2), R8; \
+	LEAQ   (R8)(R8*2), R9; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7; \
+	VXORPS Y8, Y8, Y8; \
+	VXORPS Y9, Y9, Y9; \
+	VXORPS Y10, Y10, Y10; \
+	VXORPS Y11, Y11, Y11; \
+	SHRQ   $3, SI; \
+	JZ     sums; \
+loop: \
+	DOTSTEP(LD, size); \
+	DECQ   SI; \
+	JNZ    loop; \
+sums: \
+	HSUM4(Y0, Y1, Y2, Y3, X0, 0); \
+	HSUM4(Y4, Y5, Y6, Y7, X4, 16); \
+	HSUM4(Y8, Y9, Y10, Y11, X8, 32); \
+	VZEROUPPER; \
+	RET
+
+// func dot3x4F32AVX2(k8 int, x0, x1, x2 []float32, w []float32, ldw int, out *[12]float32)
+TEXT ·dot3x4F32AVX2(SB), NOSPLIT, $0-120
+	MOVQ k8+0(FP), SI
+	MOVQ x0_base+8(FP), AX
+	MOVQ x1_base+32(FP), BX
+	MOVQ x2_base+56(FP), CX
+	MOVQ w_base+80(FP), DI
+	MOVQ ldw+104(FP), R8
+	MOVQ out+112(FP), R10
+	DOT3x4(LDF32, 4)
+
+// func dot3x4BF16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
+TEXT ·dot3x4BF16AVX2(SB), NOSPLIT, $0-120
+	MOVQ k8+0(FP), SI
+	MOVQ x0_base+8(FP), AX
+	MOVQ x1_base+32(FP), BX
+	MOVQ x2_base+56(FP), CX
+	MOVQ w_base+80(FP), DI
+	MOVQ ldw+104(FP), R8
+	MOVQ out+112(FP), R10
+	DOT3x4(LDBF16, 2)
+
+// func dot3x4F16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
+TEXT ·dot3x4F16AVX2(SB), NOSPLIT, $0-120
+	MOVQ k8+0(FP), SI
+	MOVQ x0_base+8(FP), AX
+	MOVQ x1_base+32(FP), BX
+	MOVQ x2_base+56(FP), CX
+	MOVQ w_base+80(FP), DI
+	MOVQ ldw+104(FP), R8
+	MOVQ out+112(FP), R10
+	DOT3x4(LDF16, 2)

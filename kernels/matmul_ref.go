@@ -67,3 +67,35 @@ func packNRef(dst []float32, w Matrix, l0, kc, j0, cols int) {
 		clear(row[cols:])
 	}
 }
+
+// dot3x4Ref writes out[4i + j] = sum over l in [l0, l1) of xi[l]·W(j0+j, l),
+// i < 3, j < 4: kernelSet.dot3x4 for l0 = 0, l1 = K, and the tail of others.
+func dot3x4Ref(x0, x1, x2 []float32, w Matrix, j0, l0, l1 int, out *[12]float32) {
+	xs := [3][]float32{x0[l0:l1], x1[l0:l1], x2[l0:l1]}
+	for j := range 4 {
+		off := (j0+j)*w.Cols + l0
+		var s [3]float32
+		switch w.DType {
+		case F32:
+			for l, v := range w.f32[off : off+l1-l0] {
+				s[0] += xs[0][l] * v
+				s[1] += xs[1][l] * v
+				s[2] += xs[2][l] * v
+			}
+		case BF16, F16:
+			widen := BF16ToF32
+			if w.DType == F16 {
+				widen = F16ToF32
+			}
+			for l, u := range w.u16[off : off+l1-l0] {
+				v := widen(u)
+				s[0] += xs[0][l] * v
+				s[1] += xs[1][l] * v
+				s[2] += xs[2][l] * v
+			}
+		}
+		for i := range 3 {
+			out[4*i+j] = s[i]
+		}
+	}
+}

@@ -80,7 +80,7 @@ func unaligned(r *rand.Rand, n int) []float32 { return randF32(r, n+3, 1)[3:] }
 var productShapes = [][3]int{ // m, n, k
 	{1, 1, 1}, {1, 5, 3}, {2, 16, 8}, {3, 17, 9}, {5, 15, 7}, {6, 16, 8},
 	{7, 33, 13}, {8, 64, 64}, {12, 32, 1}, {13, 47, 65}, {37, 300, 70},
-	{64, 130, 331}, {150, 40, 700}, {200, 24, 16}, {5, 1000, 24},
+	{64, 130, 331}, {150, 40, 700}, {200, 24, 16}, {5, 1000, 24}, {4, 301, 1100},
 }
 
 // pools are the thread counts the products run on: none, 2 and 3 workers.
@@ -235,6 +235,28 @@ func TestMicroKernelVariants(t *testing.T) {
 						if d := got[i] - want[i]; d > tol || d < -tol {
 							t.Fatalf("%s kc %d layout %v acc %v: c[%d] = %g, reference %g", ks.name, kc, layout, acc, i, got[i], want[i])
 						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestDotVariants holds each variant's 3×4 dot-product kernel to the
+// reference loops for each weight dtype and lengths around the vector width.
+func TestDotVariants(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, ks := range availableVariants() {
+		for _, dt := range []DType{F32, F16, BF16} {
+			for _, k := range []int{1, 7, 8, 9, 31, 64, 333} {
+				w, _ := weight(r, dt, 9, k)
+				x0, x1, x2 := unaligned(r, k), unaligned(r, k), unaligned(r, k)
+				var want, got [12]float32
+				dot3x4Ref(x0, x1, x2, w, 5, 0, k, &want)
+				ks.dot3x4(k, x0, x1, x2, w, 5, &got)
+				for i := range want {
+					if d := got[i] - want[i]; d > 1e-5*float32(k) || d < -1e-5*float32(k) {
+						t.Fatalf("%s %s k %d: out[%d] = %g, reference %g", ks.name, dt, k, i, got[i], want[i])
 					}
 				}
 			}

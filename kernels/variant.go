@@ -25,6 +25,11 @@ type kernelSet struct {
 	// packN writes dst[16·l + j] = W(l0+l, j0+j) for j < 16, l < kc: a panel
 	// of 16 whole columns of w, widened to float32.
 	packN func(dst []float32, w Matrix, l0, kc, j0 int)
+
+	// dot3x4 writes out[4i + j] = sum over l < k of xi[l]·W(j0+j, l) for
+	// i < 3, j < 4: the product of a few rows (decoding) with four rows of
+	// w read in place, with no packing.
+	dot3x4 func(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32)
 }
 
 // The variant every call uses, fixed once at start: TUNE_KERNELS when it names
@@ -72,4 +77,7 @@ var refKernels = &kernelSet{
 	mul6x16: mul6x16Ref,
 	packT:   func(dst []float32, w Matrix, j0, k0, kc int) { packTRef(dst, w, j0, 16, k0, kc) },
 	packN:   func(dst []float32, w Matrix, l0, kc, j0 int) { packNRef(dst, w, l0, kc, j0, 16) },
+	dot3x4: func(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
+		dot3x4Ref(x0, x1, x2, w, j0, 0, k, out)
+	},
 }
