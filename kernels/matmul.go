@@ -1,6 +1,9 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // The three products of training, packed and cache-blocked in the manner of
 // Goto and van de Geijn (BLIS): the frozen weight is widened to float32 panels
@@ -89,12 +92,15 @@ type gemm struct {
 	alpha    float32
 	acc      bool
 	bias     []float32 // nil or n values; only with !acc
-	tm, tn   int       // the split: a tm×tn grid of blocks of C
+	tm       int       // blocks of rows the workers share out, or 1
+	chunk    int       // else the columns of C a worker takes at a time
+	chunks   int       // how many chunks there are
+	next     int64     // the next chunk to take (atomic)
 	dot      bool      // few rows: dot products against W in place (dotBlock)
 }
 
-// gemm runs g on the pool's workers, each on its own block of C, or on the
-// caller when the pool is nil, busy, or the product too small to share.
+// gemm runs g on the pool's workers, or on the caller when the pool is nil,
+// busy, or the product too small to share.
 func (p *Pool) gemm(g gemm) {
 	if g.m <= 0 || g.n <= 0 {
 		return
@@ -103,26 +109,25 @@ func (p *Pool) gemm(g gemm) {
 		g.fillBias()
 		return
 	}
-	g.split(p.Threads())
-	parts := g.tm * g.tn
-	if parts > 1 && p.acquire() {
+	workers := g.split(p.Threads())
+	if workers > 1 && p.acquire() {
 		// The pool's slot holds the job so that handing it to the workers
 		// allocates nothing; acquire made this goroutine its only user.
 		p.job = g
-		p.dispatch(parts, &p.job)
+		p.dispatch(workers, &p.job)
 		p.job = gemm{}
 		p.busy.Store(false)
 		return
 	}
-	for part := range parts {
-		g.part(p, part)
+	for w := range workers {
+		g.part(p, w)
 	}
 }
 
-// run is the pool's entry point: parts [lo, hi) of the split.
+// run is the pool's entry point: workers [lo, hi) of the split.
 func (g *gemm) run(p *Pool, lo, hi int) {
-	for part := lo; part < hi; part++ {
-		g.part(p, part)
+	for w := lo; w < hi; w++ {
+		g.part(p, w)
 	}
 }
 
@@ -141,66 +146,88 @@ func (g *gemm) fillBias() {
 	}
 }
 
-// A split divides C among threads as a tm×tn grid of blocks: whole mr-row
-// tiles down, whole nr-column panels across. Splitting across columns
-// duplicates nothing (A is read in place), splitting down rows makes every
-// worker pack all of B; so columns are split unless there are too few panels
-// for the threads to share them evenly.
-func (g *gemm) split(threads int) {
-	g.tm, g.tn = 1, 1
+// split divides C among threads and returns how many workers share it.
+// Splitting across columns duplicates nothing (A is read in place): the
+// columns are cut into chunks, a few per worker, that the workers take in
+// turn, so that one slowed by another process does less of them. Splitting
+// down rows (tm blocks) makes every worker pack all of B; it is chosen when
+// there are too few panels of columns for the threads to share evenly.
+func (g *gemm) split(threads int) int {
+	unit := nr // columns are taken in whole panels, or rows of W for dot
+	if g.dot {
+		unit = 4
+	}
+	g.tm, g.chunk, g.chunks = 1, roundUp(g.n, unit), 1
 	if threads <= 1 || g.m*g.n*g.k < minSharedWork {
-		return
+		return 1
 	}
-	if g.dot { // each worker reads its own rows of W
-		g.tn = min(threads, ceilDiv(g.n, 4))
-		return
+	units, tiles := ceilDiv(g.n, unit), ceilDiv(g.m, mr)
+	if !g.dot {
+		// Work of the busiest worker, in multiply-adds, with packing B
+		// counted at packCost multiply-adds an element.
+		const packCost = 8
+		colWork := ceilDiv(units, threads) * nr * tiles * mr * g.k
+		rowWork := units*nr*ceilDiv(tiles, threads)*mr*g.k + packCost*units*nr*g.k
+		if units < threads || colWork > rowWork {
+			g.tm = min(threads, tiles)
+			return g.tm
+		}
 	}
-	panels := ceilDiv(g.n, nr)
-	tiles := ceilDiv(g.m, mr)
-	// Work of the busiest worker, in multiply-adds, with packing B counted
-	// at packCost multiply-adds an element.
-	const packCost = 8
-	colWork := ceilDiv(panels, threads) * nr * tiles * mr * g.k
-	rowWork := panels*nr*ceilDiv(tiles, threads)*mr*g.k + packCost*panels*nr*g.k
-	if panels >= threads && colWork <= rowWork {
-		g.tn = threads
-	} else if tiles >= threads {
-		g.tm = threads
+	perChunk := ncMax / unit // a chunk is at most one block of packed B
+	if g.dot {
+		perChunk = dotChunk / unit
 	}
+	chunks := threads * ceilDiv(units, threads*perChunk)
+	g.chunk = ceilDiv(units, chunks) * unit
+	g.chunks = ceilDiv(g.n, g.chunk)
+	return min(threads, g.chunks)
 }
 
 // minSharedWork is the smallest product (multiply-adds) worth waking the pool
 // for: below it the hand-off costs more than the second core saves.
 const minSharedWork = 1 << 16
 
-// part computes block part of the split: whole tiles and panels, the last
-// block taking what is left.
-func (g *gemm) part(p *Pool, part int) {
-	pi, pj := part/g.tn, part%g.tn
-	unit := nr
+// part is worker w's share: its block of rows, or the column chunks it takes.
+func (g *gemm) part(p *Pool, w int) {
+	buf := p.scratch(g.scratchSize())
+	defer p.release(buf)
 	if g.dot {
-		unit = 4
+		for c := g.take(); c < g.chunks; c = g.take() {
+			g.dotBlock((*[12]float32)(buf), c*g.chunk, min((c+1)*g.chunk, g.n))
+		}
+		return
 	}
-	tiles, panels := ceilDiv(g.m, mr), ceilDiv(g.n, unit)
-	i0, i1 := min(pi*ceilDiv(tiles, g.tm)*mr, g.m), min((pi+1)*ceilDiv(tiles, g.tm)*mr, g.m)
-	j0, j1 := min(pj*ceilDiv(panels, g.tn)*unit, g.n), min((pj+1)*ceilDiv(panels, g.tn)*unit, g.n)
-	switch {
-	case i0 >= i1 || j0 >= j1:
-	case g.dot:
-		g.dotBlock(j0, j1)
-	default:
-		g.block(p, i0, i1, j0, j1)
+	if g.tm > 1 {
+		rows := ceilDiv(ceilDiv(g.m, mr), g.tm) * mr
+		if i0 := w * rows; i0 < g.m {
+			g.block(buf, i0, min(i0+rows, g.m), 0, g.n)
+		}
+		return
 	}
+	for c := g.take(); c < g.chunks; c = g.take() {
+		g.block(buf, 0, g.m, c*g.chunk, min((c+1)*g.chunk, g.n))
+	}
+}
+
+// take hands out the next column chunk.
+func (g *gemm) take() int { return int(atomic.AddInt64(&g.next, 1) - 1) }
+
+// scratchSize is the float32s a worker packs into: a kc×nc block of B, the
+// zero-padded rows of A's last tile, and one 6×16 tile of C.
+func (g *gemm) scratchSize() int {
+	if g.dot {
+		return 12 // one 3×4 block of dot products
+	}
+	kcb := kcBlock(g.k)
+	return kcb*min(ncMax, roundUp(g.chunk, nr)) + mr*kcb + mr*nr
 }
 
 // block computes C[i0:i1, j0:j1], the loops of Goto's algorithm: for each
 // nc-column block, for each kc-slice of the reduction, pack B once, then run
 // the micro-kernel over every mc-row block of A against every panel.
-func (g *gemm) block(p *Pool, i0, i1, j0, j1 int) {
+func (g *gemm) block(buf []float32, i0, i1, j0, j1 int) {
 	kcb := kcBlock(g.k)
-	ncb := min(ncMax, roundUp(j1-j0, nr))
-	buf := p.scratch(kcb*ncb + mr*kcb + mr*nr)
-	defer p.release(buf)
+	ncb := min(ncMax, roundUp(g.chunk, nr))
 	bp := buf[:kcb*ncb]
 	apad := buf[kcb*ncb : kcb*ncb+mr*kcb]
 	tile := buf[kcb*ncb+mr*kcb:]
@@ -259,6 +286,9 @@ func (g *gemm) block(p *Pool, i0, i1, j0, j1 int) {
 	}
 }
 
+// dotChunk is the most rows of W a worker takes at a time on the dot path.
+const dotChunk = 256
+
 // dotMaxRows is the most rows of x for which Linear takes dot products against
 // W in place: below it packing W would cost more than the product.
 const dotMaxRows = 16
@@ -266,10 +296,9 @@ const dotMaxRows = 16
 // dotBlock computes y[:, j0:j1] of Linear (C = x·Wᵀ + bias) as dot products
 // of three rows of x with four rows of W at a time; W is read in blocks that
 // stay in L2 while every group of three rows passes over them.
-func (g *gemm) dotBlock(j0, j1 int) {
+func (g *gemm) dotBlock(out *[12]float32, j0, j1 int) {
 	k := g.k
 	block := max(4, (256<<10)/(k*g.w.DType.Size())&^3)
-	var out [12]float32
 	for jb := j0; jb < j1; jb += block {
 		je := min(jb+block, j1)
 		for i := 0; i < g.m; i += 3 {
@@ -277,7 +306,7 @@ func (g *gemm) dotBlock(j0, j1 int) {
 			x0, x1, x2 := g.a[i*k:], g.a[min(i+1, g.m-1)*k:], g.a[min(i+2, g.m-1)*k:]
 			j := jb
 			for ; j+4 <= je; j += 4 {
-				g.ks.dot3x4(k, x0, x1, x2, g.w, j, &out)
+				g.ks.dot3x4(k, x0, x1, x2, g.w, j, out)
 				for r := range rows {
 					c := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+4]
 					for jj := range c {

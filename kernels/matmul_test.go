@@ -80,7 +80,7 @@ func unaligned(r *rand.Rand, n int) []float32 { return randF32(r, n+3, 1)[3:] }
 var productShapes = [][3]int{ // m, n, k
 	{1, 1, 1}, {1, 5, 3}, {2, 16, 8}, {3, 17, 9}, {5, 15, 7}, {6, 16, 8},
 	{7, 33, 13}, {8, 64, 64}, {12, 32, 1}, {13, 47, 65}, {37, 300, 70},
-	{64, 130, 331}, {150, 40, 700}, {200, 24, 16}, {5, 1000, 24}, {4, 301, 1100},
+	{64, 130, 331}, {150, 40, 700}, {200, 24, 16}, {5, 1000, 24}, {4, 301, 1100}, {37, 1100, 40},
 }
 
 // pools are the thread counts the products run on: none, 2 and 3 workers.
@@ -308,7 +308,8 @@ func TestPackersVariants(t *testing.T) {
 }
 
 // TestProductsAllocateNothing: with a pool, a product in the steady state of
-// training allocates nothing (its packing buffers are the pool's).
+// training, or of decoding, allocates nothing (its packing buffers are the
+// pool's).
 func TestProductsAllocateNothing(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	p := NewPool(2)
@@ -320,6 +321,8 @@ func TestProductsAllocateNothing(t *testing.T) {
 		Linear(p, y, x, m, w, nil)
 		LinearDX(p, dx, dy, m, w, false)
 		LinearDW(p, dw, dy, x, m, n, k, 1, true)
+		Linear(p, y, x, 1, w, nil)                      // decoding: the dot path
+		LinearDW(p, dw[:8*k], dy, x, 2, 8, k, 1, false) // too small to share
 	}
 	step()
 	if a := testing.AllocsPerRun(20, step); a != 0 {
