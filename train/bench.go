@@ -39,7 +39,7 @@ type BenchResult struct {
 // made under cacheDir.
 func Bench(ctx context.Context, cfg *configs.Config, steps int, cacheDir string) (BenchResult, error) {
 	t := cfg.Train
-	res := BenchResult{Batch: t.BatchSize, Seq: cfg.Data.SeqLen, GradAccum: t.GradAccum, Recompute: t.ActivationCheckpointing, Kernels: kernels.Name()}
+	res := BenchResult{Batch: t.BatchSize, Seq: cfg.Data.SeqLen, GradAccum: t.GradAccum, Recompute: t.ActivationCheckpointing}
 	if steps < 1 {
 		return res, &configs.FieldError{File: cfg.Path, Path: "--steps", Msg: fmt.Sprintf("%d: at least one step is needed", steps)}
 	}
@@ -74,6 +74,7 @@ func Bench(ctx context.Context, cfg *configs.Config, steps int, cacheDir string)
 	}
 	defer tr.close()
 	res.Threads = tr.pool.Threads()
+	res.Kernels, _ = kernels.Variant()
 
 	rng := rand.New(rand.NewPCG(t.Seed, 0xbe))
 	b := model.Batch{IDs: make([]int32, t.BatchSize*cfg.Data.SeqLen)}
