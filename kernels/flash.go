@@ -283,12 +283,12 @@ func (g *flashGeom) mask(st []float32, ld int, rows []flashRow, sg []int32, j0, 
 
 // packQT writes the rows' query vectors transposed into qt (HeadDim × ld),
 // times mul, with zeros in the columns past the rows.
-func (g *flashGeom) packQT(qt []float32, ld int, src []float32, rows []flashRow, mul float32) {
+func (g *flashGeom) packQT(v flashVariant, qt []float32, ld int, src []float32, rows []flashRow, mul float32) {
 	d := g.HeadDim
-	for c, r := range rows {
-		for l, x := range src[r.q : r.q+d] {
-			qt[l*ld+c] = x * mul
-		}
+	if v == flashAVX2 {
+		packAVX2(qt, ld, src, rows, d, mul)
+	} else {
+		packRef(qt, ld, src, rows, d, mul)
 	}
 	if len(rows) < ld {
 		for l := range d {
@@ -324,16 +324,36 @@ func flashForward(v flashVariant, p *Pool, out, lse, q, k, vv []float32, seg []i
 		for u := lo; u < hi; u++ {
 			// Tiles alternate from both ends of a head's rows: a contiguous
 			// share of units then holds as many long rows as short ones.
-			t := u % tiles
-			if t%2 == 0 {
-				t /= 2
-			} else {
-				t = tiles - 1 - t/2
-			}
+			t := zigzag(u%tiles, tiles)
 			bk := u / tiles
+			if u+1 < hi {
+				g.prefetchForward(out, q, u+1, tiles)
+			}
 			g.forwardTile(v, &sc, out, lse, q, k, vv, bk/s.KVHeads, bk%s.KVHeads, t)
 		}
 	})
+}
+
+// zigzag orders the tiles of a head from both ends, 0, n−1, 1, n−2, ...:
+// a contiguous share of units then holds as many long rows as short ones.
+func zigzag(i, n int) int {
+	if i%2 == 0 {
+		return i / 2
+	}
+	return n - 1 - i/2
+}
+
+// prefetchForward asks for the q and out rows of unit u, which this worker
+// runs next: they are read and written once, from memory.
+func (g *flashGeom) prefetchForward(out, q []float32, u, tiles int) {
+	bk, t := u/tiles, zigzag(u%tiles, tiles)
+	b, kh := bk/g.KVHeads, bk%g.KVHeads
+	r0 := t * g.br
+	r1 := min(r0+g.br, g.g*g.tq) - 1
+	i0, i1 := r0/g.g, r1/g.g
+	off := (b*g.tq+i0)*g.qw + kh*g.g*g.HeadDim
+	prefetchRows(q, off, i1-i0+1, g.qw, g.g*g.HeadDim)
+	prefetchRows(out, off, i1-i0+1, g.qw, g.g*g.HeadDim)
 }
 
 // forwardTile computes the out rows and lse of tile t of the stacked query
@@ -350,13 +370,14 @@ func (g *flashGeom) forwardTile(v flashVariant, sc *fwdScratch, out, lse, q, k, 
 		lo, hi := g.interval(&rs, pos)
 		rows[c] = flashRow{pos: pos, lo: lo, hi: hi, q: (b*g.tq+i)*g.qw + h*d, lse: (b*g.Heads+h)*g.tq + i}
 	}
-	g.packQT(sc.qt, br, q, rows, g.scale*math.Log2E)
+	g.packQT(v, sc.qt, br, q, rows, g.scale*math.Log2E)
 	for c := range br {
 		sc.m[c], sc.l[c] = float32(math.Inf(-1)), 0
 	}
 	o := sc.o[:len(rows)*d]
 	clear(o)
-	kb := b*g.Seq*g.kw + kh*d // key 0 of this sequence and kv head
+	kb := b*g.Seq*g.kw + kh*d  // key 0 of this sequence and kv head
+	nc := (len(rows) + 7) &^ 7 // columns of Sᵀ worth computing
 	jlo, jhi := span(rows)
 	for j0 := jlo; j0 <= jhi; j0 += flashBc {
 		bc := min(flashBc, jhi+1-j0)
@@ -365,20 +386,21 @@ func (g *flashGeom) forwardTile(v flashVariant, sc *fwdScratch, out, lse, q, k, 
 			continue
 		}
 		kt := kb + j0*g.kw
-		v.mul(bc, br, d, k[kt:], g.kw, 1, sc.qt, br, sc.st, br, mulSet, nil)
+		v.mul(bc, nc, d, k[kt:], g.kw, 1, sc.qt, br, sc.st, br, mulSet, nil)
 		if !all {
 			g.mask(sc.st, br, rows, sg, j0, bc)
 		}
-		v.softmax(sc.st, bc, br, br, sc.m[:], sc.l[:], sc.alpha[:])
+		v.softmax(sc.st, bc, nc, br, sc.m[:], sc.l[:], sc.alpha[:])
 		v.mul(len(rows), d, bc, sc.st, 1, br, vv[kt:], g.kw, o, d, mulScale, sc.alpha[:])
 	}
 	for c, r := range rows {
-		inv := 1 / sc.l[c]
-		dst := out[r.q : r.q+d]
-		for l, x := range o[c*d : (c+1)*d] {
-			dst[l] = x * inv
-		}
-		lse[r.lse] = (sc.m[c] + float32(math.Log2(float64(sc.l[c])))) * math.Ln2
+		l := sc.l[c]
+		lse[r.lse] = sc.m[c]*math.Ln2 + float32(math.Log(float64(l)))
+		sc.l[c] = 1 / l
+	}
+	v.mul(len(rows), d, 0, nil, 0, 0, nil, 0, o, d, mulScale, sc.l[:]) // O·diag(1/l)
+	for c, r := range rows {
+		copy(out[r.q:r.q+d], o[c*d:(c+1)*d])
 	}
 }
 
@@ -415,6 +437,14 @@ func flashBackward(v flashVariant, p *Pool, dq, dk, dv, dout, out, lse, q, k, vv
 			}
 			for h := kh * g.g; h < (kh+1)*g.g; h++ {
 				for t := range tiles {
+					if t+1 < tiles {
+						// The next tile's rows, read from memory.
+						i0 := (t + 1) * g.br
+						off, n := (b*g.tq+i0)*g.qw+h*g.HeadDim, min(g.br, g.tq-i0)
+						prefetchRows(q, off, n, g.qw, g.HeadDim)
+						prefetchRows(dout, off, n, g.qw, g.HeadDim)
+						prefetchRows(out, off, n, g.qw, g.HeadDim)
+					}
 					g.backwardTile(v, &sc, dq, dk, dv, dout, out, lse, q, k, vv, b, h, t)
 				}
 			}
@@ -443,12 +473,13 @@ func (g *flashGeom) backwardTile(v flashVariant, sc *bwdScratch, dq, dk, dv, dou
 		sc.lse[c] = lse[r.lse] * math.Log2E
 		sc.dd[c] = dot(dout[r.q:r.q+d], out[r.q:r.q+d])
 	}
-	g.packQT(sc.qt, br, q, rows, g.scale*math.Log2E)
-	g.packQT(sc.dot, br, dout, rows, 1)
+	g.packQT(v, sc.qt, br, q, rows, g.scale*math.Log2E)
+	g.packQT(v, sc.dot, br, dout, rows, 1)
 	dqa := sc.dq[:len(rows)*d]
 	clear(dqa)
 	q0 := rows[0].q // the rows of q, dout and dq are g.qw apart
 	kb := b*g.Seq*g.kw + kh*d
+	nc := (len(rows) + 7) &^ 7
 	jlo, jhi := span(rows)
 	for j0 := jlo; j0 <= jhi; j0 += flashBc {
 		bc := min(flashBc, jhi+1-j0)
@@ -457,14 +488,14 @@ func (g *flashGeom) backwardTile(v flashVariant, sc *bwdScratch, dq, dk, dv, dou
 			continue
 		}
 		kt := kb + j0*g.kw
-		v.mul(bc, br, d, k[kt:], g.kw, 1, sc.qt, br, sc.st, br, mulSet, nil)
+		v.mul(bc, nc, d, k[kt:], g.kw, 1, sc.qt, br, sc.st, br, mulSet, nil)
 		if !all {
 			g.mask(sc.st, br, rows, sg, j0, bc)
 		}
-		v.expSub(sc.st, bc, br, br, sc.lse[:])                                             // Pᵀ
+		v.expSub(sc.st, bc, nc, br, sc.lse[:])                                             // Pᵀ
 		v.mul(bc, d, len(rows), sc.st, br, 1, dout[q0:], g.qw, dv[kt:], g.kw, mulAdd, nil) // dV += Pᵀ·dO
-		v.mul(bc, br, d, vv[kt:], g.kw, 1, sc.dot, br, sc.dpt, br, mulSet, nil)            // dPᵀ = V·dOᵀ
-		v.dsoft(sc.st, sc.dpt, bc, br, br, sc.dd[:], g.scale)                              // dSᵀ
+		v.mul(bc, nc, d, vv[kt:], g.kw, 1, sc.dot, br, sc.dpt, br, mulSet, nil)            // dPᵀ = V·dOᵀ
+		v.dsoft(sc.st, sc.dpt, bc, nc, br, sc.dd[:], g.scale)                              // dSᵀ
 		v.mul(bc, d, len(rows), sc.dpt, br, 1, q[q0:], g.qw, dk[kt:], g.kw, mulAdd, nil)   // dK += dSᵀ·Q
 		v.mul(len(rows), d, bc, sc.dpt, 1, br, k[kt:], g.kw, dqa, d, mulAdd, nil)          // dQ += dS·K
 	}

@@ -52,6 +52,48 @@ func flashExpSubAVX2(s *float32, rows, cols, ld int, sub *float32)
 //go:noescape
 func flashDSoftAVX2(p, dp *float32, rows, cols, ld int, dd *float32, scale float32)
 
+// flashTransposeAVX2 sets dst[l·ld + i] = src[offs[i] + l]·mul for the 8
+// rows i and l < d, d a multiple of 8.
+//
+//go:noescape
+func flashTransposeAVX2(dst *float32, ld int, src *float32, offs *[8]int, d int, mul float32)
+
+// packAVX2 is packRef: whole blocks of 8 rows and 8 values by the assembly,
+// the edges by packRef.
+func packAVX2(qt []float32, ld int, src []float32, rows []flashRow, d int, mul float32) {
+	d8, c := d&^7, 0
+	if d8 > 0 {
+		var offs [8]int
+		for ; c+8 <= len(rows); c += 8 {
+			for i, r := range rows[c : c+8] {
+				_ = src[r.q+d8-1] // the assembly reads src[r.q : r.q+d8]
+				offs[i] = r.q
+			}
+			_ = qt[(d8-1)*ld+c+7]
+			flashTransposeAVX2(&qt[c], ld, &src[0], &offs, d8, mul)
+		}
+	}
+	packRef(qt[c:], ld, src, rows[c:], d8, mul)
+	if d8 < d {
+		packRef(qt[d8*ld:], ld, src[d8:], rows, d-d8, mul)
+	}
+}
+
+// flashPrefetch asks for the cache lines of rows runs of n ≥ 1 floats at p,
+// stride floats apart.
+//
+//go:noescape
+func flashPrefetch(p *float32, rows, stride, n int)
+
+// prefetchRows asks for rows runs of n floats of s from off on, stride apart,
+// so that they arrive while the current tile computes. It only reads within s.
+func prefetchRows(s []float32, off, rows, stride, n int) {
+	if rows <= 0 || n <= 0 || off < 0 || off+(rows-1)*stride+n > len(s) {
+		return
+	}
+	flashPrefetch(&s[off], rows, stride, n)
+}
+
 // mulAVX2 is mulRef: the assembly panels of up to 6 rows over the columns
 // that fill vectors of 8, mulRef for the rest. It checks the extent of every
 // operand first, since the assembly does not.

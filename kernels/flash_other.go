@@ -19,3 +19,9 @@ func expSubAVX2(s []float32, rows, cols, ld int, sub []float32) { expSubRef(s, r
 func dsoftAVX2(p, dp []float32, rows, cols, ld int, dd []float32, scale float32) {
 	dsoftRef(p, dp, rows, cols, ld, dd, scale)
 }
+
+func packAVX2(qt []float32, ld int, src []float32, rows []flashRow, d int, mul float32) {
+	packRef(qt, ld, src, rows, d, mul)
+}
+
+func prefetchRows(s []float32, off, rows, stride, n int) {}

@@ -85,6 +85,16 @@ func dsoftRef(p, dp []float32, rows, cols, ld int, dd []float32, scale float32) 
 	}
 }
 
+// packRef writes d values of each row's query vector (src[r.q:]) times mul
+// into column c of qt (row stride ld): qt[l·ld + c] = src[rows[c].q + l]·mul.
+func packRef(qt []float32, ld int, src []float32, rows []flashRow, d int, mul float32) {
+	for c, r := range rows {
+		for l, x := range src[r.q : r.q+d] {
+			qt[l*ld+c] = x * mul
+		}
+	}
+}
+
 // exp2f is 2^x in float32 to about 1 ulp, the same algorithm as the assembly:
 // x clamped to [−127, 127] and split as n + f with n = round(x); 2^f = e^(f·ln2)
 // from the Cephes expf polynomial on |f·ln2| ≤ ln2/2; 2^n put in the exponent

@@ -1,11 +1,14 @@
 package kernels
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os/exec"
 	"slices"
 	"testing"
+	"time"
 )
 
 // flashVariants is every variant this machine can run, the portable one first.
@@ -140,6 +143,41 @@ func TestFlashTileHelpers(t *testing.T) {
 				v.dsoft(p, got, rows, cols, ld, dd, 0.125)
 				if e := relErr(got, want); e > 1e-7 {
 					t.Fatalf("%v dsoft %dx%d: differs by %g", v, rows, cols, e)
+				}
+			}
+		}
+	}
+}
+
+// The query transpose of each variant equals the portable one for row
+// counts and widths that are and are not multiples of 8, rows in any order.
+func TestFlashPack(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, v := range flashVariants() {
+		for _, n := range []int{1, 7, 8, 13, 64} {
+			for _, d := range []int{4, 8, 20, 64} {
+				src := randF32(r, 100*d, 1)
+				rows := make([]flashRow, n)
+				for i := range rows {
+					rows[i].q = r.IntN(99*d + 1)
+				}
+				ld := n + 3
+				want, got := make([]float32, d*ld), make([]float32, d*ld)
+				packRef(want, ld, src, rows, d, 0.5)
+				var g flashGeom
+				g.HeadDim = d
+				g.packQT(v, got, ld, src, rows, 0.5)
+				for l := range d {
+					for c := range n {
+						if w := src[rows[c].q+l] * 0.5; got[l*ld+c] != w || want[l*ld+c] != w {
+							t.Fatalf("%v pack n%d d%d: qt[%d][%d] = %g (ref %g), want %g", v, n, d, l, c, got[l*ld+c], want[l*ld+c], w)
+						}
+					}
+					for c := n; c < ld; c++ {
+						if got[l*ld+c] != 0 {
+							t.Fatalf("%v pack n%d d%d: padding column %d not zero", v, n, d, c)
+						}
+					}
 				}
 			}
 		}
@@ -491,5 +529,128 @@ func TestFlashAllocations(t *testing.T) {
 	// Pool.For takes a closure, which escapes: that is the only allocation.
 	if fwd > 2 || bwd > 2 {
 		t.Errorf("allocations per call: forward %v, backward %v", fwd, bwd)
+	}
+}
+
+// The training shapes of SmolLM2-135M (9 heads, 3 kv heads) and Qwen2.5-0.5B
+// (14 heads, 2 kv heads), head dim 64, one causal segment.
+var flashBenchShapes = []struct {
+	name string
+	s    AttentionShape
+}{
+	{"smol_B2_T256", AttentionShape{Batch: 2, Seq: 256, Heads: 9, KVHeads: 3, HeadDim: 64}},
+	{"smol_B1_T512", AttentionShape{Batch: 1, Seq: 512, Heads: 9, KVHeads: 3, HeadDim: 64}},
+	{"qwen_B1_T512", AttentionShape{Batch: 1, Seq: 512, Heads: 14, KVHeads: 2, HeadDim: 64}},
+}
+
+// flashFlops is the useful work of a causal forward (4·d per visible pair;
+// the backward is 2.5 times that), the count every implementation is held to.
+func flashFlops(s AttentionShape) float64 {
+	return 4 * float64(s.HeadDim) * float64(s.Batch*s.Heads*s.Seq*(s.Seq+1)/2)
+}
+
+type flashBench struct {
+	s                   AttentionShape
+	q, k, v, dout       []float32
+	out, lse            []float32
+	dq, dk, dv          []float32
+	seg                 []int32
+	qLen, kvLen, lseLen int
+}
+
+func newFlashBench(s AttentionShape) *flashBench {
+	r := rand.New(rand.NewPCG(1, 1))
+	qLen, kvLen := s.Batch*s.Seq*s.Heads*s.HeadDim, s.Batch*s.Seq*s.KVHeads*s.HeadDim
+	f := &flashBench{s: s, q: randF32(r, qLen, 1), k: randF32(r, kvLen, 1), v: randF32(r, kvLen, 1), dout: randF32(r, qLen, 1),
+		out: make([]float32, qLen), lse: make([]float32, s.Batch*s.Heads*s.Seq),
+		dq: make([]float32, qLen), dk: make([]float32, kvLen), dv: make([]float32, kvLen), seg: make([]int32, s.Batch*s.Seq)}
+	for i := range f.seg {
+		f.seg[i] = 1
+	}
+	return f
+}
+
+// BenchmarkFlashAttention times forward and backward at the training shapes:
+// the flash kernels (each variant, 1 and 2 threads) and the reference
+// AttentionForward/AttentionBackward (GOMAXPROCS goroutines), in GFLOP/s of
+// useful work.
+func BenchmarkFlashAttention(b *testing.B) {
+	for _, sh := range flashBenchShapes {
+		f := newFlashBench(sh.s)
+		fl := flashFlops(sh.s)
+		for _, v := range flashVariants() {
+			for _, threads := range []int{1, 2} {
+				p := NewPool(threads)
+				b.Run(fmt.Sprintf("%s/%v_%dthr/fwd", sh.name, v, threads), func(b *testing.B) {
+					for b.Loop() {
+						flashForward(v, p, f.out, f.lse, f.q, f.k, f.v, nil, f.s)
+					}
+					b.ReportMetric(fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+				b.Run(fmt.Sprintf("%s/%v_%dthr/bwd", sh.name, v, threads), func(b *testing.B) {
+					for b.Loop() {
+						flashBackward(v, p, f.dq, f.dk, f.dv, f.dout, f.out, f.lse, f.q, f.k, f.v, nil, f.s)
+					}
+					b.ReportMetric(2.5*fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+				p.Close()
+			}
+		}
+		b.Run(sh.name+"/reference/fwd", func(b *testing.B) {
+			for b.Loop() {
+				AttentionForward(f.out, f.q, f.k, f.v, f.seg, f.s)
+			}
+			b.ReportMetric(fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(sh.name+"/reference/bwd", func(b *testing.B) {
+			for b.Loop() {
+				AttentionBackward(f.dq, f.dk, f.dv, f.dout, f.out, f.q, f.k, f.v, f.seg, f.s)
+			}
+			b.ReportMetric(2.5*fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkFlashAttentionVsPyTorch runs, shape by shape and interleaved, the
+// PyTorch peer (testdata/bench_attention.py: matmul, causal mask, softmax,
+// matmul, as PyTorch 1.13 runs attention; bf16 and f32, 2 threads) and
+// FlashAttention with its backward on 2 threads, and reports both and the
+// ratio tune/PyTorch-bf16.
+func BenchmarkFlashAttentionVsPyTorch(b *testing.B) {
+	for _, sh := range flashBenchShapes {
+		b.Run(sh.name, func(b *testing.B) {
+			s := sh.s
+			cmd := exec.Command("/usr/bin/python3", "testdata/bench_attention.py",
+				fmt.Sprint(s.Batch), fmt.Sprint(s.Seq), fmt.Sprint(s.Heads), fmt.Sprint(s.KVHeads), fmt.Sprint(s.HeadDim))
+			raw, err := cmd.Output()
+			if err != nil {
+				b.Fatalf("PyTorch peer: %v (run make setup)", err)
+			}
+			var peer struct{ F32, BF16 struct{ Fwd, Bwd float64 } }
+			if err := json.Unmarshal(raw, &peer); err != nil {
+				b.Fatalf("PyTorch peer printed %q: %v", raw, err)
+			}
+			f := newFlashBench(s)
+			p := NewPool(2)
+			defer p.Close()
+			var fwd, bwd time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				FlashAttention(p, f.out, f.lse, f.q, f.k, f.v, nil, s)
+				t1 := time.Now()
+				FlashAttentionBackward(p, f.dq, f.dk, f.dv, f.dout, f.out, f.lse, f.q, f.k, f.v, nil, s)
+				fwd, bwd = fwd+t1.Sub(t0), bwd+time.Since(t1)
+			}
+			fl := flashFlops(s) * float64(b.N)
+			tf, tb := fl/fwd.Seconds()/1e9, 2.5*fl/bwd.Seconds()/1e9
+			b.ReportMetric(tf, "tune_fwd_GFLOP/s")
+			b.ReportMetric(tb, "tune_bwd_GFLOP/s")
+			b.ReportMetric(peer.BF16.Fwd, "torch_bf16_fwd_GFLOP/s")
+			b.ReportMetric(peer.BF16.Bwd, "torch_bf16_bwd_GFLOP/s")
+			b.ReportMetric(peer.F32.Fwd, "torch_f32_fwd_GFLOP/s")
+			b.ReportMetric(peer.F32.Bwd, "torch_f32_bwd_GFLOP/s")
+			b.ReportMetric(tf/peer.BF16.Fwd, "fwd_tune/torch_bf16")
+			b.ReportMetric(tb/peer.BF16.Bwd, "bwd_tune/torch_bf16")
+		})
 	}
 }

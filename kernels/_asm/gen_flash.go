@@ -34,6 +34,8 @@ func main() {
 	softmax()
 	expSub()
 	dsoft()
+	transpose()
+	prefetch()
 	os.Stdout.WriteString(out.String())
 }
 
@@ -361,6 +363,93 @@ func dsoft() {
 	emit("\tDECQ R8")
 	emit("\tJNZ rows")
 	emit("\tVZEROUPPER")
+	emit("\tRET")
+	emit("")
+}
+
+// transpose writes flashTransposeAVX2: dst[l·ld + i] = src[offs[i] + l]·mul
+// for the 8 rows i and l < d (a multiple of 8), 8×8 blocks at a time. The
+// row offsets stay in BX, DX, R8-R13; SI walks src by 8 floats, DI walks dst
+// by rows of ld (AX, in bytes).
+func transpose() {
+	emit("// func flashTransposeAVX2(dst *float32, ld int, src *float32, offs *[8]int, d int, mul float32)")
+	emit("TEXT ·flashTransposeAVX2(SB), NOSPLIT, $0-44")
+	emit("\tMOVQ dst+0(FP), DI")
+	emit("\tMOVQ ld+8(FP), AX")
+	emit("\tSHLQ $2, AX")
+	emit("\tMOVQ src+16(FP), SI")
+	emit("\tMOVQ offs+24(FP), CX")
+	offs := []string{"BX", "DX", "R8", "R9", "R10", "R11", "R12", "R13"}
+	for i, r := range offs {
+		emit("\tMOVQ %d(CX), %s", 8*i, r)
+	}
+	emit("\tMOVQ d+32(FP), CX")
+	emit("\tVBROADCASTSS mul+40(FP), Y15")
+	emit("\tTESTQ CX, CX")
+	emit("\tJEQ done")
+	emit("block:")
+	for i, r := range offs {
+		emit("\tVMULPS (SI)(%s*4), Y15, Y%d", r, i)
+	}
+	// t0..t7 = unpack lo/hi of row pairs, in Y8 Y9 Y0 Y1 Y2 Y3 Y4 Y5.
+	t := []int{8, 9, 0, 1, 2, 3, 4, 5}
+	for p := 0; p < 4; p++ {
+		emit("\tVUNPCKLPS Y%d, Y%d, Y%d", 2*p+1, 2*p, t[2*p])
+		emit("\tVUNPCKHPS Y%d, Y%d, Y%d", 2*p+1, 2*p, t[2*p+1])
+	}
+	// u0..u7: columns (j, j+4) of rows 0-3 (u0-u3) and 4-7 (u4-u7).
+	u := []int{6, 7, 8, 0, 9, 1, 2, 4}
+	for h := 0; h < 2; h++ {
+		a, b, c, d := t[4*h], t[4*h+1], t[4*h+2], t[4*h+3]
+		emit("\tVSHUFPS $0x44, Y%d, Y%d, Y%d", c, a, u[4*h])
+		emit("\tVSHUFPS $0xEE, Y%d, Y%d, Y%d", c, a, u[4*h+1])
+		emit("\tVSHUFPS $0x44, Y%d, Y%d, Y%d", d, b, u[4*h+2])
+		emit("\tVSHUFPS $0xEE, Y%d, Y%d, Y%d", d, b, u[4*h+3])
+	}
+	for j := 0; j < 8; j++ {
+		imm := "0x20"
+		if j >= 4 {
+			imm = "0x31"
+		}
+		emit("\tVPERM2F128 $%s, Y%d, Y%d, Y10", imm, u[4+j%4], u[j%4])
+		emit("\tVMOVUPS Y10, (DI)")
+		emit("\tADDQ AX, DI")
+	}
+	emit("\tADDQ $32, SI")
+	emit("\tSUBQ $8, CX")
+	emit("\tJNZ block")
+	emit("done:")
+	emit("\tVZEROUPPER")
+	emit("\tRET")
+	emit("")
+}
+
+// prefetch writes flashPrefetch: PREFETCHT0 of every cache line of rows runs
+// of n floats (n ≥ 1), stride floats apart.
+func prefetch() {
+	emit("// func flashPrefetch(p *float32, rows, stride, n int)")
+	emit("TEXT ·flashPrefetch(SB), NOSPLIT, $0-32")
+	emit("\tMOVQ p+0(FP), SI")
+	emit("\tMOVQ rows+8(FP), CX")
+	emit("\tMOVQ stride+16(FP), DX")
+	emit("\tSHLQ $2, DX")
+	emit("\tMOVQ n+24(FP), BX")
+	emit("\tSHLQ $2, BX")
+	emit("\tSUBQ $4, BX")
+	emit("\tTESTQ CX, CX")
+	emit("\tJEQ done")
+	emit("row:")
+	emit("\tXORQ AX, AX")
+	emit("line:")
+	emit("\tPREFETCHT0 (SI)(AX*1)")
+	emit("\tADDQ $64, AX")
+	emit("\tCMPQ AX, BX")
+	emit("\tJLT line")
+	emit("\tPREFETCHT0 (SI)(BX*1)")
+	emit("\tADDQ DX, SI")
+	emit("\tDECQ CX")
+	emit("\tJNZ row")
+	emit("done:")
 	emit("\tRET")
 	emit("")
 }
