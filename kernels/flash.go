@@ -259,6 +259,25 @@ func (g *flashGeom) cover(rows []flashRow, j0, j1 int) (some, all bool) {
 	return some, all
 }
 
+// scores fills Sᵀ (row stride br) with the scores of the rows (their
+// pre-scaled Qᵀ in qt, nc columns) against keys j0.. up to flashBc of them
+// and at most jhi, −inf where a row may not see the key. It returns how many
+// keys that is (0: none of the rows sees any, nothing done) and the offset
+// of key j0 in k, given kb, that of key 0.
+func (g *flashGeom) scores(v flashVariant, st, qt []float32, nc int, k []float32, kb int, rows []flashRow, sg []int32, j0, jhi int) (bc, kt int) {
+	bc = min(flashBc, jhi+1-j0)
+	some, all := g.cover(rows, j0, j0+bc)
+	if !some {
+		return 0, 0
+	}
+	kt = kb + j0*g.kw
+	v.mul(bc, nc, g.HeadDim, k[kt:], g.kw, 1, qt, g.br, st, g.br, mulSet, nil)
+	if !all {
+		g.mask(st, g.br, rows, sg, j0, bc)
+	}
+	return bc, kt
+}
+
 // mask sets to −inf the scores of Sᵀ (keys j0.. by rows, row stride ld) that
 // a row may not see.
 func (g *flashGeom) mask(st []float32, ld int, rows []flashRow, sg []int32, j0, bc int) {
@@ -380,15 +399,9 @@ func (g *flashGeom) forwardTile(v flashVariant, sc *fwdScratch, out, lse, q, k, 
 	nc := (len(rows) + 7) &^ 7 // columns of Sᵀ worth computing
 	jlo, jhi := span(rows)
 	for j0 := jlo; j0 <= jhi; j0 += flashBc {
-		bc := min(flashBc, jhi+1-j0)
-		some, all := g.cover(rows, j0, j0+bc)
-		if !some {
+		bc, kt := g.scores(v, sc.st, sc.qt, nc, k, kb, rows, sg, j0, jhi)
+		if bc == 0 {
 			continue
-		}
-		kt := kb + j0*g.kw
-		v.mul(bc, nc, d, k[kt:], g.kw, 1, sc.qt, br, sc.st, br, mulSet, nil)
-		if !all {
-			g.mask(sc.st, br, rows, sg, j0, bc)
 		}
 		v.softmax(sc.st, bc, nc, br, sc.m[:], sc.l[:], sc.alpha[:])
 		v.mul(len(rows), d, bc, sc.st, 1, br, vv[kt:], g.kw, o, d, mulScale, sc.alpha[:])
@@ -482,15 +495,9 @@ func (g *flashGeom) backwardTile(v flashVariant, sc *bwdScratch, dq, dk, dv, dou
 	nc := (len(rows) + 7) &^ 7
 	jlo, jhi := span(rows)
 	for j0 := jlo; j0 <= jhi; j0 += flashBc {
-		bc := min(flashBc, jhi+1-j0)
-		some, all := g.cover(rows, j0, j0+bc)
-		if !some {
+		bc, kt := g.scores(v, sc.st, sc.qt, nc, k, kb, rows, sg, j0, jhi)
+		if bc == 0 {
 			continue
-		}
-		kt := kb + j0*g.kw
-		v.mul(bc, nc, d, k[kt:], g.kw, 1, sc.qt, br, sc.st, br, mulSet, nil)
-		if !all {
-			g.mask(sc.st, br, rows, sg, j0, bc)
 		}
 		v.expSub(sc.st, bc, nc, br, sc.lse[:])                                             // Pᵀ
 		v.mul(bc, d, len(rows), sc.st, br, 1, dout[q0:], g.qw, dv[kt:], g.kw, mulAdd, nil) // dV += Pᵀ·dO

@@ -270,22 +270,24 @@ func flashCases() []flashCase {
 	return cs
 }
 
+// flashData is the inputs of one problem; refSeg spells out the segment ids
+// that seg (nil for one segment) stands for, as the reference needs them.
 type flashData struct {
-	q, k, v, dout   []float32
-	seg, refSeg     []int32
-	out, lse        []float32
-	dq, dk, dv      []float32
-	refOut          []float32
-	refDq, refDk    []float32
-	refDv           []float32
-	s               AttentionShape
-	refLse          []float64
-	tq, qLen, kvLen int
+	s             AttentionShape
+	q, k, v, dout []float32
+	seg, refSeg   []int32
+	qLen, kvLen   int
+}
+
+// outputs returns zeroed out, lse, dq, dk and dv for the problem.
+func (f *flashData) outputs() (out, lse, dq, dk, dv []float32) {
+	return make([]float32, f.qLen), make([]float32, f.s.Batch*f.s.Heads*f.s.Seq),
+		make([]float32, f.qLen), make([]float32, f.kvLen), make([]float32, f.kvLen)
 }
 
 func newFlashData(r *rand.Rand, c flashCase) *flashData {
 	s := c.shape()
-	f := &flashData{s: s, tq: c.t, qLen: c.b * c.t * c.h * c.d, kvLen: c.b * c.t * c.kv * c.d}
+	f := &flashData{s: s, qLen: c.b * c.t * c.h * c.d, kvLen: c.b * c.t * c.kv * c.d}
 	f.q, f.k, f.v = randF32(r, f.qLen, 1), randF32(r, f.kvLen, 1), randF32(r, f.kvLen, 1)
 	f.dout = randF32(r, f.qLen, 1)
 	f.seg, f.refSeg = c.segs(r)
@@ -325,15 +327,13 @@ func TestFlashMatchesReference(t *testing.T) {
 		t.Run(c.String(), func(t *testing.T) {
 			f := newFlashData(r, c)
 			s := f.s
-			refOut := make([]float32, f.qLen)
+			refOut, _, rdq, rdk, rdv := f.outputs()
 			AttentionForward(refOut, f.q, f.k, f.v, f.refSeg, s)
-			rdq, rdk, rdv := make([]float32, f.qLen), make([]float32, f.kvLen), make([]float32, f.kvLen)
 			AttentionBackward(rdq, rdk, rdv, f.dout, refOut, f.q, f.k, f.v, f.refSeg, s)
 			var first [5][]float32
 			for vi, v := range flashVariants() {
-				out, lse := make([]float32, f.qLen), make([]float32, c.b*c.h*c.t)
+				out, lse, dq, dk, dv := f.outputs()
 				flashForward(v, nil, out, lse, f.q, f.k, f.v, f.seg, s)
-				dq, dk, dv := make([]float32, f.qLen), make([]float32, f.kvLen), make([]float32, f.kvLen)
 				flashBackward(v, nil, dq, dk, dv, f.dout, out, lse, f.q, f.k, f.v, f.seg, s)
 				got := [5][]float32{out, lse, dq, dk, dv}
 				for i, p := range [][2][]float32{{out, refOut}, {dq, rdq}, {dk, rdk}, {dv, rdv}} {
@@ -386,9 +386,8 @@ func TestFlashThreadsBitwise(t *testing.T) {
 		for _, v := range flashVariants() {
 			var first [5][]float32
 			for pi, p := range pools {
-				out, lse := make([]float32, f.qLen), make([]float32, c.b*c.h*c.t)
+				out, lse, dq, dk, dv := f.outputs()
 				flashForward(v, p, out, lse, f.q, f.k, f.v, f.seg, f.s)
-				dq, dk, dv := make([]float32, f.qLen), make([]float32, f.kvLen), make([]float32, f.kvLen)
 				flashBackward(v, p, dq, dk, dv, f.dout, out, lse, f.q, f.k, f.v, f.seg, f.s)
 				got := [5][]float32{out, lse, dq, dk, dv}
 				if pi == 0 {
@@ -421,7 +420,7 @@ func TestFlashDecoding(t *testing.T) {
 			for _, v := range flashVariants() {
 				f := newFlashData(r, c)
 				s, qw := f.s, c.h*c.d
-				full, fullLse := make([]float32, f.qLen), make([]float32, c.b*c.h*c.t)
+				full, fullLse, fdq, fdk, fdv := f.outputs()
 				flashForward(v, nil, full, fullLse, f.q, f.k, f.v, f.seg, s)
 				// The last tq rows of each sequence, as a decoder would pass them.
 				q, dout, want := make([]float32, c.b*tq*qw), make([]float32, c.b*tq*qw), make([]float32, c.b*tq*qw)
@@ -451,7 +450,6 @@ func TestFlashDecoding(t *testing.T) {
 					from := (b*c.t + c.t - tq) * qw
 					copy(fullDout[from:from+tq*qw], dout[b*tq*qw:])
 				}
-				fdq, fdk, fdv := make([]float32, f.qLen), make([]float32, f.kvLen), make([]float32, f.kvLen)
 				flashBackward(v, nil, fdq, fdk, fdv, fullDout, full, fullLse, f.q, f.k, f.v, f.seg, s)
 				dq, dk, dv := make([]float32, len(q)), make([]float32, f.kvLen), make([]float32, f.kvLen)
 				flashBackward(v, nil, dq, dk, dv, dout, out, lse, q, f.k, f.v, f.seg, s)
@@ -518,8 +516,7 @@ func TestFlashBackwardFiniteDifference(t *testing.T) {
 func TestFlashAllocations(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	f := newFlashData(r, flashCase{b: 2, t: 130, h: 9, kv: 3, d: 64, segKind: "packed"})
-	out, lse := make([]float32, f.qLen), make([]float32, 2*9*130)
-	dq, dk, dv := make([]float32, f.qLen), make([]float32, f.kvLen), make([]float32, f.kvLen)
+	out, lse, dq, dk, dv := f.outputs()
 	p := NewPool(2)
 	defer p.Close()
 	fwd := testing.AllocsPerRun(5, func() { FlashAttention(p, out, lse, f.q, f.k, f.v, f.seg, f.s) })
@@ -543,31 +540,15 @@ var flashBenchShapes = []struct {
 	{"qwen_B1_T512", AttentionShape{Batch: 1, Seq: 512, Heads: 14, KVHeads: 2, HeadDim: 64}},
 }
 
+// flashCaseOf is the problem of shape s with one segment.
+func flashCaseOf(s AttentionShape) flashCase {
+	return flashCase{b: s.Batch, t: s.Seq, h: s.Heads, kv: s.KVHeads, d: s.HeadDim, window: s.Window, segKind: "one"}
+}
+
 // flashFlops is the useful work of a causal forward (4·d per visible pair;
 // the backward is 2.5 times that), the count every implementation is held to.
 func flashFlops(s AttentionShape) float64 {
 	return 4 * float64(s.HeadDim) * float64(s.Batch*s.Heads*s.Seq*(s.Seq+1)/2)
-}
-
-type flashBench struct {
-	s                   AttentionShape
-	q, k, v, dout       []float32
-	out, lse            []float32
-	dq, dk, dv          []float32
-	seg                 []int32
-	qLen, kvLen, lseLen int
-}
-
-func newFlashBench(s AttentionShape) *flashBench {
-	r := rand.New(rand.NewPCG(1, 1))
-	qLen, kvLen := s.Batch*s.Seq*s.Heads*s.HeadDim, s.Batch*s.Seq*s.KVHeads*s.HeadDim
-	f := &flashBench{s: s, q: randF32(r, qLen, 1), k: randF32(r, kvLen, 1), v: randF32(r, kvLen, 1), dout: randF32(r, qLen, 1),
-		out: make([]float32, qLen), lse: make([]float32, s.Batch*s.Heads*s.Seq),
-		dq: make([]float32, qLen), dk: make([]float32, kvLen), dv: make([]float32, kvLen), seg: make([]int32, s.Batch*s.Seq)}
-	for i := range f.seg {
-		f.seg[i] = 1
-	}
-	return f
 }
 
 // BenchmarkFlashAttention times forward and backward at the training shapes:
@@ -576,20 +557,21 @@ func newFlashBench(s AttentionShape) *flashBench {
 // useful work.
 func BenchmarkFlashAttention(b *testing.B) {
 	for _, sh := range flashBenchShapes {
-		f := newFlashBench(sh.s)
+		f := newFlashData(rand.New(rand.NewPCG(1, 1)), flashCaseOf(sh.s))
+		out, lse, dq, dk, dv := f.outputs()
 		fl := flashFlops(sh.s)
 		for _, v := range flashVariants() {
 			for _, threads := range []int{1, 2} {
 				p := NewPool(threads)
 				b.Run(fmt.Sprintf("%s/%v_%dthr/fwd", sh.name, v, threads), func(b *testing.B) {
 					for b.Loop() {
-						flashForward(v, p, f.out, f.lse, f.q, f.k, f.v, nil, f.s)
+						flashForward(v, p, out, lse, f.q, f.k, f.v, nil, f.s)
 					}
 					b.ReportMetric(fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				})
 				b.Run(fmt.Sprintf("%s/%v_%dthr/bwd", sh.name, v, threads), func(b *testing.B) {
 					for b.Loop() {
-						flashBackward(v, p, f.dq, f.dk, f.dv, f.dout, f.out, f.lse, f.q, f.k, f.v, nil, f.s)
+						flashBackward(v, p, dq, dk, dv, f.dout, out, lse, f.q, f.k, f.v, nil, f.s)
 					}
 					b.ReportMetric(2.5*fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				})
@@ -598,13 +580,13 @@ func BenchmarkFlashAttention(b *testing.B) {
 		}
 		b.Run(sh.name+"/reference/fwd", func(b *testing.B) {
 			for b.Loop() {
-				AttentionForward(f.out, f.q, f.k, f.v, f.seg, f.s)
+				AttentionForward(out, f.q, f.k, f.v, f.refSeg, f.s)
 			}
 			b.ReportMetric(fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 		b.Run(sh.name+"/reference/bwd", func(b *testing.B) {
 			for b.Loop() {
-				AttentionBackward(f.dq, f.dk, f.dv, f.dout, f.out, f.q, f.k, f.v, f.seg, f.s)
+				AttentionBackward(dq, dk, dv, f.dout, out, f.q, f.k, f.v, f.refSeg, f.s)
 			}
 			b.ReportMetric(2.5*fl*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
@@ -630,15 +612,16 @@ func BenchmarkFlashAttentionVsPyTorch(b *testing.B) {
 			if err := json.Unmarshal(raw, &peer); err != nil {
 				b.Fatalf("PyTorch peer printed %q: %v", raw, err)
 			}
-			f := newFlashBench(s)
+			f := newFlashData(rand.New(rand.NewPCG(1, 1)), flashCaseOf(s))
+			out, lse, dq, dk, dv := f.outputs()
 			p := NewPool(2)
 			defer p.Close()
 			var fwd, bwd time.Duration
 			for b.Loop() {
 				t0 := time.Now()
-				FlashAttention(p, f.out, f.lse, f.q, f.k, f.v, nil, s)
+				FlashAttention(p, out, lse, f.q, f.k, f.v, nil, s)
 				t1 := time.Now()
-				FlashAttentionBackward(p, f.dq, f.dk, f.dv, f.dout, f.out, f.lse, f.q, f.k, f.v, nil, s)
+				FlashAttentionBackward(p, dq, dk, dv, f.dout, out, lse, f.q, f.k, f.v, nil, s)
 				fwd, bwd = fwd+t1.Sub(t0), bwd+time.Since(t1)
 			}
 			fl := flashFlops(s) * float64(b.N)
