@@ -32,21 +32,47 @@ func relErr(a, b []float32) float64 {
 	return d / max(m, 0.1)
 }
 
-// exp2f is 2^x within 2 ulp over the range the softmax uses, exactly 1 at 0,
-// and 0 at −Inf and below the smallest normal.
+// exp2f, and the exponential of each variant's expSub, is 2^x within 2 ulp
+// over the normal range, exactly 1 at 0 and powers of 2 at integers, and 0
+// at −Inf and below the smallest normal.
 func TestExp2f(t *testing.T) {
-	worst := 0.0
+	exact := []struct{ x, want float32 }{{0, 1}, {1, 2}, {-1, 0.5}, {10, 1024}, {-126, 0x1p-126}, {float32(math.Inf(-1)), 0}, {-127.2, 0}}
+	var xs []float32
+	for _, c := range exact {
+		xs = append(xs, c.x)
+	}
 	for x := -126.0; x <= 127; x += 0.0137 {
-		got, want := float64(exp2f(float32(x))), math.Exp2(float64(float32(x)))
-		worst = max(worst, math.Abs(got-want)/want)
+		xs = append(xs, float32(x))
 	}
-	if worst > 2.4e-7 {
-		t.Errorf("exp2f: worst relative error %g", worst)
-	}
-	for _, c := range []struct{ x, want float32 }{{0, 1}, {1, 2}, {-1, 0.5}, {10, 1024}, {float32(math.Inf(-1)), 0}, {-127.2, 0}} {
-		if got := exp2f(c.x); got != c.want {
-			t.Errorf("exp2f(%g) = %g, want %g", c.x, got, c.want)
+	check := func(name string, got []float32) {
+		for i, c := range exact {
+			if got[i] != c.want {
+				t.Errorf("%s(%g) = %g, want %g", name, c.x, got[i], c.want)
+			}
 		}
+		worst := 0.0
+		for i, x := range xs[len(exact):] {
+			want := math.Exp2(float64(x))
+			worst = max(worst, math.Abs(float64(got[len(exact)+i])-want)/want)
+		}
+		if worst > 2.4e-7 {
+			t.Errorf("%s: worst relative error %g", name, worst)
+		}
+	}
+	got := make([]float32, len(xs))
+	for i, x := range xs {
+		got[i] = exp2f(x)
+	}
+	check("exp2f", got)
+	for _, v := range flashVariants() {
+		n := len(xs) &^ 7
+		got := slices.Clone(xs[:n])
+		v.expSub(got, n/8, 8, 8, make([]float32, 8))
+		got = append(got, xs[n:]...)
+		for i := n; i < len(xs); i++ {
+			got[i] = exp2f(xs[i]) // the last few, past whole vectors
+		}
+		check(v.String()+" expSub", got)
 	}
 }
 
