@@ -333,6 +333,7 @@ func flashForward(v flashVariant, p *Pool, out, lse, q, k, vv []float32, seg []i
 	// tile instead of G mostly empty ones).
 	tiles := (g.g*g.tq + g.br - 1) / g.br
 	p.For(s.Batch*s.KVHeads*tiles, 1, func(lo, hi int) {
+		g := g // this worker's copy: the closure then holds g by value
 		var arr [3 * flashTileN]float32
 		buf := arr[:]
 		if n := 3 * g.tileFloats(); n > len(buf) {
@@ -434,6 +435,7 @@ func flashBackward(v flashVariant, p *Pool, dq, dk, dv, dout, out, lse, q, k, vv
 	}
 	tiles := (g.tq + g.br - 1) / g.br
 	p.For(s.Batch*s.KVHeads, 1, func(lo, hi int) {
+		g := g
 		var arr [5 * flashTileN]float32
 		buf := arr[:]
 		if n := 5 * g.tileFloats(); n > len(buf) {

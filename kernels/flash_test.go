@@ -538,7 +538,8 @@ func TestFlashBackwardFiniteDifference(t *testing.T) {
 	}
 }
 
-// Neither kernel allocates: the tiles live on the workers' stacks.
+// Neither kernel allocates but for the closure handed to Pool.For: the tiles
+// live on the workers' stacks.
 func TestFlashAllocations(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	f := newFlashData(r, flashCase{b: 2, t: 130, h: 9, kv: 3, d: 64, segKind: "packed"})
@@ -550,7 +551,7 @@ func TestFlashAllocations(t *testing.T) {
 		FlashAttentionBackward(p, dq, dk, dv, f.dout, out, lse, f.q, f.k, f.v, f.seg, f.s)
 	})
 	// Pool.For takes a closure, which escapes: that is the only allocation.
-	if fwd > 2 || bwd > 2 {
+	if fwd > 1 || bwd > 1 {
 		t.Errorf("allocations per call: forward %v, backward %v", fwd, bwd)
 	}
 }
