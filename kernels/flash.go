@@ -6,9 +6,12 @@ import (
 )
 
 // Flash attention: AttentionForward and AttentionBackward's results, computed
-// tile by tile (FlashAttention-2's schedule) so that no [seq, seq] score
-// matrix exists, with the tile products done by small dense helpers
-// (flash_ref.go, and their assembly twins in flash_amd64.s).
+// tile by tile so that no [seq, seq] score matrix exists, with the tile
+// products done by small dense helpers (flash_ref.go, and their assembly
+// twins in flash_amd64.s). The forward is FlashAttention-2's: a tile of query
+// rows walks the key tiles with an online softmax. The backward recomputes
+// each tile's probabilities from lse, also query tile by query tile, adding
+// into dk and dv, which its worker owns.
 //
 // A tile pairs up to br query rows with up to flashBc keys. The scores are
 // held transposed, Sᵀ (keys × queries), so that the softmax statistics of a
@@ -16,9 +19,9 @@ import (
 // pre-scaled by scale·log2(e) and the exponentials are base 2.
 //
 // Scratch lives on the worker goroutine's stack (fixed-size arrays, about
-// 50 KiB forward and 84 KiB backward), so a call allocates nothing; only a
-// HeadDim above 512 makes the tiles outgrow the arrays, and then each worker
-// allocates its tiles once per call.
+// 50 KiB forward and 84 KiB backward), so a call allocates nothing but the
+// closure it hands to Pool.For; only a HeadDim above 512 makes the tiles
+// outgrow the arrays, and then each worker allocates its tiles once per call.
 
 const (
 	flashBc    = 64   // keys per tile
@@ -120,9 +123,9 @@ type flashGeom struct {
 	br            int // query rows per tile, a multiple of 8
 	scale         float32
 	seg           []int32
-	// exact: every nonzero segment id of a row is one run of positions, so
+	// exact: the nonzero segment ids of each row rise from run to run, so
 	// the keys a query sees are an interval and a tile's mask follows from
-	// its rows' intervals. Otherwise every tile is masked key by key.
+	// its rows' intervals. Otherwise partly seen tiles are masked key by key.
 	exact bool
 }
 
