@@ -5,7 +5,7 @@ import (
 	"math"
 )
 
-// Flash attention: AttentionForward and AttentionBackward's results, computed
+// Flash attention: the naive attention's results (attention_naive_test.go), computed
 // tile by tile so that no [seq, seq] score matrix exists, with the tile
 // products done by small dense helpers (flash_ref.go, and their assembly
 // twins in flash_amd64.s). The forward is FlashAttention-2's: a tile of query
@@ -82,17 +82,17 @@ func (v flashVariant) dsoft(p, dp []float32, rows, cols, ld int, dd []float32, s
 }
 
 // FlashAttention computes out = softmax(q·kᵀ/√d + mask)·v per head, as
-// AttentionForward does, and lse, the natural log-sum-exp of each row's
+// the naive attention does, and lse, the natural log-sum-exp of each row's
 // scaled scores, which FlashAttentionBackward needs.
 //
 // q and out are (B·Tq, Heads·HeadDim); k and v are (B·Tk, KVHeads·HeadDim)
 // with Tk = s.Seq, and Tq = len(q)/(B·Heads·HeadDim) ≤ Tk. Query row i of a
 // sequence sits at key position Tk−Tq+i: training passes Tq = Tk, a decoder
 // passes its KV cache as k and v and its Tq new tokens as q. seg is (B·Tk)
-// segment ids as for AttentionForward (nil: one segment): a query sees the
+// segment ids (nil: one segment): a query sees the
 // keys of its own segment up to its own position, the s.Window most recent
 // when Window > 0, and a padding row (segment 0) sees only itself, so its out
-// row is its v row, as in AttentionForward. lse is (B, Heads, Tq): row i of
+// row is its v row. lse is (B, Heads, Tq): row i of
 // head h of sequence b at lse[(b·Heads+h)·Tq+i]. Query head h reads key/value
 // head h/(Heads/KVHeads).
 //

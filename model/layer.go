@@ -204,13 +204,15 @@ func (s *stack) forward(l int, y, x []float32, a *acts, lo *LoRAs, pos, seg []in
 	s.project(projV, v, h, ly, lo, a, seed)
 	s.rot.Apply(p, q, q, pos)
 	s.rot.Apply(p, k, k, pos)
+	// One attention kernel for both: training attends within the batch, the
+	// decoder's new rows attend to the whole cache.
 	shape := s.attention()
 	if cache != nil {
-		end := (cache.start + n) * kvd
-		kernels.CachedAttention(a.att, q, cache.k[:end], cache.v[:end], cache.start, shape)
-	} else {
-		kernels.AttentionForward(a.att, q, k, v, seg, shape)
+		end := cache.start + n
+		shape.Batch, shape.Seq = 1, end
+		k, v = cache.k[:end*kvd], cache.v[:end*kvd]
 	}
+	kernels.FlashAttention(p, a.att, a.lse, q, k, v, seg, shape)
 	o := w.o[:n*d]
 	s.project(projO, o, a.att, ly, lo, a, seed)
 	add(a.x2, x, o)
@@ -248,7 +250,7 @@ func (s *stack) backward(l int, dx, dy, x []float32, a *acts, lo *LoRAs, g *lora
 
 	// Attention: x2 = x + o(attention(rope(q), rope(k), v)) of h1 = norm(x).
 	s.projectBack(projO, w.datt, false, w.dx2, a.att, ly, lo, a, g, seed)
-	kernels.AttentionBackward(w.dq, w.dk, w.dv, w.datt, a.att, a.q, a.k, a.v, seg, s.attention())
+	kernels.FlashAttentionBackward(p, w.dq, w.dk, w.dv, w.datt, a.att, a.lse, a.q, a.k, a.v, seg, s.attention())
 	s.rot.Inverse(p, w.dq, w.dq, pos)
 	s.rot.Inverse(p, w.dk, w.dk, pos)
 	if c.QKNorm {
