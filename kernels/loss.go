@@ -77,8 +77,9 @@ func (h *HeadLoss) Run(p *Pool, dx, x []float32, n int, w Matrix, targets []int3
 				if dx == nil {
 					continue
 				}
+				m := float32(lse)
 				for i, z := range row {
-					row[i] = gradScale * float32(math.Exp(float64(z)-lse))
+					row[i] = gradScale * exp2f((z-m)*math.Log2E)
 				}
 				row[t] -= gradScale
 			}
@@ -111,7 +112,7 @@ func logSumExp(row []float32) float64 {
 	}
 	var s float64
 	for _, v := range row {
-		s += math.Exp(float64(v - m))
+		s += float64(exp2f((v - m) * math.Log2E))
 	}
 	return float64(m) + math.Log(s)
 }

@@ -2,7 +2,9 @@ package kernels
 
 import "math"
 
-func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
+// sigmoid in float32 through exp2f: float64 math.Exp was a seventh of a
+// training step's time.
+func sigmoid(x float32) float32 { return 1 / (1 + exp2f(-x*math.Log2E)) }
 
 // SwiGLU computes out = silu(gate)∘up, the gated MLP activation of
 // Llama-family models. All slices have one length.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +15,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	var steps int
 	var asJSON bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench CONFIG [key=value ...]",
 		Short: "Time training steps of a config on random tokens",
@@ -31,6 +34,17 @@ A built-in model (model.path=builtin:NAME) is made once in the user's cache.`,
 			cfg, err := loadConfig(args[0], args[1:])
 			if err != nil {
 				return err
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return usageError{fmt.Errorf("--cpuprofile: %w", err)}
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			res, err := train.Bench(cmd.Context(), cfg, steps, train.BenchCacheDir())
 			if err != nil {
@@ -52,6 +66,7 @@ A built-in model (model.path=builtin:NAME) is made once in the user's cache.`,
 		},
 	}
 	cmd.Flags().IntVar(&steps, "steps", 3, "steps to time, after one warm-up step")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (go tool pprof reads it)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (tokens_per_s, step_s, peak_rss_bytes, kernels, ...)")
 	return cmd
 }
