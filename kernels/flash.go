@@ -37,11 +37,6 @@ const (
 	flashAVX2                     // AVX2 + FMA assembly (flash_amd64.s)
 )
 
-// flashDefault is the variant FlashAttention and FlashAttentionBackward use,
-// chosen once at start from the CPU's features (flash_amd64.go). It is the one
-// place a forced choice (TUNE_KERNELS) will set.
-var flashDefault = flashDetect()
-
 func (v flashVariant) String() string {
 	if v == flashAVX2 {
 		return "avx2"
@@ -100,7 +95,7 @@ func (v flashVariant) dsoft(p, dp []float32, rows, cols, ld int, dd []float32, s
 // calling goroutine); every out row is written by one worker, so results do
 // not depend on the number of threads.
 func FlashAttention(p *Pool, out, lse, q, k, v []float32, seg []int32, s AttentionShape) {
-	flashForward(flashDefault, p, out, lse, q, k, v, seg, s)
+	flashForward(active.flash, p, out, lse, q, k, v, seg, s)
 }
 
 // FlashAttentionBackward computes dq, dk and dv (all overwritten) from dout,
@@ -113,7 +108,7 @@ func FlashAttention(p *Pool, out, lse, q, k, v []float32, seg []int32, s Attenti
 // workers write the same value and results are bitwise the same for any
 // number of threads. (So at most Batch·KVHeads workers are busy.)
 func FlashAttentionBackward(p *Pool, dq, dk, dv, dout, out, lse, q, k, v []float32, seg []int32, s AttentionShape) {
-	flashBackward(flashDefault, p, dq, dk, dv, dout, out, lse, q, k, v, seg, s)
+	flashBackward(active.flash, p, dq, dk, dv, dout, out, lse, q, k, v, seg, s)
 }
 
 // flashGeom is what every tile of one call shares.

@@ -2,17 +2,7 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
-
 //go:generate sh -c "go run ./_asm/gen_flash.go > flash_amd64.s"
-
-// flashDetect picks the AVX2+FMA tile helpers where the CPU has them.
-func flashDetect() flashVariant {
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		return flashAVX2
-	}
-	return flashRef
-}
 
 // The assembly in flash_amd64.s; each is its namesake in flash_ref.go with
 // the shapes restricted as said.

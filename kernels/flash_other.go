@@ -4,12 +4,6 @@ package kernels
 
 // Without the assembly every variant is the portable one.
 
-func flashDetect() flashVariant { return flashRef }
-
-func mulAVX2(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, mode int, rs []float32) {
-	mulRef(m, n, k, a, ars, acs, b, ldb, c, ldc, mode, rs)
-}
-
 func softmaxAVX2(s []float32, rows, cols, ld int, m, l, alpha []float32) {
 	softmaxRef(s, rows, cols, ld, m, l, alpha)
 }

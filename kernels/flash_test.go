@@ -13,10 +13,11 @@ import (
 
 // flashVariants is every variant this machine can run, the portable one first.
 func flashVariants() []flashVariant {
-	if flashDetect() == flashAVX2 {
-		return []flashVariant{flashRef, flashAVX2}
+	var vs []flashVariant
+	for _, ks := range availableVariants() {
+		vs = append(vs, ks.flash)
 	}
-	return []flashVariant{flashRef}
+	return vs
 }
 
 // relErr is max|a−b| / max|b|: the error relative to the tensor's scale,

@@ -32,6 +32,7 @@ func unavailableReason(name string) string {
 
 var avx2Kernels = &kernelSet{
 	name:    "avx2",
+	flash:   flashAVX2,
 	mul6x16: mul6x16AVX2Checked,
 	packT:   packTAVX2,
 	packN:   packNAVX2,

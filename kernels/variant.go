@@ -30,6 +30,9 @@ type kernelSet struct {
 	// i < 3, j < 4: the product of a few rows (decoding) with four rows of
 	// w read in place, with no packing.
 	dot3x4 func(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32)
+
+	// flash is the variant of flash attention's tile helpers.
+	flash flashVariant
 }
 
 // The variant every call uses, fixed once at start: TUNE_KERNELS when it names
@@ -74,6 +77,7 @@ func chooseVariant(env string) (*kernelSet, error) {
 // refKernels is the portable variant, the one the others are tested against.
 var refKernels = &kernelSet{
 	name:    "ref",
+	flash:   flashRef,
 	mul6x16: mul6x16Ref,
 	packT:   func(dst []float32, w Matrix, j0, k0, kc int) { packTRef(dst, w, j0, 16, k0, kc) },
 	packN:   func(dst []float32, w Matrix, l0, kc, j0 int) { packNRef(dst, w, l0, kc, j0, 16) },
