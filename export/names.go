@@ -73,7 +73,7 @@ func ggufName(hf string) (name string, layer int, module string, skip bool, err 
 			if g, ok := ggufLayerTensor[tail]; ok {
 				return fmt.Sprintf("blk.%d.%s", n, g), n, "", false, nil
 			}
-			for _, m := range model.ProjectionNames {
+			for _, m := range model.Projections() {
 				for _, suffix := range []string{"weight", "bias"} {
 					if tail == model.ProjectionPath(m)+"."+suffix {
 						return fmt.Sprintf("blk.%d.%s.%s", n, ggufModule[m], suffix), n, m, false, nil

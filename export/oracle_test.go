@@ -112,7 +112,7 @@ func writeModel(t *testing.T, spec builtin.Spec, tok string) string {
 func randomAdapter(t *testing.T, baseDir string, cfg model.Config, rslora bool, seed uint64) string {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 99))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: rslora}, cfg, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, RSLoRA: rslora}, cfg, r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,8 +41,9 @@ func (at *Attached) Project(layer int, module string, x, y *G.Node) (*G.Node, er
 	g := x.Graph()
 	spec := at.adapter.Spec
 	key := m.Key()
-	an := at.param(g, key+".lora_A.weight", spec.R, m.In, m.A)
-	bn := at.param(g, key+".lora_B.weight", m.Out, spec.R, m.B)
+	w := at.adapter.ModuleWeights(m)
+	an := at.param(g, w[0].Key, w[0].Shape[0], w[0].Shape[1], w[0].Value)
+	bn := at.param(g, w[1].Key, w[1].Shape[0], w[1].Shape[1], w[1].Value)
 	in := x
 	if at.train && spec.Dropout > 0 {
 		if at.seed == nil {

@@ -16,10 +16,8 @@ import (
 // <key>.lora_A.weight (R, In) and <key>.lora_B.weight (Out, R).
 func (a *Adapter) PEFTTensors() []checkpoints.Tensor {
 	var out []checkpoints.Tensor
-	for _, m := range a.Modules {
-		out = append(out,
-			F32Tensor(m.Key()+".lora_A.weight", []int{a.Spec.R, m.In}, m.A),
-			F32Tensor(m.Key()+".lora_B.weight", []int{m.Out, a.Spec.R}, m.B))
+	for _, w := range a.Weights() {
+		out = append(out, F32Tensor(w.Key, w.Shape, w.Value))
 	}
 	return out
 }
@@ -27,7 +25,7 @@ func (a *Adapter) PEFTTensors() []checkpoints.Tensor {
 // PEFTConfig is the adapter's adapter_config.json.
 func (a *Adapter) PEFTConfig(base string) checkpoints.PEFTConfig {
 	var targets []string
-	for _, t := range model.ProjectionNames {
+	for _, t := range model.Projections() {
 		if slices.Contains(a.Spec.Targets, t) {
 			targets = append(targets, t)
 		}
@@ -54,11 +52,9 @@ func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 		return nil, err
 	}
 	defer st.Close()
-	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, Targets: pc.TargetModules, Layers: pc.LayersToTransform, RSLoRA: pc.UseRSLoRA}
-	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
-		spec.Targets = AllLinear
-	}
-	// The targets and layers that count are the ones with weights in the file.
+	// The targets and layers that count are the ones with weights in the
+	// file, whatever target_modules and layers_to_transform say.
+	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRSLoRA}
 	type found struct{ a, b bool }
 	seen := map[[2]string]*found{}
 	var layers []int
@@ -105,11 +101,10 @@ func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 		if !f.a || !f.b {
 			return nil, fmt.Errorf("%s: %s has only one of lora_A and lora_B", dir, m.Key())
 		}
-		if err := readInto(st, m.Key()+".lora_A.weight", []int{spec.R, m.In}, m.A); err != nil {
-			return nil, fmt.Errorf("%s: %w", dir, err)
-		}
-		if err := readInto(st, m.Key()+".lora_B.weight", []int{m.Out, spec.R}, m.B); err != nil {
-			return nil, fmt.Errorf("%s: %w", dir, err)
+		for _, w := range a.ModuleWeights(m) {
+			if err := readInto(st, w.Key, w.Shape, w.Value); err != nil {
+				return nil, fmt.Errorf("%s: %w", dir, err)
+			}
 		}
 	}
 	return a, nil
@@ -137,9 +132,9 @@ func parseKey(name string) (layer int, module, which string, ok bool) {
 	if _, err := fmt.Sscanf(name, "base_model.model.model.layers.%d.%s", &layer, &rest); err != nil || layer < 0 {
 		return 0, "", "", false
 	}
-	for _, mod := range model.ProjectionNames {
+	for _, mod := range model.Projections() {
 		for _, w := range []string{"A", "B"} {
-			if rest == model.ProjectionPath(mod)+".lora_"+w+".weight" {
+			if name == weightKey(layer, mod, w) {
 				return layer, mod, w, true
 			}
 		}

@@ -180,8 +180,8 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		nodeOf[p.Key] = p.Node
 	}
 	gradNodes := make([]*G.Node, 0, len(params))
-	for _, m := range adapter.Modules {
-		gradNodes = append(gradNodes, nodeOf[m.Key()+".lora_A.weight"], nodeOf[m.Key()+".lora_B.weight"])
+	for _, w := range adapter.Weights() {
+		gradNodes = append(gradNodes, nodeOf[w.Key])
 	}
 	grads := make([][]float32, len(params))
 	for i := range grads {
@@ -410,9 +410,6 @@ func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
 		}
 	}
 	spec := lora.Spec{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.TargetModules, Layers: cfg.LoRA.Layers, RSLoRA: cfg.LoRA.UseRSLoRA}
-	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
-		spec.Targets = lora.AllLinear
-	}
 	if n := cfg.LoRA.LastLayers; n > 0 {
 		spec.Layers = nil
 		for l := max(0, mc.Layers-n); l < mc.Layers; l++ {

@@ -96,7 +96,7 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer md.Close()
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}, base.Config, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}, base.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}
