@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -122,7 +122,7 @@ func randomAdapter(t *testing.T, baseDir string, cfg model.Config, rslora bool, 
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := checkpoints.WritePEFT(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
+	if err := peft.Write(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
@@ -36,7 +37,7 @@ var knownPreTokenizers = []struct{ name, regex string }{
 // SentencePiece-style BPE (byte_fallback, ▁ for spaces) becomes
 // tokenizer.ggml.model "llama" with scores and token types; a byte-level BPE
 // becomes "gpt2" with merges and the pre-tokenizer's name.
-func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
+func vocabKV(dir string, vocab int) ([]gguf.KV, error) {
 	path := filepath.Join(dir, "tokenizer.json")
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
@@ -85,25 +86,25 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 		types[v.Unknown] = tokUnknown
 	}
 
-	var kv []checkpoints.KV
+	var kv []gguf.KV
 	if byteLevel {
 		preName, err := preTokenizerName(v.PreTokenizer)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		kv = append(kv,
-			checkpoints.KV{Key: "tokenizer.ggml.model", Value: "gpt2"},
-			checkpoints.KV{Key: "tokenizer.ggml.pre", Value: preName},
-			checkpoints.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
-			checkpoints.KV{Key: "tokenizer.ggml.token_type", Value: types},
-			checkpoints.KV{Key: "tokenizer.ggml.merges", Value: v.Merges})
+			gguf.KV{Key: "tokenizer.ggml.model", Value: "gpt2"},
+			gguf.KV{Key: "tokenizer.ggml.pre", Value: preName},
+			gguf.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
+			gguf.KV{Key: "tokenizer.ggml.token_type", Value: types},
+			gguf.KV{Key: "tokenizer.ggml.merges", Value: v.Merges})
 	} else {
 		kv = append(kv,
-			checkpoints.KV{Key: "tokenizer.ggml.model", Value: "llama"},
-			checkpoints.KV{Key: "tokenizer.ggml.pre", Value: "default"},
-			checkpoints.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
-			checkpoints.KV{Key: "tokenizer.ggml.scores", Value: spmScores(tokens, types, v.Merges, v.Tokens)},
-			checkpoints.KV{Key: "tokenizer.ggml.token_type", Value: types})
+			gguf.KV{Key: "tokenizer.ggml.model", Value: "llama"},
+			gguf.KV{Key: "tokenizer.ggml.pre", Value: "default"},
+			gguf.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
+			gguf.KV{Key: "tokenizer.ggml.scores", Value: spmScores(tokens, types, v.Merges, v.Tokens)},
+			gguf.KV{Key: "tokenizer.ggml.token_type", Value: types})
 	}
 
 	cfgIDs := configTokenIDs(dir)
@@ -112,7 +113,7 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 			id, ok = cfgIDs[key]
 		}
 		if ok && id >= 0 && id < vocab {
-			kv = append(kv, checkpoints.KV{Key: "tokenizer.ggml." + key + "_token_id", Value: uint32(id)})
+			kv = append(kv, gguf.KV{Key: "tokenizer.ggml." + key + "_token_id", Value: uint32(id)})
 		}
 	}
 	bos, hasBOS := tok.BOS()
@@ -128,10 +129,10 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 	addBOS := hasBOS && len(probe) > 0 && probe[0] == bos
 	addEOS := hasEOS && len(probe) > 1 && probe[len(probe)-1] == eos
 	kv = append(kv,
-		checkpoints.KV{Key: "tokenizer.ggml.add_bos_token", Value: addBOS},
-		checkpoints.KV{Key: "tokenizer.ggml.add_eos_token", Value: addEOS})
+		gguf.KV{Key: "tokenizer.ggml.add_bos_token", Value: addBOS},
+		gguf.KV{Key: "tokenizer.ggml.add_eos_token", Value: addEOS})
 	if t := tok.ChatTemplate(); t != "" {
-		kv = append(kv, checkpoints.KV{Key: "tokenizer.chat_template", Value: t})
+		kv = append(kv, gguf.KV{Key: "tokenizer.chat_template", Value: t})
 	}
 	return kv, nil
 }
@@ -204,7 +205,7 @@ func spmScores(tokens []string, types []int32, merges []string, vocab map[string
 func configTokenIDs(dir string) map[string]int {
 	out := map[string]int{}
 	var c map[string]json.RawMessage
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	b, err := os.ReadFile(filepath.Join(dir, hf.ConfigFile))
 	if err != nil || json.Unmarshal(b, &c) != nil {
 		return out
 	}

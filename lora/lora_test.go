@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -85,7 +86,7 @@ func TestPEFTRoundTrip(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := checkpoints.WritePEFT(dir, a.PEFTConfig("base/dir"), a.PEFTTensors()); err != nil {
+	if err := peft.Write(dir, a.PEFTConfig("base/dir"), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
@@ -116,18 +117,18 @@ func TestFromPEFTErrors(t *testing.T) {
 	good := a.PEFTTensors()
 	cases := []struct {
 		name    string
-		tensors []checkpoints.Tensor
+		tensors []safetensors.Tensor
 		want    string
 	}{
-		{"unknown key", append(good[:2:2], F32Tensor("base_model.model.lm_head.lora_A.weight", []int{2, 8}, make([]float32, 16))), "not a LoRA weight"},
-		{"layer beyond the model", []checkpoints.Tensor{F32Tensor("base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))}, "not a LoRA weight"},
+		{"unknown key", append(good[:2:2], safetensors.F32("base_model.model.lm_head.lora_A.weight", []int{2, 8}, make([]float32, 16))), "not a LoRA weight"},
+		{"layer beyond the model", []safetensors.Tensor{safetensors.F32("base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))}, "not a LoRA weight"},
 		{"A without B", good[:1], "only one of lora_A and lora_B"},
-		{"wrong shape", []checkpoints.Tensor{good[0], F32Tensor(good[1].Name, []int{2, 8}, make([]float32, 16))}, "shape [2 8], expected [8 2]"},
+		{"wrong shape", []safetensors.Tensor{good[0], safetensors.F32(good[1].Name, []int{2, 8}, make([]float32, 16))}, "shape [2 8], expected [8 2]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "a")
-			if err := checkpoints.WritePEFT(dir, a.PEFTConfig("b"), c.tensors); err != nil {
+			if err := peft.Write(dir, a.PEFTConfig("b"), c.tensors); err != nil {
 				t.Fatal(err)
 			}
 			_, err := FromPEFT(dir, cfg)

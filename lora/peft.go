@@ -1,45 +1,34 @@
 package lora
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
 // PEFTTensors are the adapter's weights under PEFT's key names, F32:
 // <key>.lora_A.weight (R, In) and <key>.lora_B.weight (Out, R).
-func (a *Adapter) PEFTTensors() []checkpoints.Tensor {
-	var out []checkpoints.Tensor
+func (a *Adapter) PEFTTensors() []safetensors.Tensor {
+	var out []safetensors.Tensor
 	for _, w := range a.Weights() {
-		out = append(out, F32Tensor(w.Key, w.Shape, w.Value))
+		out = append(out, safetensors.F32(w.Key, w.Shape, w.Value))
 	}
 	return out
 }
 
 // PEFTConfig is the adapter's adapter_config.json.
-func (a *Adapter) PEFTConfig(base string) checkpoints.PEFTConfig {
+func (a *Adapter) PEFTConfig(base string) peft.Config {
 	var targets []string
 	for _, t := range model.Projections() {
 		if slices.Contains(a.Spec.Targets, t) {
 			targets = append(targets, t)
 		}
 	}
-	return checkpoints.NewPEFTConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
-}
-
-// F32Tensor encodes float32 values little-endian.
-func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
-	b := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
-	}
-	return checkpoints.Tensor{Name: name, DType: dtype.F32, Shape: shape, Data: b}
+	return peft.NewConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
 }
 
 // FromPEFT loads an adapter directory for a model: the spec from
@@ -47,7 +36,7 @@ func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
 // key must name an existing projection with the right shape, and every
 // module needs both matrices.
 func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
-	pc, st, err := checkpoints.ReadPEFT(dir)
+	pc, st, err := peft.Read(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +99,7 @@ func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 	return a, nil
 }
 
-func readInto(st *checkpoints.Safetensors, name string, shape []int, dst []float32) error {
+func readInto(st *safetensors.File, name string, shape []int, dst []float32) error {
 	t, err := st.Tensor(name)
 	if err != nil {
 		return err

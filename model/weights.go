@@ -4,15 +4,15 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/kernels"
 )
 
-// Source hands out checkpoint tensors by Hugging Face name (a checkpoints.ModelDir).
+// Source hands out checkpoint tensors by Hugging Face name (a hf.Dir).
 type Source interface {
 	Has(name string) bool
-	Tensor(name string) (checkpoints.Tensor, error)
+	Tensor(name string) (safetensors.Tensor, error)
 }
 
 // Layer holds one decoder layer's frozen weights.

@@ -9,7 +9,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
@@ -36,7 +37,7 @@ func randomAdapter(t *testing.T, spec lora.Spec, mc model.Config) *lora.Adapter 
 }
 
 // readF32 reads a float32 tensor of a safetensors file.
-func readF32(t *testing.T, st *checkpoints.Safetensors, name string) []float32 {
+func readF32(t *testing.T, st *safetensors.File, name string) []float32 {
 	t.Helper()
 	ten, err := st.Tensor(name)
 	if err != nil {
@@ -73,7 +74,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			defer md.Close()
 			a := randomAdapter(t, tc.spec, base.Config)
 			adapterDir := filepath.Join(dir, "adapter")
-			if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
+			if err := peft.Write(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
 				t.Fatal(err)
 			}
 
@@ -126,7 +127,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			if msg, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("reference lora-step: %v: %s", err, msg)
 			}
-			st, err := checkpoints.OpenSafetensors(out)
+			st, err := safetensors.Open(out)
 			if err != nil {
 				t.Fatal(err)
 			}

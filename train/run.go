@@ -15,6 +15,8 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
 	"github.com/tune-dev/tune/export"
@@ -330,7 +332,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 
 	// Outputs: the PEFT adapter, the loss curve, the merged model on request.
 	res.AdapterDir = filepath.Join(outDir, "adapter")
-	if err := checkpoints.WritePEFT(res.AdapterDir, adapter.PEFTConfig(modelPath), adapter.PEFTTensors()); err != nil {
+	if err := peft.Write(res.AdapterDir, adapter.PEFTConfig(modelPath), adapter.PEFTTensors()); err != nil {
 		return res, err
 	}
 	if err := metrics.Close(); err != nil {
@@ -358,7 +360,7 @@ func resolveModel(path, outDir string) (string, error) {
 		return "", fmt.Errorf("model.path: unknown built-in model %q (tune has builtin:tiny)", path)
 	}
 	dir := filepath.Join(outDir, "base-model")
-	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, hf.ConfigFile)); err == nil {
 		return dir, nil
 	}
 	err := checkpoints.WriteDirAtomic(dir, func(tmp string) error {

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/datasets"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/kernels"
@@ -53,11 +55,11 @@ func stepDir(root string, step int) string {
 func SaveCheckpoint(root string, st State, a *lora.Adapter, opt *AdamW, base string, keep int) (string, error) {
 	dir := stepDir(root, st.Step)
 	err := checkpoints.WriteDirAtomic(dir, func(tmp string) error {
-		if err := checkpoints.WritePEFT(filepath.Join(tmp, "adapter"), a.PEFTConfig(base), a.PEFTTensors()); err != nil {
+		if err := peft.Write(filepath.Join(tmp, "adapter"), a.PEFTConfig(base), a.PEFTTensors()); err != nil {
 			return err
 		}
 		// The PEFT files sit at the top of the step directory, loadable as is.
-		for _, f := range []string{checkpoints.PEFTConfigFile, checkpoints.PEFTWeightsFile} {
+		for _, f := range []string{peft.ConfigFile, peft.WeightsFile} {
 			if err := os.Rename(filepath.Join(tmp, "adapter", f), filepath.Join(tmp, f)); err != nil {
 				return err
 			}
@@ -65,14 +67,14 @@ func SaveCheckpoint(root string, st State, a *lora.Adapter, opt *AdamW, base str
 		if err := os.Remove(filepath.Join(tmp, "adapter")); err != nil {
 			return err
 		}
-		var moments []checkpoints.Tensor
+		var moments []safetensors.Tensor
 		for i, w := range a.Weights() {
 			moments = append(moments,
-				lora.F32Tensor(w.Key+".exp_avg", w.Shape, opt.M[i]),
-				lora.F32Tensor(w.Key+".exp_avg_sq", w.Shape, opt.V[i]))
+				safetensors.F32(w.Key+".exp_avg", w.Shape, opt.M[i]),
+				safetensors.F32(w.Key+".exp_avg_sq", w.Shape, opt.V[i]))
 		}
 		meta := map[string]string{"step": strconv.Itoa(opt.Step)}
-		if err := checkpoints.WriteSafetensors(filepath.Join(tmp, optimizerFile), moments, meta); err != nil {
+		if err := safetensors.Write(filepath.Join(tmp, optimizerFile), moments, meta); err != nil {
 			return err
 		}
 		b, err := json.MarshalIndent(st, "", "  ")
@@ -166,7 +168,7 @@ func LoadCheckpoint(dir string, cfg model.Config, a *lora.Adapter, opt *AdamW) (
 		copy(m.A, s.A)
 		copy(m.B, s.B)
 	}
-	sf, err := checkpoints.OpenSafetensors(filepath.Join(dir, optimizerFile))
+	sf, err := safetensors.Open(filepath.Join(dir, optimizerFile))
 	if err != nil {
 		return st, fmt.Errorf("resume: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/datasets"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
@@ -39,7 +39,7 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 		}
 	}
 	adapterDir := filepath.Join(t.TempDir(), "adapter")
-	if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
+	if err := peft.Write(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	out := t.TempDir()

@@ -98,12 +98,17 @@ func rel(path string) string {
 	return r
 }
 
-// testOnly are the packages only tests may import: they run PyTorch and
-// node (os/exec) to compare tune with an independent implementation.
+// testOnly are the packages only tests may import: the runners of PyTorch
+// and node (os/exec) that tune is compared with, the GGUF reader the export
+// tests read files back with, and the file tests' shared checks.
 func testOnly(path string) bool {
 	r := rel(path)
-	return r == "internal/testmodels" || strings.HasPrefix(r, "internal/testmodels/") ||
-		r == "internal/oracle" || strings.HasPrefix(r, "internal/oracle/")
+	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture"} {
+		if r == p || strings.HasPrefix(r, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // TestProductionNeverImportsTestCode: no package outside the test helpers links
