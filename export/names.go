@@ -1,7 +1,3 @@
-// Package export turns what tune trains into files inference servers load:
-// GGUF LoRA adapters and whole GGUF models for llama.cpp and Ollama, and
-// Ollama Modelfiles. Everything is checked against llama.cpp itself (through
-// node-llama-cpp, internal/oracle/llamacpp) in this package's tests.
 package export
 
 import (

@@ -151,11 +151,7 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 		if err != nil {
 			return nil, err
 		}
-		bs, err := o.str("behavior", "Isolated")
-		if err != nil {
-			return nil, err
-		}
-		b, err := parseBehavior(joinPath(o.path, "behavior"), bs)
+		b, err := o.behavior()
 		if err != nil {
 			return nil, err
 		}
@@ -197,11 +193,7 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 		}
 		return runeSplitPreTok{isNumeric, splitContiguous, "Digits"}, nil
 	case "Punctuation":
-		bs, err := o.str("behavior", "Isolated")
-		if err != nil {
-			return nil, err
-		}
-		b, err := parseBehavior(joinPath(o.path, "behavior"), bs)
+		b, err := o.behavior()
 		if err != nil {
 			return nil, err
 		}
@@ -225,6 +217,16 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 }
 
 // parseMetaspace reads both the current (prepend_scheme, split) and the
+// behavior reads a Split or Punctuation component's "behavior" (default
+// Isolated).
+func (o jsonObj) behavior() (splitBehavior, error) {
+	bs, err := o.str("behavior", "Isolated")
+	if err != nil {
+		return 0, err
+	}
+	return parseBehavior(joinPath(o.path, "behavior"), bs)
+}
+
 // older (add_prefix_space) spellings.
 func parseMetaspace(o jsonObj) (metaspacePreTok, error) {
 	rep, err := o.str("replacement", "\u2581")

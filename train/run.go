@@ -49,8 +49,9 @@ type Result struct {
 	Checkpoint  string // the last step checkpoint written
 }
 
-// ErrNonFinite is returned when the loss or the gradients stop being numbers.
-var ErrNonFinite = errors.New("non-finite loss")
+// ErrNonFinite is returned, wrapped in a message saying whether the loss or
+// the gradient norm it was, when a step's values stop being finite numbers.
+var ErrNonFinite = errors.New("not a finite number")
 
 // Run trains a LoRA adapter as cfg says. It is the whole training loop, read
 // top to bottom: set up the model, data, adapter and optimizer; resume; then
@@ -279,11 +280,11 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		}
 		loss := lossSum / float64(tokens)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return res, fmt.Errorf("step %d: %w (%g); the adapter was not updated and no checkpoint was written: lower train.lr or check the data", st.Step+1, ErrNonFinite, loss)
+			return res, fmt.Errorf("step %d: the loss is %w (%g); the adapter was not updated and no checkpoint was written: lower train.lr or check the data", st.Step+1, ErrNonFinite, loss)
 		}
 		norm := ClipGradNorm(grads, t.MaxGradNorm)
 		if math.IsNaN(norm) || math.IsInf(norm, 0) {
-			return res, fmt.Errorf("step %d: %w gradient norm; the adapter was not updated", st.Step+1, ErrNonFinite)
+			return res, fmt.Errorf("step %d: the gradient norm is %w; the adapter was not updated", st.Step+1, ErrNonFinite)
 		}
 		lr := sched.LR(st.Step)
 		adam.Update(params, grads, lr)
