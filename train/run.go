@@ -19,7 +19,6 @@ import (
 	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
-	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
@@ -47,6 +46,7 @@ type Result struct {
 	Interrupted bool   // stopped by a signal after writing a checkpoint
 	AdapterDir  string // the final PEFT adapter ("" when interrupted)
 	Checkpoint  string // the last step checkpoint written
+	ModelDir    string // the base model's directory (builtin:tiny: the one generated under the output)
 }
 
 // ErrNonFinite is returned, wrapped in a message saying whether the loss or
@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	if err != nil {
 		return res, err
 	}
+	res.ModelDir = modelPath
 	base, md, err := model.Open(modelPath)
 	if err != nil {
 		return res, err
@@ -331,7 +332,8 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 		}
 	}
 
-	// Outputs: the PEFT adapter, the loss curve, the merged model on request.
+	// Outputs: the PEFT adapter and the loss curve (the caller exports the
+	// merged model on request: export is above train).
 	res.AdapterDir = filepath.Join(outDir, "adapter")
 	if err := peft.Write(res.AdapterDir, adapter.PEFTConfig(modelPath), adapter.PEFTTensors()); err != nil {
 		return res, err
@@ -341,11 +343,6 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 	}
 	if err := PlotLoss(filepath.Join(outDir, "metrics.jsonl"), filepath.Join(outDir, "loss.png")); err != nil {
 		return res, err
-	}
-	if cfg.Output.Merged {
-		if err := export.Merged(modelPath, res.AdapterDir, filepath.Join(outDir, "merged"), "", export.DefaultShardBytes); err != nil {
-			return res, err
-		}
 	}
 	return res, nil
 }
