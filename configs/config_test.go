@@ -232,7 +232,7 @@ func TestDefaultsApplied(t *testing.T) {
 }
 
 func TestDefaultsMap(t *testing.T) {
-	d := Defaults()
+	d := defaults()
 	lora := d["lora"].(map[string]any)
 	if lora["r"] != 8 || lora["alpha"] != 16.0 || !reflect.DeepEqual(lora["target_modules"], []string{"q_proj", "v_proj"}) {
 		t.Errorf("lora defaults %v", lora)
@@ -243,8 +243,8 @@ func TestDefaultsMap(t *testing.T) {
 	}
 	// A fresh copy each time.
 	lora["r"] = 99
-	if Defaults()["lora"].(map[string]any)["r"] != 8 {
-		t.Error("Defaults shares state")
+	if defaults()["lora"].(map[string]any)["r"] != 8 {
+		t.Error("defaults shares state")
 	}
 	if len(d) != 6 {
 		t.Errorf("%d sections", len(d))
@@ -504,4 +504,15 @@ func checkDumpRoundTrip(t *testing.T, c *Config) {
 	if !reflect.DeepEqual(c, c2) {
 		t.Fatalf("round trip differs:\n%+v\n%+v\n%s", *c, *c2, out)
 	}
+}
+
+// defaults returns the defaults as nested maps ({"lora": {"r": 8, ...}, ...}),
+// a fresh copy each call. output.dir is "" there: Load replaces it with
+// runs/<config file base name>.
+func defaults() map[string]any {
+	m := map[string]any{}
+	for _, f := range Fields() {
+		setNested(m, f.Path, f.Default)
+	}
+	return m
 }

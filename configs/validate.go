@@ -5,8 +5,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-
-	"github.com/tune-dev/tune/model/builtin"
 )
 
 // Validate checks every value and every combination of values, and returns Errors
@@ -21,8 +19,8 @@ func (c *Config) Validate() error {
 	case c.Model.Path == "":
 		v.add("model.path", "required: the Hugging Face model directory")
 	case strings.HasPrefix(c.Model.Path, builtinPre):
-		if _, ok := builtin.Named(strings.TrimPrefix(c.Model.Path, builtinPre)); !ok {
-			v.add("model.path", "unknown builtin model %s; tune has builtin:%s", quote(c.Model.Path), strings.Join(builtin.Names(), ", builtin:"))
+		if !slices.Contains(BuiltinModels(), strings.TrimPrefix(c.Model.Path, builtinPre)) {
+			v.add("model.path", "unknown builtin model %s; tune has builtin:%s", quote(c.Model.Path), strings.Join(BuiltinModels(), ", builtin:"))
 		}
 	}
 

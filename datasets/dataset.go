@@ -647,9 +647,8 @@ func (s *Dataset) finish() {
 }
 
 // Examples is the number of distinct examples; Tokens their tokens.
-func (s *Dataset) Examples() int       { return s.examples }
-func (s *Dataset) Tokens() int64       { return s.tokens }
-func (s *Dataset) Fingerprint() string { return s.fingerprint }
+func (s *Dataset) Examples() int { return s.examples }
+func (s *Dataset) Tokens() int64 { return s.tokens }
 
 // gid is the global id of record i of part pi.
 func (s *Dataset) gid(pi int, i uint32) uint32 { return s.d.base[pi] + i }

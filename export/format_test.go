@@ -12,8 +12,10 @@ import (
 	"testing"
 	"text/template"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/ggufread"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
@@ -65,7 +67,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 				if err := GGUFAdapter(adapterDir, base, path, typName); err != nil {
 					t.Fatal(err)
 				}
-				g, err := checkpoints.ReadGGUF(path)
+				g, err := ggufread.Read(path)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -157,7 +159,7 @@ func TestGGUFTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := checkpoints.OpenModelDir(base)
+	md, err := hf.Open(base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +172,7 @@ func TestGGUFTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 		tn, _ := md.Tensor(hf)
-		v, _ := checkpoints.DecodeGGML(checkpoints.GGMLF32, tn.Data)
+		v, _ := gguf.Decode(gguf.F32, tn.Data)
 		if m := a.Module(layer, module); m != nil && strings.HasSuffix(hf, ".weight") {
 			for i, d := range a.Delta(m) {
 				v[i] += d
@@ -190,7 +192,7 @@ func TestGGUFTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 		runs = append(runs, scoreRun{Model: path, IDs: ids})
-		g, err := checkpoints.ReadGGUF(path)
+		g, err := ggufread.Read(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,23 +210,23 @@ func TestGGUFTypes(t *testing.T) {
 			wantType := mt
 			switch {
 			case len(ti.Dims) == 1:
-				wantType = checkpoints.GGMLF32
-			case mt == checkpoints.GGMLQ8_0 && ti.Dims[0]%32 != 0:
-				wantType = checkpoints.GGMLF16
+				wantType = gguf.F32
+			case mt == gguf.Q8_0 && ti.Dims[0]%32 != 0:
+				wantType = gguf.F16
 			}
 			if ti.Type != wantType {
 				t.Errorf("%s: %s is %s, want %s", typ, ti.Name, ti.Type, wantType)
 			}
 			data, _ := g.TensorData(ti.Name)
 			switch ti.Type {
-			case checkpoints.GGMLF32:
+			case gguf.F32:
 				got, _ := g.Float32(ti.Name)
 				if !slices.Equal(got, w) {
 					t.Errorf("%s: %s differs from the merged float32 weights", typ, ti.Name)
 				}
-			case checkpoints.GGMLF16, checkpoints.GGMLBF16:
+			case gguf.F16, gguf.BF16:
 				conv := dtype.F32ToF16
-				if ti.Type == checkpoints.GGMLBF16 {
+				if ti.Type == gguf.BF16 {
 					conv = dtype.F32ToBF16
 				}
 				for i, f := range w {
@@ -232,10 +234,10 @@ func TestGGUFTypes(t *testing.T) {
 						t.Fatalf("%s: %s[%d] = %#04x, want %#04x", typ, ti.Name, i, h, conv(f))
 					}
 				}
-			case checkpoints.GGMLQ8_0:
+			case gguf.Q8_0:
 				got, _ := g.Float32(ti.Name)
 				for blk := range len(w) / 32 {
-					d16, bound := checkpoints.Q8_0Quantum(w[blk*32 : blk*32+32])
+					d16, bound := ggufread.Q8_0Quantum(w[blk*32 : blk*32+32])
 					for i := blk * 32; i < blk*32+32; i++ {
 						e := math.Abs(float64(got[i] - w[i]))
 						worstQ = max(worstQ, e/d16)
@@ -246,7 +248,7 @@ func TestGGUFTypes(t *testing.T) {
 				}
 			}
 		}
-		if mt == checkpoints.GGMLQ8_0 {
+		if mt == gguf.Q8_0 {
 			t.Logf("q8_0: worst error %.3f quanta", worstQ)
 		}
 	}

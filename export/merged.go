@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -48,15 +51,15 @@ func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) er
 	var want dtype.DType
 	if outType != "" {
 		t, err := ParseType(outType)
-		if err != nil || t == checkpoints.GGMLQ8_0 {
+		if err != nil || t == gguf.Q8_0 {
 			return fmt.Errorf("merged dtype %q: expected f32, f16 or bf16", outType)
 		}
-		want = map[checkpoints.GGMLType]dtype.DType{checkpoints.GGMLF32: dtype.F32, checkpoints.GGMLF16: dtype.F16, checkpoints.GGMLBF16: dtype.BF16}[t]
+		want = map[gguf.Type]dtype.DType{gguf.F32: dtype.F32, gguf.F16: dtype.F16, gguf.BF16: dtype.BF16}[t]
 	}
 
 	// Lay the tensors out in shards of at most maxShardBytes.
 	type planned struct {
-		spec   checkpoints.Tensor // name, dtype, shape
+		spec   safetensors.Tensor // name, dtype, shape
 		module *lora.Module
 	}
 	var shards [][]planned
@@ -67,7 +70,7 @@ func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) er
 		if want != "" {
 			dt = want
 		}
-		p := planned{spec: checkpoints.Tensor{Name: name, DType: dt, Shape: info.Shape}}
+		p := planned{spec: safetensors.Tensor{Name: name, DType: dt, Shape: info.Shape}}
 		if adapter != nil {
 			p.module = moduleOf(adapter, name)
 		}
@@ -84,16 +87,16 @@ func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) er
 	return checkpoints.WriteDirAtomic(outDir, func(tmp string) error {
 		weightMap := map[string]string{}
 		for k, shard := range shards {
-			file := "model.safetensors"
+			file := hf.SingleSafetensorsFile
 			if len(shards) > 1 {
-				file = fmt.Sprintf("model-%05d-of-%05d.safetensors", k+1, len(shards))
+				file = hf.ShardFile(k, len(shards))
 			}
-			specs := make([]checkpoints.Tensor, len(shard))
+			specs := make([]safetensors.Tensor, len(shard))
 			for i, p := range shard {
 				specs[i] = p.spec
 				weightMap[p.spec.Name] = file
 			}
-			err := checkpoints.WriteSafetensorsFunc(filepath.Join(tmp, file), specs, map[string]string{"format": "pt"}, func(i int) ([]byte, error) {
+			err := safetensors.WriteFunc(filepath.Join(tmp, file), specs, map[string]string{"format": "pt"}, func(i int) ([]byte, error) {
 				out, err := storedType(shard[i].spec.DType)
 				if err != nil {
 					return nil, err
@@ -109,11 +112,11 @@ func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) er
 			if err != nil {
 				return err
 			}
-			if err := writeFile(filepath.Join(tmp, checkpoints.SafetensorsIndexFile), append(index, '\n')); err != nil {
+			if err := writeFile(filepath.Join(tmp, hf.SafetensorsIndexFile), append(index, '\n')); err != nil {
 				return err
 			}
 		}
-		if err := writeConfig(md.Config, outType, filepath.Join(tmp, checkpoints.ConfigFile)); err != nil {
+		if err := writeConfig(md.Config, outType, filepath.Join(tmp, hf.ConfigFile)); err != nil {
 			return err
 		}
 		for _, f := range tokenizerFiles {

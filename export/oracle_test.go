@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -112,7 +112,7 @@ func writeModel(t *testing.T, spec builtin.Spec, tok string) string {
 func randomAdapter(t *testing.T, baseDir string, cfg model.Config, rslora bool, seed uint64) string {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 99))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: rslora}, cfg, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, RSLoRA: rslora}, cfg, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func randomAdapter(t *testing.T, baseDir string, cfg model.Config, rslora bool, 
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := checkpoints.WritePEFT(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
+	if err := peft.Write(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -39,9 +39,10 @@ func (at *Attached) LoRANodes(g *G.ExprGraph, layer int, module string) *model.L
 	}
 	spec := at.adapter.Spec
 	key := m.Key()
+	w := at.adapter.ModuleWeights(m)
 	ln := &model.LoRANodes{
-		A:     at.param(g, key+".lora_A.weight", spec.R, m.In, m.A),
-		B:     at.param(g, key+".lora_B.weight", m.Out, spec.R, m.B),
+		A:     at.param(g, w[0].Key, w[0].Shape[0], w[0].Shape[1], w[0].Value),
+		B:     at.param(g, w[1].Key, w[1].Shape[0], w[1].Shape[1], w[1].Value),
 		Scale: float32(spec.Scale()),
 	}
 	if at.train && spec.Dropout > 0 {

@@ -1,47 +1,34 @@
 package lora
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
 // PEFTTensors are the adapter's weights under PEFT's key names, F32:
 // <key>.lora_A.weight (R, In) and <key>.lora_B.weight (Out, R).
-func (a *Adapter) PEFTTensors() []checkpoints.Tensor {
-	var out []checkpoints.Tensor
-	for _, m := range a.Modules {
-		out = append(out,
-			F32Tensor(m.Key()+".lora_A.weight", []int{a.Spec.R, m.In}, m.A),
-			F32Tensor(m.Key()+".lora_B.weight", []int{m.Out, a.Spec.R}, m.B))
+func (a *Adapter) PEFTTensors() []safetensors.Tensor {
+	var out []safetensors.Tensor
+	for _, w := range a.Weights() {
+		out = append(out, safetensors.F32(w.Key, w.Shape, w.Value))
 	}
 	return out
 }
 
 // PEFTConfig is the adapter's adapter_config.json.
-func (a *Adapter) PEFTConfig(base string) checkpoints.PEFTConfig {
+func (a *Adapter) PEFTConfig(base string) peft.Config {
 	var targets []string
-	for _, t := range model.ProjectionNames {
+	for _, t := range model.Projections() {
 		if slices.Contains(a.Spec.Targets, t) {
 			targets = append(targets, t)
 		}
 	}
-	return checkpoints.NewPEFTConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
-}
-
-// F32Tensor encodes float32 values little-endian.
-func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
-	b := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
-	}
-	return checkpoints.Tensor{Name: name, DType: dtype.F32, Shape: shape, Data: b}
+	return peft.NewConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
 }
 
 // FromPEFT loads an adapter directory for a model: the spec from
@@ -49,16 +36,14 @@ func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
 // key must name an existing projection with the right shape, and every
 // module needs both matrices.
 func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
-	pc, st, err := checkpoints.ReadPEFT(dir)
+	pc, st, err := peft.Read(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, Targets: pc.TargetModules, Layers: pc.LayersToTransform, RSLoRA: pc.UseRSLoRA}
-	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
-		spec.Targets = AllLinear
-	}
-	// The targets and layers that count are the ones with weights in the file.
+	// The targets and layers that count are the ones with weights in the
+	// file, whatever target_modules and layers_to_transform say.
+	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRSLoRA}
 	type found struct{ a, b bool }
 	seen := map[[2]string]*found{}
 	var layers []int
@@ -105,17 +90,16 @@ func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 		if !f.a || !f.b {
 			return nil, fmt.Errorf("%s: %s has only one of lora_A and lora_B", dir, m.Key())
 		}
-		if err := readInto(st, m.Key()+".lora_A.weight", []int{spec.R, m.In}, m.A); err != nil {
-			return nil, fmt.Errorf("%s: %w", dir, err)
-		}
-		if err := readInto(st, m.Key()+".lora_B.weight", []int{m.Out, spec.R}, m.B); err != nil {
-			return nil, fmt.Errorf("%s: %w", dir, err)
+		for _, w := range a.ModuleWeights(m) {
+			if err := readInto(st, w.Key, w.Shape, w.Value); err != nil {
+				return nil, fmt.Errorf("%s: %w", dir, err)
+			}
 		}
 	}
 	return a, nil
 }
 
-func readInto(st *checkpoints.Safetensors, name string, shape []int, dst []float32) error {
+func readInto(st *safetensors.File, name string, shape []int, dst []float32) error {
 	t, err := st.Tensor(name)
 	if err != nil {
 		return err
@@ -137,9 +121,9 @@ func parseKey(name string) (layer int, module, which string, ok bool) {
 	if _, err := fmt.Sscanf(name, "base_model.model.model.layers.%d.%s", &layer, &rest); err != nil || layer < 0 {
 		return 0, "", "", false
 	}
-	for _, mod := range model.ProjectionNames {
+	for _, mod := range model.Projections() {
 		for _, w := range []string{"A", "B"} {
-			if rest == model.ProjectionPath(mod)+".lora_"+w+".weight" {
+			if name == weightKey(layer, mod, w) {
 				return layer, mod, w, true
 			}
 		}

@@ -37,7 +37,7 @@ func (m *Model) NewDecoder(maxLen int, f Factors, pool *kernels.Pool) *Decoder {
 	for l := range c.Layers {
 		d.k = append(d.k, make([]float32, maxLen*kv))
 		d.v = append(d.v, make([]float32, maxLen*kv))
-		for i, name := range ProjectionNames {
+		for i, name := range Projections() {
 			if f == nil {
 				break
 			}

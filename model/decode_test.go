@@ -54,7 +54,7 @@ func TestDecoderWithAdapter(t *testing.T) {
 	spec := testmodels.Variants()["qwen2"]
 	_, m := open(t, spec)
 	r := rand.New(rand.NewPCG(5, 5))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: true}, m.Config, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, RSLoRA: true}, m.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 	layers := make([][numProj]*LoRANodes, c.Layers)
 	maxR := 0
 	for l := range layers {
-		for i, name := range ProjectionNames {
+		for i, name := range Projections() {
 			if adapter == nil {
 				break
 			}

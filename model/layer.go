@@ -10,7 +10,7 @@ import (
 // Shapes: N rows (tokens), D = Hidden, Q = Heads·HeadDim, KV = KVHeads·HeadDim,
 // I = Intermediate; "x is (N, D)" means a row-major []float32 of N·D values.
 
-// The projections of a layer, in ProjectionNames order.
+// The projections of a layer, in Projections() order.
 const (
 	projQ = iota
 	projK

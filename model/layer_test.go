@@ -49,7 +49,7 @@ func lossAndGrads(t *testing.T, m *model.Model, a *lora.Adapter, b model.Batch, 
 // random, so every path of the layer's backward carries gradient.
 func randomAdapter(t *testing.T, m *model.Model, r *rand.Rand) *lora.Adapter {
 	t.Helper()
-	a, err := lora.New(lora.Spec{R: 3, Alpha: 6, Dropout: 0.25, Targets: lora.AllLinear}, m.Config, r)
+	a, err := lora.New(lora.Spec{R: 3, Alpha: 6, Dropout: 0.25, Targets: []string{lora.AllLinear}}, m.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}

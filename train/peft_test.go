@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -26,12 +27,16 @@ func graphLoss(t *testing.T, m *model.Model, a *lora.Adapter, b model.Batch, bat
 	return f.Loss
 }
 
-// TestTrainedAdapterReloads: the PEFT adapter and merged model a run writes
-// give, reloaded by tune and by PyTorch, the loss of the training graph.
+// TestTrainedAdapterReloads: the PEFT adapter a run writes and the model
+// merged from it give, reloaded by tune and by PyTorch, the loss of the training graph.
 func TestTrainedAdapterReloads(t *testing.T) {
-	cfg := demoConfig(t, "train.max_steps=6", "checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "output.merged=true", "lora.target_modules=[q_proj,k_proj,o_proj,down_proj]")
+	cfg := demoConfig(t, "train.max_steps=6", "checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "lora.target_modules=[q_proj,k_proj,o_proj,down_proj]")
 	res, err := Run(context.Background(), cfg, Options{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// What `tune run` does with output.merged=true after Run.
+	if err := export.Merged(res.ModelDir, res.AdapterDir, filepath.Join(cfg.Output.Dir, "merged"), "", export.DefaultShardBytes); err != nil {
 		t.Fatal(err)
 	}
 	baseDir := filepath.Join(cfg.Output.Dir, "base-model")

@@ -9,7 +9,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
@@ -36,7 +37,7 @@ func randomAdapter(t *testing.T, spec lora.Spec, mc model.Config) *lora.Adapter 
 }
 
 // readF32 reads a float32 tensor of a safetensors file.
-func readF32(t *testing.T, st *checkpoints.Safetensors, name string) []float32 {
+func readF32(t *testing.T, st *safetensors.File, name string) []float32 {
 	t.Helper()
 	ten, err := st.Tensor(name)
 	if err != nil {
@@ -56,7 +57,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 		variant string
 		spec    lora.Spec
 	}{
-		{"qwen2", lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}},
+		{"qwen2", lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}},
 		{"llama", lora.Spec{R: 3, Alpha: 5, Targets: []string{"q_proj", "v_proj", "down_proj"}, Layers: []int{1}, RSLoRA: true}},
 		{"qwen3", lora.Spec{R: 2, Alpha: 16, Targets: []string{"k_proj", "o_proj", "gate_proj"}}},
 	} {
@@ -73,7 +74,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			defer md.Close()
 			a := randomAdapter(t, tc.spec, base.Config)
 			adapterDir := filepath.Join(dir, "adapter")
-			if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
+			if err := peft.Write(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
 				t.Fatal(err)
 			}
 
@@ -109,8 +110,8 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			const lr, wd = 1e-2, 0.01
 			params := ParamsOf(a)
 			ordered := make([][]float32, 0, len(params))
-			for _, m := range a.Modules {
-				ordered = append(ordered, grads[m.Key()+".lora_A.weight"], grads[m.Key()+".lora_B.weight"])
+			for _, w := range a.Weights() {
+				ordered = append(ordered, grads[w.Key])
 			}
 			sizes := make([]int, len(params))
 			for i, p := range params {
@@ -126,7 +127,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			if msg, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("reference lora-step: %v: %s", err, msg)
 			}
-			st, err := checkpoints.OpenSafetensors(out)
+			st, err := safetensors.Open(out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,34 +137,29 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 				t.Errorf("loss %.7f, PyTorch %.7f", loss, refLoss)
 			}
 			var worstGrad, worstUpd float64
-			for _, m := range a.Modules {
-				for _, w := range []struct {
-					suffix string
-					value  []float32
-				}{{".lora_A.weight", m.A}, {".lora_B.weight", m.B}} {
-					key := m.Key() + w.suffix
-					refG := readF32(t, st, key+".grad")
-					scale := 0.0
-					for _, v := range refG {
-						scale = max(scale, math.Abs(float64(v)))
+			for _, w := range a.Weights() {
+				key := w.Key
+				refG := readF32(t, st, key+".grad")
+				scale := 0.0
+				for _, v := range refG {
+					scale = max(scale, math.Abs(float64(v)))
+				}
+				if scale == 0 {
+					t.Fatalf("%s: PyTorch gradient is zero: the comparison would prove nothing", key)
+				}
+				for i, v := range grads[key] {
+					rel := math.Abs(float64(v-refG[i])) / scale
+					worstGrad = max(worstGrad, rel)
+					if rel > 1e-4 {
+						t.Fatalf("%s.grad[%d] = %g, PyTorch %g", key, i, v, refG[i])
 					}
-					if scale == 0 {
-						t.Fatalf("%s: PyTorch gradient is zero: the comparison would prove nothing", key)
-					}
-					for i, v := range grads[key] {
-						rel := math.Abs(float64(v-refG[i])) / scale
-						worstGrad = max(worstGrad, rel)
-						if rel > 1e-4 {
-							t.Fatalf("%s.grad[%d] = %g, PyTorch %g", key, i, v, refG[i])
-						}
-					}
-					refU := readF32(t, st, key+".updated")
-					for i, v := range w.value {
-						d := math.Abs(float64(v - refU[i]))
-						worstUpd = max(worstUpd, d)
-						if d > 1e-5 {
-							t.Fatalf("%s after AdamW [%d] = %.8f, PyTorch %.8f", key, i, v, refU[i])
-						}
+				}
+				refU := readF32(t, st, key+".updated")
+				for i, v := range w.Value {
+					d := math.Abs(float64(v - refU[i]))
+					worstUpd = max(worstUpd, d)
+					if d > 1e-5 {
+						t.Fatalf("%s after AdamW [%d] = %.8f, PyTorch %.8f", key, i, v, refU[i])
 					}
 				}
 			}

@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
-	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -22,7 +22,7 @@ type recipe struct {
 	ckptDir   string
 	modelPath string
 	base      *model.Model
-	baseFiles *checkpoints.ModelDir
+	baseFiles *hf.Dir
 	data      *datasets.Data
 	loader    *datasets.Loader
 	sched     Schedule
@@ -56,6 +56,7 @@ func (r *recipe) open() (err error) {
 	if r.modelPath, err = resolveModel(cfg.Model.Path, filepath.Join(r.outDir, "base-model")); err != nil {
 		return err
 	}
+	r.res.ModelDir = r.modelPath
 	if r.base, r.baseFiles, err = model.Open(r.modelPath); err != nil {
 		return err
 	}
@@ -269,24 +270,18 @@ func (r *recipe) checkpoint() error {
 	return err
 }
 
-// finish writes the outputs: the PEFT adapter, the loss curve, and the merged
-// model on request.
+// finish writes the outputs: the PEFT adapter and the loss curve (the caller
+// exports the merged model on request: export is above train).
 func (r *recipe) finish() error {
 	r.bar.Finish()
 	r.res.AdapterDir = filepath.Join(r.outDir, "adapter")
-	if err := checkpoints.WritePEFT(r.res.AdapterDir, r.adapter.PEFTConfig(r.modelPath), r.adapter.PEFTTensors()); err != nil {
+	if err := peft.Write(r.res.AdapterDir, r.adapter.PEFTConfig(r.modelPath), r.adapter.PEFTTensors()); err != nil {
 		return err
 	}
 	if err := r.metrics.Close(); err != nil {
 		return err
 	}
-	if err := PlotLoss(filepath.Join(r.outDir, "metrics.jsonl"), filepath.Join(r.outDir, "loss.png")); err != nil {
-		return err
-	}
-	if r.cfg.Output.Merged {
-		return export.Merged(r.modelPath, r.res.AdapterDir, filepath.Join(r.outDir, "merged"), "", export.DefaultShardBytes)
-	}
-	return nil
+	return PlotLoss(filepath.Join(r.outDir, "metrics.jsonl"), filepath.Join(r.outDir, "loss.png"))
 }
 
 func (r *recipe) close() {

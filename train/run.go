@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
 	"github.com/tune-dev/tune/lora"
@@ -40,10 +41,12 @@ type Result struct {
 	Interrupted bool   // stopped by a signal after writing a checkpoint
 	AdapterDir  string // the final PEFT adapter ("" when interrupted)
 	Checkpoint  string // the last step checkpoint written
+	ModelDir    string // the base model's directory (builtin:tiny: the one generated under the output)
 }
 
-// ErrNonFinite is returned when the loss or the gradient norm is NaN or infinite.
-var ErrNonFinite = errors.New("non-finite value")
+// ErrNonFinite is returned, wrapped in a message saying whether the loss or
+// the gradient norm it was, when a step's values stop being finite numbers.
+var ErrNonFinite = errors.New("not a finite number")
 
 // Run trains a LoRA adapter as cfg says, as torchtune's recipes do: set up
 // the model, data, adapter and optimizer (resuming when asked), then for each
@@ -78,9 +81,9 @@ func resolveModel(path, dir string) (string, error) {
 	}
 	spec, ok := builtin.Named(name)
 	if !ok {
-		return "", fmt.Errorf("model.path: unknown built-in model %q (tune has builtin:%s)", path, strings.Join(builtin.Names(), ", builtin:"))
+		return "", fmt.Errorf("model.path: unknown built-in model %q (tune has builtin:%s)", path, strings.Join(configs.BuiltinModels(), ", builtin:"))
 	}
-	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, hf.ConfigFile)); err == nil {
 		return dir, nil
 	}
 	err := checkpoints.WriteDirAtomic(dir, func(tmp string) error {
@@ -138,9 +141,6 @@ func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
 		}
 	}
 	spec := lora.Spec{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.TargetModules, Layers: cfg.LoRA.Layers, RSLoRA: cfg.LoRA.UseRSLoRA}
-	if len(spec.Targets) == 1 && spec.Targets[0] == "all-linear" {
-		spec.Targets = lora.AllLinear
-	}
 	if n := cfg.LoRA.LastLayers; n > 0 {
 		spec.Layers = nil
 		for l := max(0, mc.Layers-n); l < mc.Layers; l++ {

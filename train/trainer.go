@@ -127,11 +127,11 @@ func (tr *trainer) update(lossSum float64, tokens int, lr float64) (loss, norm f
 	}
 	loss = lossSum / float64(tokens)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, 0, fmt.Errorf("%w: loss %g; the adapter was not updated", ErrNonFinite, loss)
+		return loss, 0, fmt.Errorf("the loss is %w (%g); the adapter was not updated", ErrNonFinite, loss)
 	}
 	norm = ClipGradNorm(tr.grads, tr.t.MaxGradNorm)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return loss, norm, fmt.Errorf("%w: gradient norm %g; the adapter was not updated", ErrNonFinite, norm)
+		return loss, norm, fmt.Errorf("the gradient norm is %w (%g); the adapter was not updated", ErrNonFinite, norm)
 	}
 	tr.adam.Update(tr.params, tr.grads, lr)
 	tr.boundHeap()

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -96,7 +96,7 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer md.Close()
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}, base.Config, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}, base.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 		}
 	}
 	adapterDir := filepath.Join(dir, "adapter")
-	if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
+	if err := peft.Write(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runTune(t, "eval", "--model", dir, "--data", data, "--json", "--adapter", adapterDir)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -35,7 +35,7 @@ to the adapter's base_model_name_or_path.`,
 				return usageError{fmt.Errorf("export needs --format and --out")}
 			}
 			if baseDir == "" && adapterDir != "" {
-				pc, st, err := checkpoints.ReadPEFT(adapterDir)
+				pc, st, err := peft.Read(adapterDir)
 				if err != nil {
 					return err
 				}
@@ -105,7 +105,7 @@ func exportPEFT(baseDir, adapterDir, out string) error {
 	if err != nil {
 		return err
 	}
-	return checkpoints.WritePEFT(out, a.PEFTConfig(baseDir), a.PEFTTensors())
+	return peft.Write(out, a.PEFTConfig(baseDir), a.PEFTTensors())
 }
 
 // exportOllama writes base.gguf, adapter.gguf and a Modelfile into out.

@@ -1,5 +1,3 @@
-// Command tune fine-tunes language models with LoRA on the CPU or a GPU, and
-// exports what it trained for the inference servers people run.
 package main
 
 import (

@@ -3,6 +3,7 @@ package layout
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -98,12 +99,17 @@ func rel(path string) string {
 	return r
 }
 
-// testOnly are the packages only tests may import: they run PyTorch and
-// node (os/exec) to compare tune with an independent implementation.
+// testOnly are the packages only tests may import: the runners of PyTorch
+// and node (os/exec) that tune is compared with, the GGUF reader the export
+// tests read files back with, and the file tests' shared checks.
 func testOnly(path string) bool {
 	r := rel(path)
-	return r == "internal/testmodels" || strings.HasPrefix(r, "internal/testmodels/") ||
-		r == "internal/oracle" || strings.HasPrefix(r, "internal/oracle/")
+	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture"} {
+		if r == p || strings.HasPrefix(r, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // TestProductionNeverImportsTestCode: no package outside the test helpers links
@@ -135,5 +141,120 @@ func TestBinaryRunsNoPrograms(t *testing.T) {
 	}
 	if slices.Contains(tune.Deps, "os/exec") {
 		t.Errorf("cmd/tune links os/exec; find who imports it with: go list -deps -f '{{.ImportPath}} {{.Imports}}' ./cmd/tune | grep os/exec")
+	}
+}
+
+// rank places each production package on the data path of README's layout
+// section: a package imports only packages of a lower rank (or of its own
+// folder tree, as checkpoints/hf imports checkpoints/safetensors), so
+// dependencies run one way, from the command down to the leaves.
+var rank = map[string]int{
+	"internal/dtype": 0, // element types and half-float conversions
+	"internal/mmap":  0,
+
+	"kernels":                 1,
+	"checkpoints":             1,
+	"checkpoints/safetensors": 1,
+	"checkpoints/hf":          1,
+	"checkpoints/peft":        1,
+	"checkpoints/gguf":        1,
+	"tokenizer":               1,
+	"configs":                 1,
+
+	"model":         2,
+	"model/builtin": 2,
+	"lora":          3,
+	"datasets":      4,
+	"train":         5,
+	"export":        6,
+	"cmd/tune":      7,
+}
+
+// tree is the top folder of a package path: checkpoints for checkpoints/hf.
+func tree(r string) string {
+	top, _, _ := strings.Cut(r, "/")
+	if top == "internal" || top == "cmd" {
+		return r
+	}
+	return top
+}
+
+// TestDependenciesRunOneWay: no package imports one above it on the data
+// path (kernels and checkpoints at the bottom, then model, lora, datasets,
+// train, export, cmd), and every production package has its place.
+func TestDependenciesRunOneWay(t *testing.T) {
+	for path, p := range packages(t) {
+		r := rel(path)
+		if testOnly(path) || r == "internal/layout" {
+			continue
+		}
+		from, ok := rank[r]
+		if !ok {
+			t.Errorf("%s has no place in the layout: add it to rank in this test and to README's layout section", r)
+			continue
+		}
+		for _, imp := range p.Imports {
+			ri := rel(imp)
+			if ri == "" || testOnly(imp) {
+				continue // outside the module; test packages are TestProductionNeverImportsTestCode's
+			}
+			to, ok := rank[ri]
+			if !ok {
+				continue // reported for that package itself
+			}
+			if to >= from && tree(ri) != tree(r) {
+				t.Errorf("%s (rank %d) imports %s (rank %d): dependencies must run down the data path", r, from, ri, to)
+			}
+		}
+	}
+}
+
+// gorgonia says how the package links Gorgonia ("" when it does not): its
+// direct imports of gorgonia.org, or how many it links through others.
+func gorgonia(p pkg) string {
+	var direct []string
+	for _, d := range p.Imports {
+		if strings.HasPrefix(d, "gorgonia.org/") {
+			direct = append(direct, d)
+		}
+	}
+	if len(direct) > 0 {
+		return "imports " + strings.Join(direct, ", ")
+	}
+	n := 0
+	for _, d := range p.Deps {
+		if strings.HasPrefix(d, "gorgonia.org/") {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Sprintf("links %d gorgonia.org packages through its imports", n)
+	}
+	return ""
+}
+
+// TestCheckpointsWithoutGorgonia: the file readers and writers link no graph
+// library; they are functions over bytes.
+func TestCheckpointsWithoutGorgonia(t *testing.T) {
+	for path, p := range packages(t) {
+		r := rel(path)
+		if tree(r) != "checkpoints" && r != "internal/dtype" && r != "internal/mmap" {
+			continue
+		}
+		if g := gorgonia(p); g != "" {
+			t.Errorf("%s %s; checkpoints must not depend on Gorgonia", r, g)
+		}
+	}
+}
+
+// TestKernelsIsLeaf: kernels are functions over slices; the Gorgonia ops that
+// call them belong to model.
+func TestKernelsIsLeaf(t *testing.T) {
+	p, ok := packages(t)[module+"/kernels"]
+	if !ok {
+		t.Fatal("go list does not list kernels")
+	}
+	if g := gorgonia(p); g != "" {
+		t.Errorf("kernels %s; it must not depend on Gorgonia", g)
 	}
 }

@@ -2,7 +2,6 @@ package builtin
 
 import (
 	"cmp"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -10,7 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/dtype"
 )
 
@@ -75,9 +75,9 @@ func (s Spec) Config() map[string]any {
 }
 
 // Tensors returns the model's weights, in the order Hugging Face writes them.
-func (s Spec) Tensors() []checkpoints.Tensor {
+func (s Spec) Tensors() []safetensors.Tensor {
 	r := rand.New(rand.NewPCG(s.Seed, 0x7e57))
-	var out []checkpoints.Tensor
+	var out []safetensors.Tensor
 	add := func(name string, scale float32, offset float32, shape ...int) {
 		n := 1
 		for _, d := range shape {
@@ -127,30 +127,15 @@ func (s Spec) Tensors() []checkpoints.Tensor {
 }
 
 // encode stores float32 values as dtype, rounding to nearest even.
-func encode(name string, dt dtype.DType, shape []int, v []float32) checkpoints.Tensor {
+func encode(name string, dt dtype.DType, shape []int, v []float32) safetensors.Tensor {
 	if dt == "" {
 		dt = dtype.F32
 	}
-	var b []byte
-	switch dt {
-	case dtype.F32:
-		b = make([]byte, 4*len(v))
-		for i, f := range v {
-			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
-		}
-	case dtype.BF16, dtype.F16:
-		conv := dtype.F32ToBF16
-		if dt == dtype.F16 {
-			conv = dtype.F32ToF16
-		}
-		b = make([]byte, 2*len(v))
-		for i, f := range v {
-			binary.LittleEndian.PutUint16(b[2*i:], conv(f))
-		}
-	default:
-		panic("builtin: unsupported dtype " + string(dt))
+	b, err := dtype.Encode(dt, v)
+	if err != nil {
+		panic("builtin: " + err.Error()) // a Spec's DType is the program's choice
 	}
-	return checkpoints.Tensor{Name: name, DType: dt, Shape: shape, Data: b}
+	return safetensors.Tensor{Name: name, DType: dt, Shape: shape, Data: b}
 }
 
 // Write creates dir (if needed) and writes config.json and the safetensors.
@@ -162,25 +147,25 @@ func Write(dir string, s Spec) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, hf.ConfigFile), cfg, 0o644); err != nil {
 		return err
 	}
 	tensors := s.Tensors()
 	meta := map[string]string{"format": "pt"}
 	if s.Shards <= 1 {
-		return checkpoints.WriteSafetensors(filepath.Join(dir, "model.safetensors"), tensors, meta)
+		return safetensors.Write(filepath.Join(dir, hf.SingleSafetensorsFile), tensors, meta)
 	}
 	weightMap := map[string]string{}
 	var total int64
 	per := (len(tensors) + s.Shards - 1) / s.Shards
 	for k := range s.Shards {
-		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", k+1, s.Shards)
+		name := hf.ShardFile(k, s.Shards)
 		part := tensors[min(k*per, len(tensors)):min((k+1)*per, len(tensors))]
 		for _, t := range part {
 			weightMap[t.Name] = name
 			total += int64(len(t.Data))
 		}
-		if err := checkpoints.WriteSafetensors(filepath.Join(dir, name), part, meta); err != nil {
+		if err := safetensors.Write(filepath.Join(dir, name), part, meta); err != nil {
 			return err
 		}
 	}
@@ -188,7 +173,7 @@ func Write(dir string, s Spec) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), index, 0o644)
+	return os.WriteFile(filepath.Join(dir, hf.SafetensorsIndexFile), index, 0o644)
 }
 
 // Demo is the built-in model of `tune run configs/demo.yaml`: a small llama
@@ -211,6 +196,3 @@ func Named(name string) (Spec, bool) {
 	}
 	return Spec{}, false
 }
-
-// Names lists the built-in models.
-func Names() []string { return []string{"tiny", "smollm2-135m", "qwen2.5-0.5b"} }

@@ -1,0 +1,5 @@
+// Package peft reads and writes Hugging Face PEFT LoRA adapter directories
+// (adapter_config.json and adapter_model.safetensors), the interchange format
+// of PEFT, vLLM, TGI and LoRAX. It knows the files and the config's fields;
+// the lora package knows what the tensors mean.
+package peft
