@@ -9,15 +9,11 @@ import (
 // Goto and van de Geijn (BLIS): the frozen weight is widened to float32 panels
 // of 16 columns while packing (kc×16 values, kept in L1 by the micro-kernel);
 // activations are read in place, six rows at a time, from L2; the product of a
-// 6×16 tile is a register-blocked FMA micro-kernel (kernelSet.mul6x16).
+// tile (6×16 for AVX2) is a register-blocked FMA micro-kernel (kernelSet.mul).
 
-// Micro-tile and cache blocks, in elements. The micro-kernel computes an mr×nr
-// tile of C; B is packed kc×nc at a time; A is walked mc rows at a time so that
-// the rows it touches stay in L2 while B's panels pass through L1.
-const (
-	mr = 6
-	nr = 16
-)
+// Cache blocks, in elements. The micro-kernel computes an mr×nr tile of C (the
+// variant's); B is packed kc×nc at a time; A is walked mc rows at a time so
+// that the rows it touches stay in L2 while B's panels pass through L1.
 
 var (
 	kcMax = 320
@@ -153,6 +149,7 @@ func (g *gemm) fillBias() {
 // down rows (tm blocks) makes every worker pack all of B; it is chosen when
 // there are too few panels of columns for the threads to share evenly.
 func (g *gemm) split(threads int) int {
+	mr, nr := g.ks.mr, g.ks.nr
 	unit := nr // columns are taken in whole panels, or rows of W for dot
 	if g.dot {
 		unit = 4
@@ -198,7 +195,7 @@ func (g *gemm) part(p *Pool, w int) {
 		return
 	}
 	if g.tm > 1 {
-		rows := ceilDiv(ceilDiv(g.m, mr), g.tm) * mr
+		rows := ceilDiv(ceilDiv(g.m, g.ks.mr), g.tm) * g.ks.mr
 		if i0 := w * rows; i0 < g.m {
 			g.block(buf, i0, min(i0+rows, g.m), 0, g.n)
 		}
@@ -213,12 +210,12 @@ func (g *gemm) part(p *Pool, w int) {
 func (g *gemm) take() int { return int(atomic.AddInt64(&g.next, 1) - 1) }
 
 // scratchSize is the float32s a worker packs into: a kc×nc block of B, the
-// zero-padded rows of A's last tile, and one 6×16 tile of C.
+// zero-padded rows of A's last tile, and one tile of C.
 func (g *gemm) scratchSize() int {
 	if g.dot {
 		return 12 // one 3×4 block of dot products
 	}
-	kcb := kcBlock(g.k)
+	kcb, mr, nr := kcBlock(g.k), g.ks.mr, g.ks.nr
 	return kcb*min(ncMax, roundUp(g.chunk, nr)) + mr*kcb + mr*nr
 }
 
@@ -226,8 +223,9 @@ func (g *gemm) scratchSize() int {
 // nc-column block, for each kc-slice of the reduction, pack B once, then run
 // the micro-kernel over every mc-row block of A against every panel.
 func (g *gemm) block(buf []float32, i0, i1, j0, j1 int) {
-	kcb := kcBlock(g.k)
+	kcb, mr, nr := kcBlock(g.k), g.ks.mr, g.ks.nr
 	ncb := min(ncMax, roundUp(g.chunk, nr))
+	mcb := max(mr, mcMax-mcMax%mr)
 	bp := buf[:kcb*ncb]
 	apad := buf[kcb*ncb : kcb*ncb+mr*kcb]
 	tile := buf[kcb*ncb+mr*kcb:]
@@ -239,8 +237,8 @@ func (g *gemm) block(buf []float32, i0, i1, j0, j1 int) {
 			// Tiles before the first slice start from the bias, or zero.
 			first := pc == 0
 			acc := !first || g.acc || g.bias != nil
-			for ic := i0; ic < i1; ic += mcMax {
-				mc := min(mcMax, i1-ic)
+			for ic := i0; ic < i1; ic += mcb {
+				mc := min(mcb, i1-ic)
 				full := mc - mc%mr
 				if full < mc { // the last tile's rows, padded with zeros
 					g.padA(apad, ic+full, mc-full, pc, kc)
@@ -261,10 +259,10 @@ func (g *gemm) block(buf []float32, i0, i1, j0, j1 int) {
 									copy(c[i*g.ldc:i*g.ldc+nr], g.bias[jc+jr:])
 								}
 							}
-							g.ks.mul6x16(kc, a, rsA, ksA, bpan, c, g.ldc, g.alpha, acc)
+							g.ks.mul(kc, a, rsA, ksA, bpan, c, g.ldc, g.alpha, acc)
 							continue
 						}
-						// A partial tile goes through a 6×16 copy.
+						// A partial tile goes through a copy.
 						if acc {
 							for i := range rows {
 								ti := tile[i*nr : i*nr+cols]
@@ -275,7 +273,7 @@ func (g *gemm) block(buf []float32, i0, i1, j0, j1 int) {
 								}
 							}
 						}
-						g.ks.mul6x16(kc, a, rsA, ksA, bpan, tile, nr, g.alpha, acc)
+						g.ks.mul(kc, a, rsA, ksA, bpan, tile, nr, g.alpha, acc)
 						for i := range rows {
 							copy(c[i*g.ldc:i*g.ldc+cols], tile[i*nr:])
 						}
@@ -354,6 +352,7 @@ func dotRow(x []float32, w Matrix, j int) float32 {
 // packB packs B(pc:pc+kc, jc:jc+nc) as panels of 16 columns, the last one
 // padded with zeros: panel q holds columns jc+16q… at bp[16q·kc:].
 func (g *gemm) packB(bp []float32, pc, kc, jc, nc int) {
+	nr := g.ks.nr
 	for jr := 0; jr < nc; jr += nr {
 		dst := bp[jr*kc : (jr+nr)*kc]
 		cols := min(nr, nc-jr)
@@ -361,19 +360,19 @@ func (g *gemm) packB(bp []float32, pc, kc, jc, nc int) {
 		case g.trans && cols == nr:
 			g.ks.packT(dst, g.w, jc+jr, pc, kc)
 		case g.trans:
-			packTRef(dst, g.w, jc+jr, cols, pc, kc)
+			packTRef(dst, nr, g.w, jc+jr, cols, pc, kc)
 		case cols == nr:
 			g.ks.packN(dst, g.w, pc, kc, jc+jr)
 		default:
-			packNRef(dst, g.w, pc, kc, jc+jr, cols)
+			packNRef(dst, nr, g.w, pc, kc, jc+jr, cols)
 		}
 	}
 }
 
-// padA copies rows [i0, i0+rows) of A(:, pc:pc+kc) into the 6×kc dst, rows
+// padA copies rows [i0, i0+rows) of A(:, pc:pc+kc) into the mr×kc dst, rows
 // beyond zero, so that a partial tile reads nothing past A.
 func (g *gemm) padA(dst []float32, i0, rows, pc, kc int) {
-	for i := range mr {
+	for i := range g.ks.mr {
 		di := dst[i*kc : (i+1)*kc]
 		if i >= rows {
 			clear(di)

@@ -30,17 +30,19 @@ func unavailableReason(name string) string {
 }
 
 var avx2Kernels = &kernelSet{
-	name:    "avx2",
-	mul6x16: mul6x16AVX2Checked,
-	packT:   packTAVX2,
-	packN:   packNAVX2,
-	dot3x4:  dot3x4AVX2,
+	name:   "avx2",
+	mr:     6,
+	nr:     16,
+	mul:    mul6x16AVX2Checked,
+	packT:  packTAVX2,
+	packN:  packNAVX2,
+	dot3x4: dot3x4AVX2,
 }
 
 // The assembly routines trust their arguments; the Go wrappers below check
 // the bounds they will touch.
 
-// mul6x16AVX2 is kernelSet.mul6x16 (see mul6x16Ref).
+// mul6x16AVX2 is kernelSet.mul for a 6×16 tile (see mulRef).
 //
 //go:noescape
 func mul6x16AVX2(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool)
@@ -71,10 +73,10 @@ func packN16F16AVX2(dst []float32, src []uint16, ld, kc int)
 
 func mul6x16AVX2Checked(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool) {
 	if kc <= 0 {
-		mul6x16Ref(kc, a, rsA, ksA, b, c, ldc, alpha, acc)
+		refKernels.mul(kc, a, rsA, ksA, b, c, ldc, alpha, acc)
 		return
 	}
-	if rsA < 0 || ksA < 0 || len(a) <= (mr-1)*rsA+(kc-1)*ksA || len(b) < nr*kc || len(c) < (mr-1)*ldc+nr {
+	if rsA < 0 || ksA < 0 || len(a) <= 5*rsA+(kc-1)*ksA || len(b) < 16*kc || len(c) < 5*ldc+16 {
 		panic(fmt.Sprintf("kernels: mul6x16 out of bounds: kc %d, a %d (%d, %d), b %d, c %d (%d)", kc, len(a), rsA, ksA, len(b), len(c), ldc))
 	}
 	mul6x16AVX2(kc, a, rsA, ksA, b, c, ldc, alpha, acc)
@@ -83,8 +85,8 @@ func mul6x16AVX2Checked(kc int, a []float32, rsA, ksA int, b []float32, c []floa
 func packTAVX2(dst []float32, w Matrix, j0, k0, kc int) {
 	kc8 := kc &^ 7
 	if kc8 > 0 {
-		off, end := j0*w.Cols+k0, (j0+nr-1)*w.Cols+k0+kc8
-		dst := dst[:nr*kc8]
+		off, end := j0*w.Cols+k0, (j0+15)*w.Cols+k0+kc8
+		dst := dst[:16*kc8]
 		switch w.DType {
 		case F32:
 			packT16F32AVX2(dst, w.f32[off:end], w.Cols, kc8)
@@ -95,7 +97,7 @@ func packTAVX2(dst []float32, w Matrix, j0, k0, kc int) {
 		}
 	}
 	if kc8 < kc {
-		packTRef(dst[nr*kc8:], w, j0, nr, k0+kc8, kc-kc8)
+		packTRef(dst[16*kc8:], 16, w, j0, 16, k0+kc8, kc-kc8)
 	}
 }
 
@@ -103,8 +105,8 @@ func packNAVX2(dst []float32, w Matrix, l0, kc, j0 int) {
 	if kc <= 0 {
 		return
 	}
-	off, end := l0*w.Cols+j0, (l0+kc-1)*w.Cols+j0+nr
-	dst = dst[:nr*kc]
+	off, end := l0*w.Cols+j0, (l0+kc-1)*w.Cols+j0+16
+	dst = dst[:16*kc]
 	switch w.DType {
 	case F32:
 		packN16F32AVX2(dst, w.f32[off:end], w.Cols, kc)

@@ -76,7 +76,9 @@ func (p *peer) close() {
 // shapes, f32 and bf16 weights, 1 and 2 threads, and beside each the same
 // product in PyTorch 1.13 (Debian's python3-torch) in f32 and bf16. Metrics:
 // tune's GFLOP/s, PyTorch's best-of-runs GFLOP/s in each dtype, and
-// tune/torch against the faster of the two. TUNE_BENCH_PEER=0 leaves PyTorch
+// tune/torch against the faster of the two; and tune's flops per CPU second
+// of the process (all threads), which a shared machine disturbs less than
+// the wall clock. TUNE_BENCH_PEER=0 leaves PyTorch
 // out; TUNE_BENCH_SHAPES=smol (or qwen, or a shape like 576x576) narrows the
 // shapes.
 func BenchmarkProducts(b *testing.B) {
@@ -104,6 +106,7 @@ func BenchmarkProducts(b *testing.B) {
 				for _, dt := range []DType{F32, BF16} {
 					b.Run(fmt.Sprintf("%s/%s/%s/t%d", name, prod, dt, threads), func(b *testing.B) {
 						w := weights[dt]
+						cpu0 := processCPU()
 						for b.Loop() {
 							if prod == "fwd" {
 								Linear(p, out, x, m, w, nil)
@@ -111,8 +114,12 @@ func BenchmarkProducts(b *testing.B) {
 								LinearDX(p, out, dy, m, w, false)
 							}
 						}
-						gflops := 2 * float64(m*s.n*s.k) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+						flop := 2 * float64(m*s.n*s.k) * float64(b.N)
+						gflops := flop / b.Elapsed().Seconds() / 1e9
 						b.ReportMetric(gflops, "GFLOP/s")
+						if cpu := processCPU() - cpu0; cpu > 0 {
+							b.ReportMetric(flop/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+						}
 						if pt == nil {
 							return
 						}

@@ -213,7 +213,7 @@ func TestProductsEmpty(t *testing.T) {
 	}
 }
 
-// TestMicroKernelVariants holds each variant's 6×16 kernel to the reference
+// TestMicroKernelVariants holds each variant's micro-kernel to the reference
 // loops on both layouts of A (rows apart, as x and dy; and columns apart, as
 // dyᵀ), odd reduction lengths, alpha and accumulation.
 func TestMicroKernelVariants(t *testing.T) {
@@ -222,14 +222,14 @@ func TestMicroKernelVariants(t *testing.T) {
 		for _, kc := range []int{0, 1, 3, 4, 5, 8, 33, 300} {
 			for _, layout := range [][2]int{{kc + 1, 1}, {1, 7}} {
 				for _, acc := range []bool{false, true} {
-					rsA, ksA := layout[0], layout[1]
+					rsA, ksA, mr, nr := layout[0], layout[1], ks.mr, ks.nr
 					a := randF32(r, (mr-1)*rsA+max(kc-1, 0)*ksA+1, 1)
 					b := randF32(r, nr*kc, 1)
-					const ldc = 21
+					ldc := nr + 5
 					c0 := randF32(r, (mr-1)*ldc+nr, 1)
 					want, got := append([]float32(nil), c0...), append([]float32(nil), c0...)
-					mul6x16Ref(kc, a, rsA, ksA, b, want, ldc, 0.75, acc)
-					ks.mul6x16(kc, a, rsA, ksA, b, got, ldc, 0.75, acc)
+					mulRef(mr, nr)(kc, a, rsA, ksA, b, want, ldc, 0.75, acc)
+					ks.mul(kc, a, rsA, ksA, b, got, ldc, 0.75, acc)
 					for i := range want {
 						tol := 1e-5 * float32(kc+1)
 						if d := got[i] - want[i]; d > tol || d < -tol {
@@ -269,7 +269,7 @@ func TestDotVariants(t *testing.T) {
 // pattern a bf16 or f16 weight may hold.
 func TestPackersVariants(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
-	const rows, cols = 40, 77
+	const rows, cols = 70, 77
 	raw := make([]byte, 4*rows*cols+1)
 	for i := range raw {
 		raw[i] = byte(r.Uint32())
@@ -283,9 +283,10 @@ func TestPackersVariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			nr := ks.nr
 			for _, kc := range []int{1, 7, 8, 16, 29, cols - 3} {
 				want, got := make([]float32, nr*kc), make([]float32, nr*kc)
-				packTRef(want, w, 11, nr, 3, kc)
+				packTRef(want, nr, w, 11, nr, 3, kc)
 				ks.packT(got, w, 11, 3, kc)
 				for i := range want {
 					if !same(got[i], want[i]) {
@@ -295,8 +296,8 @@ func TestPackersVariants(t *testing.T) {
 				if kc > rows-5 {
 					continue
 				}
-				packNRef(want, w, 5, kc, 61, nr)
-				ks.packN(got, w, 5, kc, 61)
+				packNRef(want, nr, w, 5, kc, cols-nr, nr)
+				ks.packN(got, w, 5, kc, cols-nr)
 				for i := range want {
 					if !same(got[i], want[i]) {
 						t.Fatalf("%s packN %s kc %d: [%d] = %#x, reference %#x", ks.name, dt, kc, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
