@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -36,7 +37,7 @@ var avx2Kernels = &kernelSet{
 	mul:    mul6x16AVX2Checked,
 	packT:  packTAVX2,
 	packN:  packNAVX2,
-	dot3x4: dot3x4AVX2,
+	dot3x4: dot3x4AVX2Checked,
 }
 
 // The assembly routines trust their arguments; the Go wrappers below check
@@ -47,29 +48,41 @@ var avx2Kernels = &kernelSet{
 //go:noescape
 func mul6x16AVX2(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool)
 
-// packT16F32AVX2 and the like write dst[16·l + j] = widen(src[j·ld + l]) for
-// j < 16, l < kc8, a multiple of 8.
+// The element kinds the assembly widens (ELEMBF16… in matmul_amd64.s).
+const (
+	elemF32 = iota
+	elemBF16
+	elemF16
+)
+
+// elem returns w's element kind for the assembly and a pointer to its flat
+// element off, after checking that elements [off, end) exist.
+func elem(w Matrix, off, end int) (int, unsafe.Pointer) {
+	switch w.DType {
+	case BF16:
+		return elemBF16, unsafe.Pointer(&w.u16[off:end][0])
+	case F16:
+		return elemF16, unsafe.Pointer(&w.u16[off:end][0])
+	}
+	return elemF32, unsafe.Pointer(&w.f32[off:end][0])
+}
+
+// packT16AVX2 writes dst[16·l + j] = widen(src[j·ld + l]) for j < 16,
+// l < kc8 (a multiple of 8), src holding elements of the given kind.
 //
 //go:noescape
-func packT16F32AVX2(dst []float32, src []float32, ld, kc8 int)
+func packT16AVX2(kind int, dst []float32, src unsafe.Pointer, ld, kc8 int)
 
-//go:noescape
-func packT16BF16AVX2(dst []float32, src []uint16, ld, kc8 int)
-
-//go:noescape
-func packT16F16AVX2(dst []float32, src []uint16, ld, kc8 int)
-
-// packN16F32AVX2 and the like write dst[16·l + j] = widen(src[l·ld + j]) for
-// j < 16, l < kc.
+// packN16AVX2 writes dst[16·l + j] = widen(src[l·ld + j]) for j < 16, l < kc.
 //
 //go:noescape
-func packN16F32AVX2(dst []float32, src []float32, ld, kc int)
+func packN16AVX2(kind int, dst []float32, src unsafe.Pointer, ld, kc int)
 
+// dot3x4AVX2 writes out[4i + j] = sum over l < k8 (a multiple of 8) of
+// xi[l]·widen(w[j·ldw + l]), i < 3, j < 4.
+//
 //go:noescape
-func packN16BF16AVX2(dst []float32, src []uint16, ld, kc int)
-
-//go:noescape
-func packN16F16AVX2(dst []float32, src []uint16, ld, kc int)
+func dot3x4AVX2(kind, k8 int, x0, x1, x2 []float32, w unsafe.Pointer, ldw int, out *[12]float32)
 
 func mul6x16AVX2Checked(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool) {
 	if kc <= 0 {
@@ -85,16 +98,8 @@ func mul6x16AVX2Checked(kc int, a []float32, rsA, ksA int, b []float32, c []floa
 func packTAVX2(dst []float32, w Matrix, j0, k0, kc int) {
 	kc8 := kc &^ 7
 	if kc8 > 0 {
-		off, end := j0*w.Cols+k0, (j0+15)*w.Cols+k0+kc8
-		dst := dst[:16*kc8]
-		switch w.DType {
-		case F32:
-			packT16F32AVX2(dst, w.f32[off:end], w.Cols, kc8)
-		case BF16:
-			packT16BF16AVX2(dst, w.u16[off:end], w.Cols, kc8)
-		case F16:
-			packT16F16AVX2(dst, w.u16[off:end], w.Cols, kc8)
-		}
+		kind, src := elem(w, j0*w.Cols+k0, (j0+15)*w.Cols+k0+kc8)
+		packT16AVX2(kind, dst[:16*kc8], src, w.Cols, kc8)
 	}
 	if kc8 < kc {
 		packTRef(dst[16*kc8:], 16, w, j0, 16, k0+kc8, kc-kc8)
@@ -105,41 +110,18 @@ func packNAVX2(dst []float32, w Matrix, l0, kc, j0 int) {
 	if kc <= 0 {
 		return
 	}
-	off, end := l0*w.Cols+j0, (l0+kc-1)*w.Cols+j0+16
-	dst = dst[:16*kc]
-	switch w.DType {
-	case F32:
-		packN16F32AVX2(dst, w.f32[off:end], w.Cols, kc)
-	case BF16:
-		packN16BF16AVX2(dst, w.u16[off:end], w.Cols, kc)
-	case F16:
-		packN16F16AVX2(dst, w.u16[off:end], w.Cols, kc)
-	}
+	kind, src := elem(w, l0*w.Cols+j0, (l0+kc-1)*w.Cols+j0+16)
+	packN16AVX2(kind, dst[:16*kc], src, w.Cols, kc)
 }
 
-// dot3x4F32AVX2 and the like write out[4i + j] = sum over l < k8 (a multiple
-// of 8) of xi[l]·widen(w[j·ldw + l]), i < 3, j < 4.
-//
-//go:noescape
-func dot3x4F32AVX2(k8 int, x0, x1, x2 []float32, w []float32, ldw int, out *[12]float32)
-
-//go:noescape
-func dot3x4BF16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
-
-//go:noescape
-func dot3x4F16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
-
-func dot3x4AVX2(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
+func dot3x4AVX2Checked(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
 	k8 := k &^ 7
 	x0, x1, x2 = x0[:k], x1[:k], x2[:k]
-	off, end := j0*w.Cols, (j0+3)*w.Cols+k8
-	switch w.DType {
-	case F32:
-		dot3x4F32AVX2(k8, x0, x1, x2, w.f32[off:end], w.Cols, out)
-	case BF16:
-		dot3x4BF16AVX2(k8, x0, x1, x2, w.u16[off:end], w.Cols, out)
-	case F16:
-		dot3x4F16AVX2(k8, x0, x1, x2, w.u16[off:end], w.Cols, out)
+	if k8 > 0 {
+		kind, src := elem(w, j0*w.Cols, (j0+3)*w.Cols+k8)
+		dot3x4AVX2(kind, k8, x0, x1, x2, src, w.Cols, out)
+	} else {
+		*out = [12]float32{}
 	}
 	if k8 < k {
 		var tail [12]float32

@@ -42,14 +42,18 @@ func checkClose(t *testing.T, what string, got []float32, want, mag []float64) {
 	}
 }
 
-// f16Matrix rounds v to IEEE half precision.
-func f16Matrix(rows, cols int, v []float32) Matrix {
+// halfMatrix rounds v to dt, bf16 or f16, as a checkpoint would store it.
+func halfMatrix(dt DType, rows, cols int, v []float32) Matrix {
+	round := F32ToBF16
+	if dt == F16 {
+		round = F32ToF16
+	}
 	b := make([]byte, 2*len(v))
 	for i, f := range v {
-		u := F32ToF16(f)
+		u := round(f)
 		b[2*i], b[2*i+1] = byte(u), byte(u>>8)
 	}
-	m, err := NewMatrix(F16, rows, cols, b)
+	m, err := NewMatrix(dt, rows, cols, b)
 	if err != nil {
 		panic(err)
 	}
@@ -60,14 +64,9 @@ func f16Matrix(rows, cols int, v []float32) Matrix {
 // viewed at an odd offset in memory so no row is aligned.
 func weight(r *rand.Rand, dt DType, rows, cols int) (Matrix, []float32) {
 	v := randF32(r, rows*cols+1, 1)[1:]
-	var w Matrix
-	switch dt {
-	case F32:
-		w = MatrixF32(rows, cols, v)
-	case BF16:
-		w = bf16Matrix(rows, cols, v)
-	case F16:
-		w = f16Matrix(rows, cols, v)
+	w := MatrixF32(rows, cols, v)
+	if dt != F32 {
+		w = halfMatrix(dt, rows, cols, v)
 	}
 	return w, w.Float32()
 }
