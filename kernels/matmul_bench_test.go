@@ -129,6 +129,7 @@ func BenchmarkProducts(b *testing.B) {
 						b.ReportMetric(torch.F32, "torch_f32_GFLOP/s")
 						b.ReportMetric(torch.BF16, "torch_bf16_GFLOP/s")
 						b.ReportMetric(gflops/max(torch.F32, torch.BF16), "tune/torch")
+						b.ReportMetric(float64(torch.N), "torch_W_rows") // fewer than N: see gemm_peer.py
 					})
 				}
 				p.Close()
