@@ -137,3 +137,29 @@ func BenchmarkProducts(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLinearFewRows times Linear on the few rows of decoding (the dot
+// path, W read in place) with bf16 weights on 2 threads: SmolLM2-135M's
+// q_proj, down_proj and lm_head. weight_GB/s is the rate W is read at, which
+// bounds decoding once W is out of cache.
+func BenchmarkLinearFewRows(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	p := NewPool(2)
+	defer p.Close()
+	for _, s := range trainingShapes[:5:5] {
+		if s.n != 576 && s.n != 49152 {
+			continue
+		}
+		w := bf16Matrix(s.n, s.k, randF32(r, s.n*s.k, 1))
+		for _, m := range []int{1, 4, 8} {
+			x, y := randF32(r, m*s.k, 1), make([]float32, m*s.n)
+			b.Run(fmt.Sprintf("%dx%d/m%d", s.n, s.k, m), func(b *testing.B) {
+				for b.Loop() {
+					Linear(p, y, x, m, w, nil)
+				}
+				b.ReportMetric(2*float64(m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(float64(s.n*s.k*2)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weight_GB/s")
+			})
+		}
+	}
+}
