@@ -19,10 +19,10 @@ type Matrix struct {
 
 // NewMatrix views data (little-endian, as in safetensors) as a (rows, cols)
 // matrix without copying when the bytes are suitably aligned, and copies them
-// otherwise. The kernels compute on F32, F16 and BF16 weights only.
+// otherwise. The kernels compute on dtype.F32, dtype.F16 and dtype.BF16 weights only.
 func NewMatrix(dt dtype.DType, rows, cols int, data []byte) (Matrix, error) {
 	if dt != dtype.F32 && dt != dtype.F16 && dt != dtype.BF16 {
-		return Matrix{}, fmt.Errorf("dtype %s; tune reads F32, F16 and BF16 weights", dt)
+		return Matrix{}, fmt.Errorf("dtype %s; tune reads dtype.F32, dtype.F16 and dtype.BF16 weights", dt)
 	}
 	n := rows * cols
 	if rows < 0 || cols < 0 || len(data) != n*dt.Size() {

@@ -14,15 +14,4 @@ func randF32(r *rand.Rand, n int, scale float32) []float32 {
 	return v
 }
 
-func bf16Matrix(rows, cols int, v []float32) Matrix {
-	b := make([]byte, 2*len(v))
-	for i, f := range v {
-		u := dtype.F32ToBF16(f)
-		b[2*i], b[2*i+1] = byte(u), byte(u>>8)
-	}
-	m, err := NewMatrix(dtype.BF16, rows, cols, b)
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
+func bf16Matrix(rows, cols int, v []float32) Matrix { return halfMatrix(dtype.BF16, rows, cols, v) }

@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/tune-dev/tune/internal/dtype"
 	"golang.org/x/sys/cpu"
@@ -31,52 +32,66 @@ func unavailableReason(name string) string {
 }
 
 var avx2Kernels = &kernelSet{
-	name:    "avx2",
-	flash:   flashAVX2,
-	mul6x16: mul6x16AVX2Checked,
-	packT:   packTAVX2,
-	packN:   packNAVX2,
-	dot3x4:  dot3x4AVX2,
+	name:   "avx2",
+	flash:  flashAVX2,
+	mr:     6,
+	nr:     16,
+	mul:    mul6x16AVX2Checked,
+	packT:  packTAVX2,
+	packN:  packNAVX2,
+	dot3x4: dot3x4AVX2Checked,
 }
 
 // The assembly routines trust their arguments; the Go wrappers below check
 // the bounds they will touch.
 
-// mul6x16AVX2 is kernelSet.mul6x16 (see mul6x16Ref).
+// mul6x16AVX2 is kernelSet.mul for a 6×16 tile (see mulRef).
 //
 //go:noescape
 func mul6x16AVX2(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool)
 
-// packT16F32AVX2 and the like write dst[16·l + j] = widen(src[j·ld + l]) for
-// j < 16, l < kc8, a multiple of 8.
+// The element kinds the assembly widens (ELEMBF16… in matmul_amd64.s).
+const (
+	elemF32 = iota
+	elemBF16
+	elemF16
+)
+
+// elem returns w's element kind for the assembly and a pointer to its flat
+// element off, after checking that elements [off, end) exist.
+func elem(w Matrix, off, end int) (int, unsafe.Pointer) {
+	switch w.DType {
+	case dtype.BF16:
+		return elemBF16, unsafe.Pointer(&w.u16[off:end][0])
+	case dtype.F16:
+		return elemF16, unsafe.Pointer(&w.u16[off:end][0])
+	}
+	return elemF32, unsafe.Pointer(&w.f32[off:end][0])
+}
+
+// packT16AVX2 writes dst[16·l + j] = widen(src[j·ld + l]) for j < 16,
+// l < kc8 (a multiple of 8), src holding elements of the given kind.
 //
 //go:noescape
-func packT16F32AVX2(dst []float32, src []float32, ld, kc8 int)
+func packT16AVX2(kind int, dst []float32, src unsafe.Pointer, ld, kc8 int)
 
-//go:noescape
-func packT16BF16AVX2(dst []float32, src []uint16, ld, kc8 int)
-
-//go:noescape
-func packT16F16AVX2(dst []float32, src []uint16, ld, kc8 int)
-
-// packN16F32AVX2 and the like write dst[16·l + j] = widen(src[l·ld + j]) for
-// j < 16, l < kc.
+// packN16AVX2 writes dst[16·l + j] = widen(src[l·ld + j]) for j < 16, l < kc.
 //
 //go:noescape
-func packN16F32AVX2(dst []float32, src []float32, ld, kc int)
+func packN16AVX2(kind int, dst []float32, src unsafe.Pointer, ld, kc int)
 
+// dot3x4AVX2 writes out[4i + j] = sum over l < k8 (a multiple of 8) of
+// xi[l]·widen(w[j·ldw + l]), i < 3, j < 4.
+//
 //go:noescape
-func packN16BF16AVX2(dst []float32, src []uint16, ld, kc int)
-
-//go:noescape
-func packN16F16AVX2(dst []float32, src []uint16, ld, kc int)
+func dot3x4AVX2(kind, k8 int, x0, x1, x2 []float32, w unsafe.Pointer, ldw int, out *[12]float32)
 
 func mul6x16AVX2Checked(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool) {
 	if kc <= 0 {
-		mul6x16Ref(kc, a, rsA, ksA, b, c, ldc, alpha, acc)
+		refKernels.mul(kc, a, rsA, ksA, b, c, ldc, alpha, acc)
 		return
 	}
-	if rsA < 0 || ksA < 0 || len(a) <= (mr-1)*rsA+(kc-1)*ksA || len(b) < nr*kc || len(c) < (mr-1)*ldc+nr {
+	if rsA < 0 || ksA < 0 || len(a) <= 5*rsA+(kc-1)*ksA || len(b) < 16*kc || len(c) < 5*ldc+16 {
 		panic(fmt.Sprintf("kernels: mul6x16 out of bounds: kc %d, a %d (%d, %d), b %d, c %d (%d)", kc, len(a), rsA, ksA, len(b), len(c), ldc))
 	}
 	mul6x16AVX2(kc, a, rsA, ksA, b, c, ldc, alpha, acc)
@@ -85,19 +100,11 @@ func mul6x16AVX2Checked(kc int, a []float32, rsA, ksA int, b []float32, c []floa
 func packTAVX2(dst []float32, w Matrix, j0, k0, kc int) {
 	kc8 := kc &^ 7
 	if kc8 > 0 {
-		off, end := j0*w.Cols+k0, (j0+nr-1)*w.Cols+k0+kc8
-		dst := dst[:nr*kc8]
-		switch w.DType {
-		case dtype.F32:
-			packT16F32AVX2(dst, w.f32[off:end], w.Cols, kc8)
-		case dtype.BF16:
-			packT16BF16AVX2(dst, w.u16[off:end], w.Cols, kc8)
-		case dtype.F16:
-			packT16F16AVX2(dst, w.u16[off:end], w.Cols, kc8)
-		}
+		kind, src := elem(w, j0*w.Cols+k0, (j0+15)*w.Cols+k0+kc8)
+		packT16AVX2(kind, dst[:16*kc8], src, w.Cols, kc8)
 	}
 	if kc8 < kc {
-		packTRef(dst[nr*kc8:], w, j0, nr, k0+kc8, kc-kc8)
+		packTRef(dst[16*kc8:], 16, w, j0, 16, k0+kc8, kc-kc8)
 	}
 }
 
@@ -105,41 +112,18 @@ func packNAVX2(dst []float32, w Matrix, l0, kc, j0 int) {
 	if kc <= 0 {
 		return
 	}
-	off, end := l0*w.Cols+j0, (l0+kc-1)*w.Cols+j0+nr
-	dst = dst[:nr*kc]
-	switch w.DType {
-	case dtype.F32:
-		packN16F32AVX2(dst, w.f32[off:end], w.Cols, kc)
-	case dtype.BF16:
-		packN16BF16AVX2(dst, w.u16[off:end], w.Cols, kc)
-	case dtype.F16:
-		packN16F16AVX2(dst, w.u16[off:end], w.Cols, kc)
-	}
+	kind, src := elem(w, l0*w.Cols+j0, (l0+kc-1)*w.Cols+j0+16)
+	packN16AVX2(kind, dst[:16*kc], src, w.Cols, kc)
 }
 
-// dot3x4F32AVX2 and the like write out[4i + j] = sum over l < k8 (a multiple
-// of 8) of xi[l]·widen(w[j·ldw + l]), i < 3, j < 4.
-//
-//go:noescape
-func dot3x4F32AVX2(k8 int, x0, x1, x2 []float32, w []float32, ldw int, out *[12]float32)
-
-//go:noescape
-func dot3x4BF16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
-
-//go:noescape
-func dot3x4F16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
-
-func dot3x4AVX2(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
+func dot3x4AVX2Checked(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
 	k8 := k &^ 7
 	x0, x1, x2 = x0[:k], x1[:k], x2[:k]
-	off, end := j0*w.Cols, (j0+3)*w.Cols+k8
-	switch w.DType {
-	case dtype.F32:
-		dot3x4F32AVX2(k8, x0, x1, x2, w.f32[off:end], w.Cols, out)
-	case dtype.BF16:
-		dot3x4BF16AVX2(k8, x0, x1, x2, w.u16[off:end], w.Cols, out)
-	case dtype.F16:
-		dot3x4F16AVX2(k8, x0, x1, x2, w.u16[off:end], w.Cols, out)
+	if k8 > 0 {
+		kind, src := elem(w, j0*w.Cols, (j0+3)*w.Cols+k8)
+		dot3x4AVX2(kind, k8, x0, x1, x2, src, w.Cols, out)
+	} else {
+		*out = [12]float32{}
 	}
 	if k8 < k {
 		var tail [12]float32

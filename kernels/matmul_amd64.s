@@ -6,6 +6,28 @@
 // what its Go twin in matmul_ref.go does; the Go wrappers in matmul_amd64.go
 // check the bounds.
 
+// ZERO12 clears the twelve accumulators Y0..Y11.
+#define ZERO12 \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7; \
+	VXORPS Y8, Y8, Y8; \
+	VXORPS Y9, Y9, Y9; \
+	VXORPS Y10, Y10, Y10; \
+	VXORPS Y11, Y11, Y11
+
+// PREFETCHROW fetches the 16 floats at R8 (two lines when unaligned) and
+// moves R8 on by R9, to the next row of C.
+#define PREFETCHROW \
+	PREFETCHT0 (R8); \
+	PREFETCHT0 60(R8); \
+	ADDQ       R9, R8
+
 // One step of the reduction for the 6×16 tile: two vectors of the B panel,
 // six broadcasts of A (rows at AX, AX+BX, AX+2BX, DX, DX+BX, DX+2BX), twelve
 // FMAs into Y0..Y11.
@@ -66,36 +88,14 @@ TEXT ·mul6x16AVX2(SB), NOSPLIT, $0-109
 	MOVQ       c_base+72(FP), R8
 	MOVQ       ldc+96(FP), R9
 	SHLQ       $2, R9
-	PREFETCHT0 (R8)
-	PREFETCHT0 60(R8)
-	ADDQ       R9, R8
-	PREFETCHT0 (R8)
-	PREFETCHT0 60(R8)
-	ADDQ       R9, R8
-	PREFETCHT0 (R8)
-	PREFETCHT0 60(R8)
-	ADDQ       R9, R8
-	PREFETCHT0 (R8)
-	PREFETCHT0 60(R8)
-	ADDQ       R9, R8
-	PREFETCHT0 (R8)
-	PREFETCHT0 60(R8)
-	ADDQ       R9, R8
-	PREFETCHT0 (R8)
-	PREFETCHT0 60(R8)
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
 
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
+	ZERO12
 
 	MOVQ CX, R10
 	SHRQ $2, R10
@@ -202,9 +202,10 @@ accumulate:
 	LD((R10)(R9*1), Y7); \
 	LEAQ (R10)(R8*4), R10
 
-// PACKT is the body of packT16* once DI = dst, SI = src, R8 = ld and CX =
-// kc8 are loaded; size is the element size in bytes.
-#define PACKT(LD, size) \
+// PACKT is packT16AVX2 for one element type once DI = dst, SI = src, R8 =
+// ld and CX = kc8 are loaded; size is the element size in bytes; loop and
+// done name its labels.
+#define PACKT(LD, size, loop, done) \
 	SHLQ $(size/2), R8; \
 	LEAQ (R8)(R8*2), R9; \
 	SHRQ $3, CX; \
@@ -223,33 +224,34 @@ done: \
 	VZEROUPPER; \
 	RET
 
-// func packT16F32AVX2(dst []float32, src []float32, ld, kc8 int)
-TEXT ·packT16F32AVX2(SB), NOSPLIT, $0-64
-	MOVQ dst_base+0(FP), DI
-	MOVQ src_base+24(FP), SI
-	MOVQ ld+48(FP), R8
-	MOVQ kc8+56(FP), CX
-	PACKT(LDF32, 4)
+// The element kinds of the weights (elemF32… in matmul_amd64.go) select the
+// load that widens them: BYKIND runs BODY for the kind in R11.
+#define ELEMBF16 1
+#define ELEMF16 2
 
-// func packT16BF16AVX2(dst []float32, src []uint16, ld, kc8 int)
-TEXT ·packT16BF16AVX2(SB), NOSPLIT, $0-64
-	MOVQ dst_base+0(FP), DI
-	MOVQ src_base+24(FP), SI
-	MOVQ ld+48(FP), R8
-	MOVQ kc8+56(FP), CX
-	PACKT(LDBF16, 2)
+#define BYKIND(BODY) \
+	CMPQ R11, $ELEMBF16; \
+	JEQ  bf16; \
+	CMPQ R11, $ELEMF16; \
+	JEQ  f16; \
+	BODY(LDF32, 4, loopf32, endf32); \
+bf16: \
+	BODY(LDBF16, 2, loopbf16, endbf16); \
+f16: \
+	BODY(LDF16, 2, loopf16, endf16)
 
-// func packT16F16AVX2(dst []float32, src []uint16, ld, kc8 int)
-TEXT ·packT16F16AVX2(SB), NOSPLIT, $0-64
-	MOVQ dst_base+0(FP), DI
-	MOVQ src_base+24(FP), SI
-	MOVQ ld+48(FP), R8
-	MOVQ kc8+56(FP), CX
-	PACKT(LDF16, 2)
+// func packT16AVX2(kind int, dst []float32, src unsafe.Pointer, ld, kc8 int)
+TEXT ·packT16AVX2(SB), NOSPLIT, $0-56
+	MOVQ kind+0(FP), R11
+	MOVQ dst_base+8(FP), DI
+	MOVQ src+32(FP), SI
+	MOVQ ld+40(FP), R8
+	MOVQ kc8+48(FP), CX
+	BYKIND(PACKT)
 
-// PACKN is the body of packN16*: sixteen consecutive values of each of kc
-// rows, widened, one after another; registers as for PACKT.
-#define PACKN(LD, size) \
+// PACKN is packN16AVX2 for one element type: sixteen consecutive values of
+// each of kc rows, widened, one after another; registers as for PACKT.
+#define PACKN(LD, size, loop, done) \
 	SHLQ $(size/2), R8; \
 	TESTQ CX, CX; \
 	JZ   done; \
@@ -266,29 +268,14 @@ done: \
 	VZEROUPPER; \
 	RET
 
-// func packN16F32AVX2(dst []float32, src []float32, ld, kc int)
-TEXT ·packN16F32AVX2(SB), NOSPLIT, $0-64
-	MOVQ dst_base+0(FP), DI
-	MOVQ src_base+24(FP), SI
-	MOVQ ld+48(FP), R8
-	MOVQ kc+56(FP), CX
-	PACKN(LDF32, 4)
-
-// func packN16BF16AVX2(dst []float32, src []uint16, ld, kc int)
-TEXT ·packN16BF16AVX2(SB), NOSPLIT, $0-64
-	MOVQ dst_base+0(FP), DI
-	MOVQ src_base+24(FP), SI
-	MOVQ ld+48(FP), R8
-	MOVQ kc+56(FP), CX
-	PACKN(LDBF16, 2)
-
-// func packN16F16AVX2(dst []float32, src []uint16, ld, kc int)
-TEXT ·packN16F16AVX2(SB), NOSPLIT, $0-64
-	MOVQ dst_base+0(FP), DI
-	MOVQ src_base+24(FP), SI
-	MOVQ ld+48(FP), R8
-	MOVQ kc+56(FP), CX
-	PACKN(LDF16, 2)
+// func packN16AVX2(kind int, dst []float32, src unsafe.Pointer, ld, kc int)
+TEXT ·packN16AVX2(SB), NOSPLIT, $0-56
+	MOVQ kind+0(FP), R11
+	MOVQ dst_base+8(FP), DI
+	MOVQ src+32(FP), SI
+	MOVQ ld+40(FP), R8
+	MOVQ kc+48(FP), CX
+	BYKIND(PACKN)
 
 // DOTSTEP is one step of eight values of the 3×4 dot-product tile: the
 // three rows of x at AX, BX, CX; four rows of W at DI, DI+R8, DI+2R8, DI+R9,
@@ -328,22 +315,12 @@ TEXT ·packN16F16AVX2(SB), NOSPLIT, $0-64
 	VADDPS       X15, ax, ax; \
 	VMOVUPS      ax, off(R10)
 
-// DOT3x4 is the body of dot3x4*: registers loaded, SI the count of steps.
-#define DOT3x4(LD, size) \
+// DOT3x4 is dot3x4AVX2 for one element type: registers loaded, SI the count
+// of steps; loop and sums name its labels.
+#define DOT3x4(LD, size, loop, sums) \
 	SHLQ   $(size/2), R8; \
 	LEAQ   (R8)(R8*2), R9; \
-	VXORPS Y0, Y0, Y0; \
-	VXORPS Y1, Y1, Y1; \
-	VXORPS Y2, Y2, Y2; \
-	VXORPS Y3, Y3, Y3; \
-	VXORPS Y4, Y4, Y4; \
-	VXORPS Y5, Y5, Y5; \
-	VXORPS Y6, Y6, Y6; \
-	VXORPS Y7, Y7, Y7; \
-	VXORPS Y8, Y8, Y8; \
-	VXORPS Y9, Y9, Y9; \
-	VXORPS Y10, Y10, Y10; \
-	VXORPS Y11, Y11, Y11; \
+	ZERO12; \
 	SHRQ   $3, SI; \
 	JZ     sums; \
 loop: \
@@ -357,35 +334,14 @@ sums: \
 	VZEROUPPER; \
 	RET
 
-// func dot3x4F32AVX2(k8 int, x0, x1, x2 []float32, w []float32, ldw int, out *[12]float32)
-TEXT ·dot3x4F32AVX2(SB), NOSPLIT, $0-120
-	MOVQ k8+0(FP), SI
-	MOVQ x0_base+8(FP), AX
-	MOVQ x1_base+32(FP), BX
-	MOVQ x2_base+56(FP), CX
-	MOVQ w_base+80(FP), DI
-	MOVQ ldw+104(FP), R8
-	MOVQ out+112(FP), R10
-	DOT3x4(LDF32, 4)
-
-// func dot3x4BF16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
-TEXT ·dot3x4BF16AVX2(SB), NOSPLIT, $0-120
-	MOVQ k8+0(FP), SI
-	MOVQ x0_base+8(FP), AX
-	MOVQ x1_base+32(FP), BX
-	MOVQ x2_base+56(FP), CX
-	MOVQ w_base+80(FP), DI
-	MOVQ ldw+104(FP), R8
-	MOVQ out+112(FP), R10
-	DOT3x4(LDBF16, 2)
-
-// func dot3x4F16AVX2(k8 int, x0, x1, x2 []float32, w []uint16, ldw int, out *[12]float32)
-TEXT ·dot3x4F16AVX2(SB), NOSPLIT, $0-120
-	MOVQ k8+0(FP), SI
-	MOVQ x0_base+8(FP), AX
-	MOVQ x1_base+32(FP), BX
-	MOVQ x2_base+56(FP), CX
-	MOVQ w_base+80(FP), DI
-	MOVQ ldw+104(FP), R8
-	MOVQ out+112(FP), R10
-	DOT3x4(LDF16, 2)
+// func dot3x4AVX2(kind, k8 int, x0, x1, x2 []float32, w unsafe.Pointer, ldw int, out *[12]float32)
+TEXT ·dot3x4AVX2(SB), NOSPLIT, $0-112
+	MOVQ kind+0(FP), R11
+	MOVQ k8+8(FP), SI
+	MOVQ x0_base+16(FP), AX
+	MOVQ x1_base+40(FP), BX
+	MOVQ x2_base+64(FP), CX
+	MOVQ w+88(FP), DI
+	MOVQ ldw+96(FP), R8
+	MOVQ out+104(FP), R10
+	BYKIND(DOT3x4)

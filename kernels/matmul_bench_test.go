@@ -78,7 +78,9 @@ func (p *peer) close() {
 // shapes, f32 and bf16 weights, 1 and 2 threads, and beside each the same
 // product in PyTorch 1.13 (Debian's python3-torch) in f32 and bf16. Metrics:
 // tune's GFLOP/s, PyTorch's best-of-runs GFLOP/s in each dtype, and
-// tune/torch against the faster of the two. TUNE_BENCH_PEER=0 leaves PyTorch
+// tune/torch against the faster of the two; and tune's flops per CPU second
+// of the process (all threads), which a shared machine disturbs less than
+// the wall clock. TUNE_BENCH_PEER=0 leaves PyTorch
 // out; TUNE_BENCH_SHAPES=smol (or qwen, or a shape like 576x576) narrows the
 // shapes.
 func BenchmarkProducts(b *testing.B) {
@@ -106,6 +108,7 @@ func BenchmarkProducts(b *testing.B) {
 				for _, dt := range []dtype.DType{dtype.F32, dtype.BF16} {
 					b.Run(fmt.Sprintf("%s/%s/%s/t%d", name, prod, dt, threads), func(b *testing.B) {
 						w := weights[dt]
+						cpu0 := processCPU()
 						for b.Loop() {
 							if prod == "fwd" {
 								Linear(p, out, x, m, w, nil)
@@ -113,8 +116,12 @@ func BenchmarkProducts(b *testing.B) {
 								LinearDX(p, out, dy, m, w, false)
 							}
 						}
-						gflops := 2 * float64(m*s.n*s.k) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+						flop := 2 * float64(m*s.n*s.k) * float64(b.N)
+						gflops := flop / b.Elapsed().Seconds() / 1e9
 						b.ReportMetric(gflops, "GFLOP/s")
+						if cpu := processCPU() - cpu0; cpu > 0 {
+							b.ReportMetric(flop/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+						}
 						if pt == nil {
 							return
 						}
@@ -124,10 +131,37 @@ func BenchmarkProducts(b *testing.B) {
 						b.ReportMetric(torch.F32, "torch_f32_GFLOP/s")
 						b.ReportMetric(torch.BF16, "torch_bf16_GFLOP/s")
 						b.ReportMetric(gflops/max(torch.F32, torch.BF16), "tune/torch")
+						b.ReportMetric(float64(torch.N), "torch_W_rows") // fewer than N: see gemm_peer.py
 					})
 				}
 				p.Close()
 			}
+		}
+	}
+}
+
+// BenchmarkLinearFewRows times Linear on the few rows of decoding (the dot
+// path, W read in place) with bf16 weights on 2 threads: SmolLM2-135M's
+// q_proj, down_proj and lm_head. weight_GB/s is the rate W is read at, which
+// bounds decoding once W is out of cache.
+func BenchmarkLinearFewRows(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	p := NewPool(2)
+	defer p.Close()
+	for _, s := range trainingShapes[:5:5] {
+		if s.n != 576 && s.n != 49152 {
+			continue
+		}
+		w := bf16Matrix(s.n, s.k, randF32(r, s.n*s.k, 1))
+		for _, m := range []int{1, 4, 8} {
+			x, y := randF32(r, m*s.k, 1), make([]float32, m*s.n)
+			b.Run(fmt.Sprintf("%dx%d/m%d", s.n, s.k, m), func(b *testing.B) {
+				for b.Loop() {
+					Linear(p, y, x, m, w, nil)
+				}
+				b.ReportMetric(2*float64(m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(float64(s.n*s.k*2)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weight_GB/s")
+			})
 		}
 	}
 }

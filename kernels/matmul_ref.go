@@ -6,34 +6,29 @@ import "github.com/tune-dev/tune/internal/dtype"
 // assembly variant must equal (bit for bit for the packers, within float
 // rounding for the micro-kernel, whose assembly fuses multiply and add).
 
-// mul6x16Ref is kernelSet.mul6x16 as loops.
-func mul6x16Ref(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool) {
-	var t [mr][nr]float32
-	for l := range kc {
-		bl := b[nr*l : nr*l+nr]
+// microRef returns kernelSet.mul as loops for an mr×nr tile.
+func microRef(mr, nr int) func(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool) {
+	return func(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool) {
 		for i := range mr {
-			ai := a[i*rsA+l*ksA]
-			ti := &t[i]
-			for j, bv := range bl {
-				ti[j] += ai * bv
+			ci := c[i*ldc : i*ldc+nr]
+			for j := range ci {
+				var s float32
+				for l := range kc {
+					s += a[i*rsA+l*ksA] * b[nr*l+j]
+				}
+				s *= alpha
+				if acc {
+					s += ci[j]
+				}
+				ci[j] = s
 			}
-		}
-	}
-	for i := range mr {
-		ci := c[i*ldc : i*ldc+nr]
-		for j, v := range t[i] {
-			v *= alpha
-			if acc {
-				v += ci[j]
-			}
-			ci[j] = v
 		}
 	}
 }
 
-// packTRef writes dst[16·l + j] = W(j0+j, k0+l) for l < kc, j < rows, and
-// zeros for rows <= j < 16: kernelSet.packT, and the tail of a partial panel.
-func packTRef(dst []float32, w Matrix, j0, rows, k0, kc int) {
+// packTRef writes dst[nr·l + j] = W(j0+j, k0+l) for l < kc, j < rows, and
+// zeros for rows <= j < nr: kernelSet.packT, and the tail of a partial panel.
+func packTRef(dst []float32, nr int, w Matrix, j0, rows, k0, kc int) {
 	dst = dst[:nr*kc]
 	for j := range nr {
 		if j >= rows {
@@ -60,9 +55,9 @@ func packTRef(dst []float32, w Matrix, j0, rows, k0, kc int) {
 	}
 }
 
-// packNRef writes dst[16·l + j] = W(l0+l, j0+j) for l < kc, j < cols, and
-// zeros for cols <= j < 16: kernelSet.packN, and a partial panel.
-func packNRef(dst []float32, w Matrix, l0, kc, j0, cols int) {
+// packNRef writes dst[nr·l + j] = W(l0+l, j0+j) for l < kc, j < cols, and
+// zeros for cols <= j < nr: kernelSet.packN, and a partial panel.
+func packNRef(dst []float32, nr int, w Matrix, l0, kc, j0, cols int) {
 	for l := range kc {
 		row := dst[nr*l : nr*l+nr]
 		w.Range((l0+l)*w.Cols+j0, row[:cols])

@@ -44,14 +44,18 @@ func checkClose(t *testing.T, what string, got []float32, want, mag []float64) {
 	}
 }
 
-// f16Matrix rounds v to IEEE half precision.
-func f16Matrix(rows, cols int, v []float32) Matrix {
+// halfMatrix rounds v to dt, bf16 or f16, as a checkpoint would store it.
+func halfMatrix(dt dtype.DType, rows, cols int, v []float32) Matrix {
+	round := dtype.F32ToBF16
+	if dt == dtype.F16 {
+		round = dtype.F32ToF16
+	}
 	b := make([]byte, 2*len(v))
 	for i, f := range v {
-		u := dtype.F32ToF16(f)
+		u := round(f)
 		b[2*i], b[2*i+1] = byte(u), byte(u>>8)
 	}
-	m, err := NewMatrix(dtype.F16, rows, cols, b)
+	m, err := NewMatrix(dt, rows, cols, b)
 	if err != nil {
 		panic(err)
 	}
@@ -62,14 +66,9 @@ func f16Matrix(rows, cols int, v []float32) Matrix {
 // viewed at an odd offset in memory so no row is aligned.
 func weight(r *rand.Rand, dt dtype.DType, rows, cols int) (Matrix, []float32) {
 	v := randF32(r, rows*cols+1, 1)[1:]
-	var w Matrix
-	switch dt {
-	case dtype.F32:
-		w = MatrixF32(rows, cols, v)
-	case dtype.BF16:
-		w = bf16Matrix(rows, cols, v)
-	case dtype.F16:
-		w = f16Matrix(rows, cols, v)
+	w := MatrixF32(rows, cols, v)
+	if dt != dtype.F32 {
+		w = halfMatrix(dt, rows, cols, v)
 	}
 	return w, w.Float32()
 }
@@ -215,7 +214,7 @@ func TestProductsEmpty(t *testing.T) {
 	}
 }
 
-// TestMicroKernelVariants holds each variant's 6×16 kernel to the reference
+// TestMicroKernelVariants holds each variant's micro-kernel to the reference
 // loops on both layouts of A (rows apart, as x and dy; and columns apart, as
 // dyᵀ), odd reduction lengths, alpha and accumulation.
 func TestMicroKernelVariants(t *testing.T) {
@@ -224,14 +223,14 @@ func TestMicroKernelVariants(t *testing.T) {
 		for _, kc := range []int{0, 1, 3, 4, 5, 8, 33, 300} {
 			for _, layout := range [][2]int{{kc + 1, 1}, {1, 7}} {
 				for _, acc := range []bool{false, true} {
-					rsA, ksA := layout[0], layout[1]
+					rsA, ksA, mr, nr := layout[0], layout[1], ks.mr, ks.nr
 					a := randF32(r, (mr-1)*rsA+max(kc-1, 0)*ksA+1, 1)
 					b := randF32(r, nr*kc, 1)
-					const ldc = 21
+					ldc := nr + 5
 					c0 := randF32(r, (mr-1)*ldc+nr, 1)
 					want, got := append([]float32(nil), c0...), append([]float32(nil), c0...)
-					mul6x16Ref(kc, a, rsA, ksA, b, want, ldc, 0.75, acc)
-					ks.mul6x16(kc, a, rsA, ksA, b, got, ldc, 0.75, acc)
+					microRef(mr, nr)(kc, a, rsA, ksA, b, want, ldc, 0.75, acc)
+					ks.mul(kc, a, rsA, ksA, b, got, ldc, 0.75, acc)
 					for i := range want {
 						tol := 1e-5 * float32(kc+1)
 						if d := got[i] - want[i]; d > tol || d < -tol {
@@ -271,7 +270,7 @@ func TestDotVariants(t *testing.T) {
 // pattern a bf16 or f16 weight may hold.
 func TestPackersVariants(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
-	const rows, cols = 40, 77
+	const rows, cols = 70, 77
 	raw := make([]byte, 4*rows*cols+1)
 	for i := range raw {
 		raw[i] = byte(r.Uint32())
@@ -285,9 +284,10 @@ func TestPackersVariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			nr := ks.nr
 			for _, kc := range []int{1, 7, 8, 16, 29, cols - 3} {
 				want, got := make([]float32, nr*kc), make([]float32, nr*kc)
-				packTRef(want, w, 11, nr, 3, kc)
+				packTRef(want, nr, w, 11, nr, 3, kc)
 				ks.packT(got, w, 11, 3, kc)
 				for i := range want {
 					if !same(got[i], want[i]) {
@@ -297,8 +297,8 @@ func TestPackersVariants(t *testing.T) {
 				if kc > rows-5 {
 					continue
 				}
-				packNRef(want, w, 5, kc, 61, nr)
-				ks.packN(got, w, 5, kc, 61)
+				packNRef(want, nr, w, 5, kc, cols-nr, nr)
+				ks.packN(got, w, 5, kc, cols-nr)
 				for i := range want {
 					if !same(got[i], want[i]) {
 						t.Fatalf("%s packN %s kc %d: [%d] = %#x, reference %#x", ks.name, dt, kc, i, math.Float32bits(got[i]), math.Float32bits(want[i]))

@@ -13,17 +13,20 @@ import (
 type kernelSet struct {
 	name string
 
-	// mul6x16 sets C (6×16, rows ldc apart) to alpha·A·B, plus C when acc.
-	// A(i, l) is a[i·rsA + l·ksA] for i < 6, l < kc; B is a packed panel,
-	// B(l, j) = b[16·l + j].
-	mul6x16 func(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool)
+	// mr×nr is the tile of C the micro-kernel holds in registers.
+	mr, nr int
 
-	// packT writes dst[16·l + j] = W(j0+j, k0+l) for j < 16, l < kc: a panel
-	// of 16 whole rows of w, transposed and widened to float32.
+	// mul sets C (mr×nr, rows ldc apart) to alpha·A·B, plus C when acc.
+	// A(i, l) is a[i·rsA + l·ksA] for i < mr, l < kc; B is a packed panel,
+	// B(l, j) = b[nr·l + j].
+	mul func(kc int, a []float32, rsA, ksA int, b []float32, c []float32, ldc int, alpha float32, acc bool)
+
+	// packT writes dst[nr·l + j] = W(j0+j, k0+l) for j < nr, l < kc: a panel
+	// of nr whole rows of w, transposed and widened to float32.
 	packT func(dst []float32, w Matrix, j0, k0, kc int)
 
-	// packN writes dst[16·l + j] = W(l0+l, j0+j) for j < 16, l < kc: a panel
-	// of 16 whole columns of w, widened to float32.
+	// packN writes dst[nr·l + j] = W(l0+l, j0+j) for j < nr, l < kc: a panel
+	// of nr whole columns of w, widened to float32.
 	packN func(dst []float32, w Matrix, l0, kc, j0 int)
 
 	// dot3x4 writes out[4i + j] = sum over l < k of xi[l]·W(j0+j, l) for
@@ -76,11 +79,13 @@ func chooseVariant(env string) (*kernelSet, error) {
 
 // refKernels is the portable variant, the one the others are tested against.
 var refKernels = &kernelSet{
-	name:    "ref",
-	flash:   flashRef,
-	mul6x16: mul6x16Ref,
-	packT:   func(dst []float32, w Matrix, j0, k0, kc int) { packTRef(dst, w, j0, 16, k0, kc) },
-	packN:   func(dst []float32, w Matrix, l0, kc, j0 int) { packNRef(dst, w, l0, kc, j0, 16) },
+	name:  "ref",
+	flash: flashRef,
+	mr:    6,
+	nr:    16,
+	mul:   microRef(6, 16),
+	packT: func(dst []float32, w Matrix, j0, k0, kc int) { packTRef(dst, 16, w, j0, 16, k0, kc) },
+	packN: func(dst []float32, w Matrix, l0, kc, j0 int) { packNRef(dst, 16, w, l0, kc, j0, 16) },
 	dot3x4: func(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
 		dot3x4Ref(x0, x1, x2, w, j0, 0, k, out)
 	},
