@@ -37,10 +37,10 @@ vet:
 # Short fuzz runs of every parser of untrusted files.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseSafetensorsHeader$$' -fuzztime $(FUZZTIME) ./checkpoints
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenSafetensors$$' -fuzztime $(FUZZTIME) ./checkpoints
-	$(GO) test -run '^$$' -fuzz '^FuzzReadGGUF$$' -fuzztime $(FUZZTIME) ./checkpoints
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodePEFTConfig$$' -fuzztime $(FUZZTIME) ./checkpoints
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME) ./checkpoints/safetensors
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./checkpoints/safetensors
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./internal/ggufread
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeConfig$$' -fuzztime $(FUZZTIME) ./checkpoints/peft
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./configs
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./tokenizer
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./tokenizer

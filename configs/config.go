@@ -1,25 +1,3 @@
-// Package configs is the run configuration of `tune run CONFIG [key.path=value ...]`:
-// its schema, its defaults, loading (viper: YAML file, TUNE_ environment variables,
-// torchtune-style command-line overrides) and validation with field paths. The
-// ready-made YAML configs users copy live next to this file.
-//
-// Precedence, lowest to highest: defaults, the YAML file, environment variables
-// (TUNE_ + the upper-cased path with dots as underscores, e.g. TUNE_TRAIN_LR), and
-// the overrides in the order given (the last one wins).
-//
-// Values: the YAML file is typed strictly (lora.r: "8" is an error, not 8); a null
-// value means "use the default". Every value given is checked, even one that a later
-// source overrides. Override and environment values are parsed as YAML
-// (lora.target_modules=[q_proj,k_proj], train.lr=1e-4, lora.use_rslora=true), except
-// that a string field takes the text verbatim unless it starts with a quote
-// (output.dir=runs/2024 is the string "runs/2024"). An empty value clears a string or
-// a list. A list of names or integers may also be written as one comma-separated
-// string (lora.target_modules=q_proj,v_proj).
-//
-// Paths: relative values of model.path, data.train, data.val, data.sources[].path,
-// lora.init_from and output.dir are resolved against the current working directory,
-// as torchtune does, not against the config file's directory; values starting with
-// "builtin:" are kept as they are. Load does not check that the paths exist: the run does, when it starts.
 package configs
 
 import (
@@ -144,6 +122,14 @@ type Train struct {
 	EvalBatches int     `mapstructure:"eval_batches"`  // 0 = the whole validation set
 	LogEvery    int     `mapstructure:"log_every"`
 	Threads     int     `mapstructure:"threads"` // 0 = all cores
+	// ActivationCheckpointing keeps only each layer's input and runs the
+	// layer's forward again in the backward pass: less memory, about a third
+	// more compute (frozen weights need no weight gradient, so the forward
+	// is half of a step's products).
+	ActivationCheckpointing bool `mapstructure:"activation_checkpointing"`
+	// ComputeDType is the precision of the frozen-weight products: auto, bf16
+	// or f32. LoRA A/B, AdamW, norms, softmax and the loss are always f32.
+	ComputeDType string `mapstructure:"compute_dtype"`
 }
 
 // Checkpoint controls step checkpoints.
@@ -185,10 +171,17 @@ type Field struct {
 
 // The builtin sources tune generates itself.
 const (
-	BuiltinModel = "builtin:tiny"
+	BuiltinModel = "builtin:tiny" // the demo's; builtin.Names lists them all
 	BuiltinData  = "builtin:counting"
 	builtinPre   = "builtin:"
 )
+
+// BuiltinModels are the NAMEs of `model.path: builtin:NAME`, the models tune
+// generates itself (model/builtin makes each).
+func BuiltinModels() []string { return []string{"tiny", "smollm2-135m", "qwen2.5-0.5b"} }
+
+// ComputeDTypes are the values train.compute_dtype takes.
+func ComputeDTypes() []string { return []string{"auto", "bf16", "f32"} }
 
 // TargetModules returns the projection names lora.target_modules accepts, besides
 // AllLinear.
@@ -273,6 +266,8 @@ func Fields() []Field {
 		{"train.eval_batches", TypeInt, 0, "batches per evaluation; 0 = the whole validation set"},
 		{"train.log_every", TypeInt, 1, "log metrics every N steps"},
 		{"train.threads", TypeInt, 0, "CPU threads; 0 = all cores"},
+		{"train.activation_checkpointing", TypeBool, false, "keep only each layer's input and recompute the rest in the backward pass: less memory, about a third more compute"},
+		{"train.compute_dtype", TypeString, "auto", "precision of the frozen-weight products: auto (bf16 where the weights are bf16 and the CPU has bf16 dot products), bf16 or f32"},
 
 		{"checkpoint.every", TypeInt, 100, "resumable checkpoint every N steps; 0 = only the final adapter"},
 		{"checkpoint.keep_last", TypeInt, 3, "step checkpoints kept (older ones are deleted)"},
@@ -280,17 +275,6 @@ func Fields() []Field {
 		{"output.dir", TypeString, "", "run directory; empty = runs/<config file base name>"},
 		{"output.merged", TypeBool, false, "also write the merged model"},
 	}
-}
-
-// Defaults returns the defaults as nested maps ({"lora": {"r": 8, ...}, ...}), for
-// documentation and `tune validate --show`. output.dir is "" there: Load replaces it
-// with runs/<config file base name>. The result is a fresh copy.
-func Defaults() map[string]any {
-	m := map[string]any{}
-	for _, f := range Fields() {
-		setNested(m, f.Path, f.Default)
-	}
-	return m
 }
 
 // DefaultOutputDir is output.dir when the config leaves it empty:

@@ -50,7 +50,7 @@ func TestValidationMessages(t *testing.T) {
 		{"model.path empty in file", []byte("model:\n  path: \"\"\ndata:\n  train: t.jsonl\n"), nil, nil,
 			[]string{f + ":2: model.path: required: the Hugging Face model directory"}},
 		{"model.path unknown builtin", []byte("model:\n  path: builtin:huge\ndata:\n  train: t.jsonl\n"), nil, nil,
-			[]string{f + `:2: model.path: unknown builtin model "builtin:huge"; the only one is builtin:tiny`}},
+			[]string{f + `:2: model.path: unknown builtin model "builtin:huge"; tune has builtin:tiny, builtin:smollm2-135m, builtin:qwen2.5-0.5b`}},
 		{"data.train missing", []byte("model:\n  path: m\n"), nil, nil,
 			[]string{f + ": data.train: required: the training data file, or builtin:counting; or data.sources"}},
 		{"r zero", doc("lora:", "  r: 0"), nil, nil, []string{f + ":6: lora.r: must be > 0, got 0"}},
@@ -209,7 +209,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Data: Data{Train: filepath.Join(wd, "t.jsonl"), Format: "pretokenized", SeqLen: 512, Packing: true, Shuffle: true,
 			BuiltinExamples: 256, PromptTemplate: "auto", Truncation: "right"},
 		Train: Train{Seed: 42, Epochs: 1, BatchSize: 4, GradAccum: 1, LR: 2e-4, Schedule: "cosine",
-			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1.0, LogEvery: 1},
+			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1.0, LogEvery: 1, ComputeDType: "auto"},
 		Checkpoint: Checkpoint{Every: 100, KeepLast: 3},
 		Output:     Output{Dir: filepath.Join(wd, "runs", "mine")},
 		Path:       "configs/mine.yaml",
@@ -232,7 +232,7 @@ func TestDefaultsApplied(t *testing.T) {
 }
 
 func TestDefaultsMap(t *testing.T) {
-	d := Defaults()
+	d := defaults()
 	lora := d["lora"].(map[string]any)
 	if lora["r"] != 8 || lora["alpha"] != 16.0 || !reflect.DeepEqual(lora["target_modules"], []string{"q_proj", "v_proj"}) {
 		t.Errorf("lora defaults %v", lora)
@@ -243,8 +243,8 @@ func TestDefaultsMap(t *testing.T) {
 	}
 	// A fresh copy each time.
 	lora["r"] = 99
-	if Defaults()["lora"].(map[string]any)["r"] != 8 {
-		t.Error("Defaults shares state")
+	if defaults()["lora"].(map[string]any)["r"] != 8 {
+		t.Error("defaults shares state")
 	}
 	if len(d) != 6 {
 		t.Errorf("%d sections", len(d))
@@ -504,4 +504,15 @@ func checkDumpRoundTrip(t *testing.T, c *Config) {
 	if !reflect.DeepEqual(c, c2) {
 		t.Fatalf("round trip differs:\n%+v\n%+v\n%s", *c, *c2, out)
 	}
+}
+
+// defaults returns the defaults as nested maps ({"lora": {"r": 8, ...}, ...}),
+// a fresh copy each call. output.dir is "" there: Load replaces it with
+// runs/<config file base name>.
+func defaults() map[string]any {
+	m := map[string]any{}
+	for _, f := range Fields() {
+		setNested(m, f.Path, f.Default)
+	}
+	return m
 }

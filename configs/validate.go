@@ -18,8 +18,10 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Model.Path == "":
 		v.add("model.path", "required: the Hugging Face model directory")
-	case strings.HasPrefix(c.Model.Path, builtinPre) && c.Model.Path != BuiltinModel:
-		v.add("model.path", "unknown builtin model %s; the only one is %s", quote(c.Model.Path), BuiltinModel)
+	case strings.HasPrefix(c.Model.Path, builtinPre):
+		if !slices.Contains(BuiltinModels(), strings.TrimPrefix(c.Model.Path, builtinPre)) {
+			v.add("model.path", "unknown builtin model %s; tune has builtin:%s", quote(c.Model.Path), strings.Join(BuiltinModels(), ", builtin:"))
+		}
 	}
 
 	// lora
@@ -106,6 +108,7 @@ func (c *Config) Validate() error {
 	v.atLeastOne("train.grad_accum", t.GradAccum)
 	v.positiveFloat("train.lr", t.LR)
 	v.oneOf("train.schedule", t.Schedule, Schedules())
+	v.oneOf("train.compute_dtype", t.ComputeDType, ComputeDTypes())
 	v.nonNegative("train.warmup_steps", t.WarmupSteps)
 	v.unitInterval("train.warmup_ratio", t.WarmupRatio)
 	if t.WarmupSteps > 0 && t.WarmupRatio > 0 {

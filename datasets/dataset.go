@@ -13,7 +13,6 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
@@ -70,43 +69,6 @@ type Spec struct {
 	BuiltinExamples int
 	// Workers encode records in parallel in the counting pass (0: GOMAXPROCS).
 	Workers int
-}
-
-// SpecFrom reads the data section of a config (tokenizer and vocabulary
-// aside, which the caller sets).
-func SpecFrom(cfg *configs.Config) Spec {
-	d := cfg.Data
-	s := Spec{
-		ValRatio:        d.ValRatio,
-		MaxLen:          d.MaxLen,
-		Truncation:      d.Truncation,
-		TrainOnInputs:   d.TrainOnInputs,
-		PromptTemplate:  d.PromptTemplate,
-		SkipBadRecords:  d.SkipBadRecords,
-		Seed:            cfg.Train.Seed,
-		BuiltinExamples: d.BuiltinExamples,
-	}
-	if s.MaxLen <= 0 {
-		s.MaxLen = d.SeqLen
-	}
-	if d.Train != "" {
-		s.Train = []Source{{Path: d.Train, Format: d.Format, Weight: 1, Fields: Fields(d.Fields)}}
-	}
-	for _, src := range d.Sources {
-		f := Fields(src.Fields)
-		if f == nil {
-			f = Fields(d.Fields)
-		}
-		format := src.Format
-		if format == "" {
-			format = d.Format
-		}
-		s.Train = append(s.Train, Source{Path: src.Path, Format: format, Weight: src.Weight, Fields: f})
-	}
-	if d.Val != "" {
-		s.Val = []Source{{Path: d.Val, Format: d.Format, Weight: 1, Fields: Fields(d.Fields)}}
-	}
-	return s
 }
 
 // NeedsTokenizer reports whether some source is not pre-tokenized.
@@ -685,9 +647,8 @@ func (s *Dataset) finish() {
 }
 
 // Examples is the number of distinct examples; Tokens their tokens.
-func (s *Dataset) Examples() int       { return s.examples }
-func (s *Dataset) Tokens() int64       { return s.tokens }
-func (s *Dataset) Fingerprint() string { return s.fingerprint }
+func (s *Dataset) Examples() int { return s.examples }
+func (s *Dataset) Tokens() int64 { return s.tokens }
 
 // gid is the global id of record i of part pi.
 func (s *Dataset) gid(pi int, i uint32) uint32 { return s.d.base[pi] + i }

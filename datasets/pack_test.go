@@ -9,6 +9,7 @@ import (
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // forward runs a batch of one row through the graph: its logits, and the
@@ -57,7 +58,7 @@ func TestPackingIsolation(t *testing.T) {
 	spec := testmodels.Tiny("qwen3")
 	spec.HeadDim, spec.Vocab = 16, tok.VocabSize()
 	mdir := t.TempDir()
-	if err := testmodels.Write(mdir, spec); err != nil {
+	if err := builtin.Write(mdir, spec); err != nil {
 		t.Fatal(err)
 	}
 	m, md, err := model.Open(mdir)

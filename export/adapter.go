@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -27,7 +28,7 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 	if err != nil {
 		return err
 	}
-	if typ == checkpoints.GGMLQ8_0 {
+	if typ == gguf.Q8_0 {
 		return fmt.Errorf("GGUF adapter type %q: expected f32, f16 or bf16 (llama.cpp adds adapters in full precision)", dtype)
 	}
 	cfg, err := readConfig(baseDir)
@@ -46,7 +47,7 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 	if a.Spec.RSLoRA {
 		alpha *= math.Sqrt(float64(a.Spec.R))
 	}
-	kv := []checkpoints.KV{
+	kv := []gguf.KV{
 		{Key: "general.architecture", Value: arch},
 		{Key: "general.type", Value: "adapter"},
 		{Key: "general.name", Value: filepath.Base(filepath.Clean(adapterDir))},
@@ -55,7 +56,7 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 		{Key: "adapter.type", Value: "lora"},
 		{Key: "adapter.lora.alpha", Value: float32(alpha)},
 	}
-	var tensors []checkpoints.GGUFTensor
+	var tensors []gguf.Tensor
 	r := a.Spec.R
 	for _, m := range a.Modules {
 		if allZero(m.A) && allZero(m.B) {
@@ -63,21 +64,21 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 		}
 		base := fmt.Sprintf("blk.%d.%s.weight", m.Layer, ggufModule[m.Name])
 		tensors = append(tensors,
-			checkpoints.GGUFTensor{Name: base + ".lora_a", Dims: []uint64{uint64(m.In), uint64(r)}, Type: typ,
-				Data: func() ([]byte, error) { return checkpoints.EncodeGGML(typ, m.A) }},
-			checkpoints.GGUFTensor{Name: base + ".lora_b", Dims: []uint64{uint64(r), uint64(m.Out)}, Type: typ,
+			gguf.Tensor{Name: base + ".lora_a", Dims: []uint64{uint64(m.In), uint64(r)}, Type: typ,
+				Data: func() ([]byte, error) { return gguf.Encode(typ, m.A) }},
+			gguf.Tensor{Name: base + ".lora_b", Dims: []uint64{uint64(r), uint64(m.Out)}, Type: typ,
 				Data: func() ([]byte, error) {
 					b := m.B
 					if h := qkHeads(cfg, m.Name); h > 0 && permutesQK(arch) {
 						b = permuteRows(b, m.Out, r, h)
 					}
-					return checkpoints.EncodeGGML(typ, b)
+					return gguf.Encode(typ, b)
 				}})
 	}
 	if len(tensors) == 0 {
 		return fmt.Errorf("%s: the adapter has no non-zero LoRA weights to export", adapterDir)
 	}
-	if err := checkpoints.WriteGGUF(outPath, kv, tensors); err != nil {
+	if err := gguf.Write(outPath, kv, tensors); err != nil {
 		return fmt.Errorf("GGUF adapter: %w", err)
 	}
 	return nil
@@ -89,7 +90,7 @@ func allZero(v []float32) bool {
 
 // readConfig parses dir/config.json without opening the weights.
 func readConfig(dir string) (model.Config, error) {
-	path := filepath.Join(dir, checkpoints.ConfigFile)
+	path := filepath.Join(dir, hf.ConfigFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return model.Config{}, fmt.Errorf("base model: %w", err)

@@ -5,23 +5,23 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
 // small is a generated model of an architecture, hidden 64 and 2 layers, with
 // the vocabulary size of a real tokenizer.
-func small(arch string, vocab int) testmodels.Spec {
-	return testmodels.Spec{Arch: arch, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2,
-		Vocab: vocab, RopeTheta: 10000, DType: checkpoints.F32, Seed: 7}
+func small(arch string, vocab int) builtin.Spec {
+	return builtin.Spec{Arch: arch, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2,
+		Vocab: vocab, RopeTheta: 10000, DType: dtype.F32, Seed: 7}
 }
 
 // agreementCases are the architectures and options llama.cpp must run the
 // same as tune, each with the tokenizer its real models use.
 func agreementCases() []struct {
 	name, tok string
-	spec      testmodels.Spec
+	spec      builtin.Spec
 	rslora    bool
 } {
 	llama := small("llama", 32000)
@@ -40,7 +40,7 @@ func agreementCases() []struct {
 	qwen3.HeadDim = 32
 	return []struct {
 		name, tok string
-		spec      testmodels.Spec
+		spec      builtin.Spec
 		rslora    bool
 	}{
 		{"llama", "llama2", llama, false},

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"text/template"
 
-	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/internal/testmodels"
-	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/ggufread"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
@@ -40,7 +42,7 @@ func TestPermuteRows(t *testing.T) {
 
 // TestAdapterRoundTrip: PEFT -> GGUF adapter -> ReadGGUF -> inverse
 // permutation gives A and B back bit for bit in f32, and f16/bf16 adapters
-// hold exactly kernels.F32ToF16/F32ToBF16 of them.
+// hold exactly dtype.F32ToF16/F32ToBF16 of them.
 func TestAdapterRoundTrip(t *testing.T) {
 	for _, c := range []struct {
 		arch   string
@@ -51,7 +53,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 			spec := small(c.arch, 96)
 			spec.Heads = c.heads
 			base := filepath.Join(t.TempDir(), "base")
-			if err := testmodels.Write(base, spec); err != nil {
+			if err := builtin.Write(base, spec); err != nil {
 				t.Fatal(err)
 			}
 			cfg := loadConfig(t, base)
@@ -60,12 +62,12 @@ func TestAdapterRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, dtype := range []string{"f32", "f16", "bf16"} {
-				path := filepath.Join(t.TempDir(), dtype+".gguf")
-				if err := GGUFAdapter(adapterDir, base, path, dtype); err != nil {
+			for _, typName := range []string{"f32", "f16", "bf16"} {
+				path := filepath.Join(t.TempDir(), typName+".gguf")
+				if err := GGUFAdapter(adapterDir, base, path, typName); err != nil {
 					t.Fatal(err)
 				}
-				g, err := checkpoints.ReadGGUF(path)
+				g, err := ggufread.Read(path)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -77,13 +79,13 @@ func TestAdapterRoundTrip(t *testing.T) {
 				}
 				for k, want := range map[string]any{"general.architecture": wantArch, "general.type": "adapter", "adapter.type": "lora", "adapter.lora.alpha": alpha} {
 					if v, ok := g.Lookup(k); !ok || v != want {
-						t.Fatalf("%s: %s = %v, want %v", dtype, k, v, want)
+						t.Fatalf("%s: %s = %v, want %v", typName, k, v, want)
 					}
 				}
 				if len(g.Tensors) != 2*len(a.Modules) {
 					t.Fatalf("%d tensors for %d modules", len(g.Tensors), len(a.Modules))
 				}
-				typ, _ := ParseType(dtype)
+				typ, _ := ParseType(typName)
 				for _, m := range a.Modules {
 					name := "blk." + strconv.Itoa(m.Layer) + "." + ggufModule[m.Name] + ".weight"
 					wantB := m.B
@@ -105,20 +107,20 @@ func TestAdapterRoundTrip(t *testing.T) {
 						gotB = unpermuteRows(gotB, m.Out, 4, h)
 						// the file holds the permuted rows
 						permuted := permuteRows(m.B, m.Out, 4, h)
-						if dtype == "f32" && slices.Equal(permuted, m.B) {
+						if typName == "f32" && slices.Equal(permuted, m.B) {
 							t.Fatalf("%s: permutation is the identity, the test proves nothing", name)
 						}
 						wantB = permuted
 					}
-					switch dtype {
+					switch typName {
 					case "f32":
 						if !slices.Equal(gotA, m.A) || !slices.Equal(gotB, m.B) {
 							t.Fatalf("%s: A/B differ after the round trip", name)
 						}
 					default:
-						conv := kernels.F32ToF16
-						if dtype == "bf16" {
-							conv = kernels.F32ToBF16
+						conv := dtype.F32ToF16
+						if typName == "bf16" {
+							conv = dtype.F32ToBF16
 						}
 						for i, f := range m.A {
 							if h := binary.LittleEndian.Uint16(dataA[2*i:]); h != conv(f) {
@@ -157,7 +159,7 @@ func TestGGUFTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := checkpoints.OpenModelDir(base)
+	md, err := hf.Open(base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +172,7 @@ func TestGGUFTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 		tn, _ := md.Tensor(hf)
-		v, _ := checkpoints.DecodeGGML(checkpoints.GGMLF32, tn.Data)
+		v, _ := gguf.Decode(gguf.F32, tn.Data)
 		if m := a.Module(layer, module); m != nil && strings.HasSuffix(hf, ".weight") {
 			for i, d := range a.Delta(m) {
 				v[i] += d
@@ -190,7 +192,7 @@ func TestGGUFTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 		runs = append(runs, scoreRun{Model: path, IDs: ids})
-		g, err := checkpoints.ReadGGUF(path)
+		g, err := ggufread.Read(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,34 +210,34 @@ func TestGGUFTypes(t *testing.T) {
 			wantType := mt
 			switch {
 			case len(ti.Dims) == 1:
-				wantType = checkpoints.GGMLF32
-			case mt == checkpoints.GGMLQ8_0 && ti.Dims[0]%32 != 0:
-				wantType = checkpoints.GGMLF16
+				wantType = gguf.F32
+			case mt == gguf.Q8_0 && ti.Dims[0]%32 != 0:
+				wantType = gguf.F16
 			}
 			if ti.Type != wantType {
 				t.Errorf("%s: %s is %s, want %s", typ, ti.Name, ti.Type, wantType)
 			}
 			data, _ := g.TensorData(ti.Name)
 			switch ti.Type {
-			case checkpoints.GGMLF32:
+			case gguf.F32:
 				got, _ := g.Float32(ti.Name)
 				if !slices.Equal(got, w) {
 					t.Errorf("%s: %s differs from the merged float32 weights", typ, ti.Name)
 				}
-			case checkpoints.GGMLF16, checkpoints.GGMLBF16:
-				conv := kernels.F32ToF16
-				if ti.Type == checkpoints.GGMLBF16 {
-					conv = kernels.F32ToBF16
+			case gguf.F16, gguf.BF16:
+				conv := dtype.F32ToF16
+				if ti.Type == gguf.BF16 {
+					conv = dtype.F32ToBF16
 				}
 				for i, f := range w {
 					if h := binary.LittleEndian.Uint16(data[2*i:]); h != conv(f) {
 						t.Fatalf("%s: %s[%d] = %#04x, want %#04x", typ, ti.Name, i, h, conv(f))
 					}
 				}
-			case checkpoints.GGMLQ8_0:
+			case gguf.Q8_0:
 				got, _ := g.Float32(ti.Name)
 				for blk := range len(w) / 32 {
-					d16, bound := checkpoints.Q8_0Quantum(w[blk*32 : blk*32+32])
+					d16, bound := ggufread.Q8_0Quantum(w[blk*32 : blk*32+32])
 					for i := blk * 32; i < blk*32+32; i++ {
 						e := math.Abs(float64(got[i] - w[i]))
 						worstQ = max(worstQ, e/d16)
@@ -246,7 +248,7 @@ func TestGGUFTypes(t *testing.T) {
 				}
 			}
 		}
-		if mt == checkpoints.GGMLQ8_0 {
+		if mt == gguf.Q8_0 {
 			t.Logf("q8_0: worst error %.3f quanta", worstQ)
 		}
 	}

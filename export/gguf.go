@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -60,11 +61,11 @@ func GGUF(baseDir, adapterDir, outPath, typ string) error {
 	}
 	kv = append(kv, vkv...)
 
-	var tensors []checkpoints.GGUFTensor
+	var tensors []gguf.Tensor
 	if cfg.RopeScaling.Type == "llama3" {
 		factors := llama3RopeFactors(cfg)
-		tensors = append(tensors, checkpoints.GGUFTensor{Name: "rope_freqs.weight", Dims: []uint64{uint64(len(factors))}, Type: checkpoints.GGMLF32,
-			Data: func() ([]byte, error) { return checkpoints.EncodeGGML(checkpoints.GGMLF32, factors) }})
+		tensors = append(tensors, gguf.Tensor{Name: "rope_freqs.weight", Dims: []uint64{uint64(len(factors))}, Type: gguf.F32,
+			Data: func() ([]byte, error) { return gguf.Encode(gguf.F32, factors) }})
 	}
 	type entry struct {
 		hf, name string
@@ -111,15 +112,15 @@ func GGUF(baseDir, adapterDir, outPath, typ string) error {
 		out := t
 		switch {
 		case len(info.Shape) < 2:
-			out = checkpoints.GGMLF32
-		case t == checkpoints.GGMLQ8_0 && info.Shape[len(info.Shape)-1]%checkpoints.Q8_0BlockSize != 0:
-			out = checkpoints.GGMLF16
+			out = gguf.F32
+		case t == gguf.Q8_0 && info.Shape[len(info.Shape)-1]%gguf.Q8_0BlockSize != 0:
+			out = gguf.F16
 		}
 		hf := e.hf
-		tensors = append(tensors, checkpoints.GGUFTensor{Name: e.name, Dims: ggufDims(info.Shape), Type: out,
+		tensors = append(tensors, gguf.Tensor{Name: e.name, Dims: ggufDims(info.Shape), Type: out,
 			Data: func() ([]byte, error) { return convertTensor(md, hf, out, adapter, mod, heads) }})
 	}
-	if err := checkpoints.WriteGGUF(outPath, kv, tensors); err != nil {
+	if err := gguf.Write(outPath, kv, tensors); err != nil {
 		return fmt.Errorf("GGUF: %w", err)
 	}
 	return nil
@@ -127,7 +128,7 @@ func GGUF(baseDir, adapterDir, outPath, typ string) error {
 
 // convertTensor produces one output tensor: base (+ delta), permuted rows
 // when heads > 0, converted to out.
-func convertTensor(md *checkpoints.ModelDir, name string, out checkpoints.GGMLType, a *lora.Adapter, m *lora.Module, heads int) ([]byte, error) {
+func convertTensor(md *hf.Dir, name string, out gguf.Type, a *lora.Adapter, m *lora.Module, heads int) ([]byte, error) {
 	t, err := md.Tensor(name)
 	if err != nil {
 		return nil, err
@@ -139,7 +140,7 @@ func convertTensor(md *checkpoints.ModelDir, name string, out checkpoints.GGMLTy
 	if st == out && m == nil && heads == 0 {
 		return t.Data, nil // already what the file needs: no copy
 	}
-	v, err := checkpoints.DecodeGGML(st, t.Data)
+	v, err := gguf.Decode(st, t.Data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -162,13 +163,13 @@ func convertTensor(md *checkpoints.ModelDir, name string, out checkpoints.GGMLTy
 		}
 		v = permuteRows(v, rows, len(v)/rows, heads)
 	}
-	return checkpoints.EncodeGGML(out, v)
+	return gguf.Encode(out, v)
 }
 
 // modelKV is the general.* and <arch>.* metadata llama.cpp's loader reads.
-func modelKV(cfg model.Config, arch string, t checkpoints.GGMLType, name string) ([]checkpoints.KV, error) {
+func modelKV(cfg model.Config, arch string, t gguf.Type, name string) ([]gguf.KV, error) {
 	u32 := func(n int) uint32 { return uint32(n) }
-	kv := []checkpoints.KV{
+	kv := []gguf.KV{
 		{Key: "general.architecture", Value: arch},
 		{Key: "general.type", Value: "model"},
 		{Key: "general.name", Value: name},
@@ -188,15 +189,15 @@ func modelKV(cfg model.Config, arch string, t checkpoints.GGMLType, name string)
 	if cfg.HeadDim*cfg.Heads != cfg.Hidden {
 		// llama.cpp assumes hidden/heads unless told.
 		kv = append(kv,
-			checkpoints.KV{Key: arch + ".attention.key_length", Value: u32(cfg.HeadDim)},
-			checkpoints.KV{Key: arch + ".attention.value_length", Value: u32(cfg.HeadDim)})
+			gguf.KV{Key: arch + ".attention.key_length", Value: u32(cfg.HeadDim)},
+			gguf.KV{Key: arch + ".attention.value_length", Value: u32(cfg.HeadDim)})
 	}
 	switch cfg.RopeScaling.Type {
 	case "":
 	case "linear":
 		kv = append(kv,
-			checkpoints.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
-			checkpoints.KV{Key: arch + ".rope.scaling.factor", Value: float32(cfg.RopeScaling.Factor)})
+			gguf.KV{Key: arch + ".rope.scaling.type", Value: "linear"},
+			gguf.KV{Key: arch + ".rope.scaling.factor", Value: float32(cfg.RopeScaling.Factor)})
 	case "llama3":
 		if arch != "llama" {
 			return nil, fmt.Errorf("rope_scaling llama3 on %s: llama.cpp applies rope_freqs only to llama-arch models", cfg.ModelType)

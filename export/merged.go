@@ -9,6 +9,10 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -23,13 +27,13 @@ var tokenizerFiles = []string{"generation_config.json", "tokenizer.json", "token
 
 // Merged writes the model in baseDir with the PEFT adapter in adapterDir
 // merged into it (W + scale·B·A, added in float32 and rounded once) as a
-// Hugging Face directory: safetensors in dtype ("" keeps each tensor's
+// Hugging Face directory: safetensors in outType ("" keeps each tensor's
 // stored dtype; else f32, f16 or bf16), sharded at maxShardBytes with a
 // model.safetensors.index.json when it takes more than one file, config.json
 // and the tokenizer files. Tensors are produced one at a time while the files
 // are written, so memory stays near one tensor. The directory appears whole
 // or not at all.
-func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) error {
+func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) error {
 	// model.Open checks every tensor the architecture needs is there with
 	// the right shape and a float dtype; it maps, it does not copy.
 	m, md, err := model.Open(baseDir)
@@ -44,18 +48,18 @@ func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) erro
 			return err
 		}
 	}
-	var want checkpoints.DType
-	if dtype != "" {
-		t, err := ParseType(dtype)
-		if err != nil || t == checkpoints.GGMLQ8_0 {
-			return fmt.Errorf("merged dtype %q: expected f32, f16 or bf16", dtype)
+	var want dtype.DType
+	if outType != "" {
+		t, err := ParseType(outType)
+		if err != nil || t == gguf.Q8_0 {
+			return fmt.Errorf("merged dtype %q: expected f32, f16 or bf16", outType)
 		}
-		want = map[checkpoints.GGMLType]checkpoints.DType{checkpoints.GGMLF32: checkpoints.F32, checkpoints.GGMLF16: checkpoints.F16, checkpoints.GGMLBF16: checkpoints.BF16}[t]
+		want = map[gguf.Type]dtype.DType{gguf.F32: dtype.F32, gguf.F16: dtype.F16, gguf.BF16: dtype.BF16}[t]
 	}
 
 	// Lay the tensors out in shards of at most maxShardBytes.
 	type planned struct {
-		spec   checkpoints.Tensor // name, dtype, shape
+		spec   safetensors.Tensor // name, dtype, shape
 		module *lora.Module
 	}
 	var shards [][]planned
@@ -66,7 +70,7 @@ func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) erro
 		if want != "" {
 			dt = want
 		}
-		p := planned{spec: checkpoints.Tensor{Name: name, DType: dt, Shape: info.Shape}}
+		p := planned{spec: safetensors.Tensor{Name: name, DType: dt, Shape: info.Shape}}
 		if adapter != nil {
 			p.module = moduleOf(adapter, name)
 		}
@@ -83,16 +87,16 @@ func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) erro
 	return checkpoints.WriteDirAtomic(outDir, func(tmp string) error {
 		weightMap := map[string]string{}
 		for k, shard := range shards {
-			file := "model.safetensors"
+			file := hf.SingleSafetensorsFile
 			if len(shards) > 1 {
-				file = fmt.Sprintf("model-%05d-of-%05d.safetensors", k+1, len(shards))
+				file = hf.ShardFile(k, len(shards))
 			}
-			specs := make([]checkpoints.Tensor, len(shard))
+			specs := make([]safetensors.Tensor, len(shard))
 			for i, p := range shard {
 				specs[i] = p.spec
 				weightMap[p.spec.Name] = file
 			}
-			err := checkpoints.WriteSafetensorsFunc(filepath.Join(tmp, file), specs, map[string]string{"format": "pt"}, func(i int) ([]byte, error) {
+			err := safetensors.WriteFunc(filepath.Join(tmp, file), specs, map[string]string{"format": "pt"}, func(i int) ([]byte, error) {
 				out, err := storedType(shard[i].spec.DType)
 				if err != nil {
 					return nil, err
@@ -108,11 +112,11 @@ func Merged(baseDir, adapterDir, outDir, dtype string, maxShardBytes int64) erro
 			if err != nil {
 				return err
 			}
-			if err := writeFile(filepath.Join(tmp, checkpoints.SafetensorsIndexFile), append(index, '\n')); err != nil {
+			if err := writeFile(filepath.Join(tmp, hf.SafetensorsIndexFile), append(index, '\n')); err != nil {
 				return err
 			}
 		}
-		if err := writeConfig(md.Config, dtype, filepath.Join(tmp, checkpoints.ConfigFile)); err != nil {
+		if err := writeConfig(md.Config, outType, filepath.Join(tmp, hf.ConfigFile)); err != nil {
 			return err
 		}
 		for _, f := range tokenizerFiles {

@@ -1,7 +1,3 @@
-// Package export turns what tune trains into files inference servers load:
-// GGUF LoRA adapters and whole GGUF models for llama.cpp and Ollama, and
-// Ollama Modelfiles. Everything is checked against llama.cpp itself (through
-// node-llama-cpp, internal/oracle/llamacpp) in this package's tests.
 package export
 
 import (
@@ -9,7 +5,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -72,7 +69,7 @@ func ggufName(hf string) (name string, layer int, module string, skip bool, err 
 			if g, ok := ggufLayerTensor[tail]; ok {
 				return fmt.Sprintf("blk.%d.%s", n, g), n, "", false, nil
 			}
-			for _, m := range model.ProjectionNames {
+			for _, m := range model.Projections() {
 				for _, suffix := range []string{"weight", "bias"} {
 					if tail == model.ProjectionPath(m)+"."+suffix {
 						return fmt.Sprintf("blk.%d.%s.%s", n, ggufModule[m], suffix), n, m, false, nil
@@ -132,42 +129,42 @@ func qkHeads(cfg model.Config, module string) int {
 }
 
 // ParseType reads a GGUF tensor type as users write it: f32, f16, bf16, q8_0.
-func ParseType(s string) (checkpoints.GGMLType, error) {
+func ParseType(s string) (gguf.Type, error) {
 	switch strings.ToLower(s) {
 	case "f32":
-		return checkpoints.GGMLF32, nil
+		return gguf.F32, nil
 	case "f16":
-		return checkpoints.GGMLF16, nil
+		return gguf.F16, nil
 	case "bf16":
-		return checkpoints.GGMLBF16, nil
+		return gguf.BF16, nil
 	case "q8_0":
-		return checkpoints.GGMLQ8_0, nil
+		return gguf.Q8_0, nil
 	}
 	return 0, fmt.Errorf("GGUF type %q: expected f32, f16, bf16 or q8_0", s)
 }
 
 // fileType is general.file_type, llama.cpp's llama_ftype for a whole model.
-func fileType(t checkpoints.GGMLType) uint32 {
+func fileType(t gguf.Type) uint32 {
 	switch t {
-	case checkpoints.GGMLF16:
+	case gguf.F16:
 		return 1 // LLAMA_FTYPE_MOSTLY_F16
-	case checkpoints.GGMLQ8_0:
+	case gguf.Q8_0:
 		return 7 // LLAMA_FTYPE_MOSTLY_Q8_0
-	case checkpoints.GGMLBF16:
+	case gguf.BF16:
 		return 32 // LLAMA_FTYPE_MOSTLY_BF16
 	}
 	return 0 // LLAMA_FTYPE_ALL_F32
 }
 
 // storedType is the checkpoint dtype as a GGML type, for decoding.
-func storedType(d checkpoints.DType) (checkpoints.GGMLType, error) {
+func storedType(d dtype.DType) (gguf.Type, error) {
 	switch d {
-	case checkpoints.F32:
-		return checkpoints.GGMLF32, nil
-	case checkpoints.F16:
-		return checkpoints.GGMLF16, nil
-	case checkpoints.BF16:
-		return checkpoints.GGMLBF16, nil
+	case dtype.F32:
+		return gguf.F32, nil
+	case dtype.F16:
+		return gguf.F16, nil
+	case dtype.BF16:
+		return gguf.BF16, nil
 	}
 	return 0, fmt.Errorf("dtype %s: expected F32, F16 or BF16", d)
 }

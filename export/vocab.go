@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/tokenizer"
 )
 
@@ -30,102 +31,29 @@ var knownPreTokenizers = []struct{ name, regex string }{
 	{"qwen2", `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`},
 }
 
-// hfTokenizerFile is the part of tokenizer.json a GGUF vocabulary needs.
-type hfTokenizerFile struct {
-	Model struct {
-		Type         string            `json:"type"`
-		Vocab        map[string]int    `json:"vocab"`
-		Merges       []json.RawMessage `json:"merges"`
-		ByteFallback bool              `json:"byte_fallback"`
-		UnkToken     *string           `json:"unk_token"`
-	} `json:"model"`
-	AddedTokens []struct {
-		ID      int    `json:"id"`
-		Content string `json:"content"`
-		Special bool   `json:"special"`
-	} `json:"added_tokens"`
-	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
-	Decoder      json.RawMessage `json:"decoder"`
-}
-
-// component is a normalizer/pre-tokenizer/decoder node of tokenizer.json.
-type component struct {
-	Type          string          `json:"type"`
-	Pretokenizers []component     `json:"pretokenizers"`
-	Decoders      []component     `json:"decoders"`
-	Pattern       json.RawMessage `json:"pattern"`
-	UseRegex      *bool           `json:"use_regex"`
-	Individual    bool            `json:"individual_digits"`
-}
-
-// flatten lists a component and, for Sequences, its members in order.
-func flatten(raw json.RawMessage) ([]component, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	var c component
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, err
-	}
-	var out []component
-	var walk func(c component)
-	walk = func(c component) {
-		if c.Type == "Sequence" {
-			for _, s := range append(c.Pretokenizers, c.Decoders...) {
-				walk(s)
-			}
-			return
-		}
-		out = append(out, c)
-	}
-	walk(c)
-	return out, nil
-}
-
 // vocabKV builds the tokenizer.* metadata from dir's tokenizer.json and
 // tokenizer_config.json, padded to vocab entries (the embedding's rows; a
 // GGUF vocabulary must match it). It follows convert_hf_to_gguf: a
 // SentencePiece-style BPE (byte_fallback, ▁ for spaces) becomes
 // tokenizer.ggml.model "llama" with scores and token types; a byte-level BPE
 // becomes "gpt2" with merges and the pre-tokenizer's name.
-func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
+func vocabKV(dir string, vocab int) ([]gguf.KV, error) {
 	path := filepath.Join(dir, "tokenizer.json")
-	raw, err := os.ReadFile(path)
+	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("GGUF needs the tokenizer: %w", err)
 	}
-	var f hfTokenizerFile
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if f.Model.Type != "BPE" && !(f.Model.Type == "" && f.Model.Merges != nil) {
-		return nil, fmt.Errorf("%s: model type %q: GGUF export supports BPE tokenizers", path, f.Model.Type)
-	}
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		return nil, err
-	}
-	pre, err := flatten(f.PreTokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("%s: pre_tokenizer: %w", path, err)
-	}
-	dec, err := flatten(f.Decoder)
-	if err != nil {
-		return nil, fmt.Errorf("%s: decoder: %w", path, err)
-	}
-	byteLevel := false
-	for _, c := range append(pre, dec...) {
-		byteLevel = byteLevel || c.Type == "ByteLevel"
-	}
-	if !byteLevel && !f.Model.ByteFallback {
+	v := tok.Vocabulary()
+	byteLevel := v.ByteLevel
+	if !byteLevel && !v.ByteFallback {
 		return nil, fmt.Errorf("%s: neither byte-level nor byte-fallback BPE; llama.cpp has no matching tokenizer", path)
 	}
 
 	n := vocab
-	for _, id := range f.Model.Vocab {
+	for _, id := range v.Tokens {
 		n = max(n, id+1)
 	}
-	for _, a := range f.AddedTokens {
+	for _, a := range v.Added {
 		n = max(n, a.ID+1)
 	}
 	if n > vocab {
@@ -138,13 +66,13 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 		types[i] = tokUnused
 	}
 	byteToken := regexp.MustCompile(`^<0x[0-9A-Fa-f]{2}>$`)
-	for s, id := range f.Model.Vocab {
+	for s, id := range v.Tokens {
 		tokens[id], types[id] = s, tokNormal
-		if f.Model.ByteFallback && byteToken.MatchString(s) {
+		if v.ByteFallback && byteToken.MatchString(s) {
 			types[id] = tokByte
 		}
 	}
-	for _, a := range f.AddedTokens {
+	for _, a := range v.Added {
 		tokens[a.ID] = a.Content
 		if a.Special {
 			types[a.ID] = tokControl
@@ -154,35 +82,29 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 	}
 	// The unknown token stays UNKNOWN even when it is also an added special
 	// token (Llama 2 lists <unk> there), as in convert_hf_to_gguf's output.
-	if u := f.Model.UnkToken; u != nil {
-		if id, ok := f.Model.Vocab[*u]; ok {
-			types[id] = tokUnknown
-		}
-	}
-	merges, err := mergeList(f.Model.Merges)
-	if err != nil {
-		return nil, fmt.Errorf("%s: model.merges: %w", path, err)
+	if v.Unknown >= 0 {
+		types[v.Unknown] = tokUnknown
 	}
 
-	var kv []checkpoints.KV
+	var kv []gguf.KV
 	if byteLevel {
-		preName, err := preTokenizerName(pre)
+		preName, err := preTokenizerName(v.PreTokenizer)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		kv = append(kv,
-			checkpoints.KV{Key: "tokenizer.ggml.model", Value: "gpt2"},
-			checkpoints.KV{Key: "tokenizer.ggml.pre", Value: preName},
-			checkpoints.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
-			checkpoints.KV{Key: "tokenizer.ggml.token_type", Value: types},
-			checkpoints.KV{Key: "tokenizer.ggml.merges", Value: merges})
+			gguf.KV{Key: "tokenizer.ggml.model", Value: "gpt2"},
+			gguf.KV{Key: "tokenizer.ggml.pre", Value: preName},
+			gguf.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
+			gguf.KV{Key: "tokenizer.ggml.token_type", Value: types},
+			gguf.KV{Key: "tokenizer.ggml.merges", Value: v.Merges})
 	} else {
 		kv = append(kv,
-			checkpoints.KV{Key: "tokenizer.ggml.model", Value: "llama"},
-			checkpoints.KV{Key: "tokenizer.ggml.pre", Value: "default"},
-			checkpoints.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
-			checkpoints.KV{Key: "tokenizer.ggml.scores", Value: spmScores(tokens, types, merges, f.Model.Vocab)},
-			checkpoints.KV{Key: "tokenizer.ggml.token_type", Value: types})
+			gguf.KV{Key: "tokenizer.ggml.model", Value: "llama"},
+			gguf.KV{Key: "tokenizer.ggml.pre", Value: "default"},
+			gguf.KV{Key: "tokenizer.ggml.tokens", Value: tokens},
+			gguf.KV{Key: "tokenizer.ggml.scores", Value: spmScores(tokens, types, v.Merges, v.Tokens)},
+			gguf.KV{Key: "tokenizer.ggml.token_type", Value: types})
 	}
 
 	cfgIDs := configTokenIDs(dir)
@@ -191,7 +113,7 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 			id, ok = cfgIDs[key]
 		}
 		if ok && id >= 0 && id < vocab {
-			kv = append(kv, checkpoints.KV{Key: "tokenizer.ggml." + key + "_token_id", Value: uint32(id)})
+			kv = append(kv, gguf.KV{Key: "tokenizer.ggml." + key + "_token_id", Value: uint32(id)})
 		}
 	}
 	bos, hasBOS := tok.BOS()
@@ -199,10 +121,7 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 	pad, hasPAD := tok.PAD()
 	special("bos", bos, hasBOS)
 	special("eos", eos, hasEOS)
-	if u := f.Model.UnkToken; u != nil {
-		id, ok := f.Model.Vocab[*u]
-		special("unknown", id, ok)
-	}
+	special("unknown", v.Unknown, v.Unknown >= 0)
 	special("padding", pad, hasPAD)
 	// Whether BOS/EOS are added is what the tokenizer does, whichever of
 	// tokenizer.json's post-processor or tokenizer_config's flags decides it.
@@ -210,30 +129,26 @@ func vocabKV(dir string, vocab int) ([]checkpoints.KV, error) {
 	addBOS := hasBOS && len(probe) > 0 && probe[0] == bos
 	addEOS := hasEOS && len(probe) > 1 && probe[len(probe)-1] == eos
 	kv = append(kv,
-		checkpoints.KV{Key: "tokenizer.ggml.add_bos_token", Value: addBOS},
-		checkpoints.KV{Key: "tokenizer.ggml.add_eos_token", Value: addEOS})
+		gguf.KV{Key: "tokenizer.ggml.add_bos_token", Value: addBOS},
+		gguf.KV{Key: "tokenizer.ggml.add_eos_token", Value: addEOS})
 	if t := tok.ChatTemplate(); t != "" {
-		kv = append(kv, checkpoints.KV{Key: "tokenizer.chat_template", Value: t})
+		kv = append(kv, gguf.KV{Key: "tokenizer.chat_template", Value: t})
 	}
 	return kv, nil
 }
 
 // preTokenizerName names a byte-level pre-tokenizer as llama.cpp does.
-func preTokenizerName(pre []component) (string, error) {
+func preTokenizerName(pre []tokenizer.PreTokenizerStep) (string, error) {
 	var regexes []string
 	digits := false
 	for _, c := range pre {
 		switch c.Type {
 		case "Split":
-			var p struct{ Regex, String string }
-			if err := json.Unmarshal(c.Pattern, &p); err != nil {
-				return "", fmt.Errorf("pre_tokenizer: Split pattern: %w", err)
-			}
-			regexes = append(regexes, p.Regex+p.String)
+			regexes = append(regexes, c.Pattern)
 		case "Digits":
-			digits = c.Individual
+			digits = c.IndividualDigits
 		case "ByteLevel":
-			if c.UseRegex == nil || *c.UseRegex {
+			if c.UseRegex {
 				regexes = append(regexes, "gpt2")
 			}
 		default:
@@ -253,24 +168,6 @@ func preTokenizerName(pre []component) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("pre-tokenizer %q is not one tune can name for llama.cpp (known: llama-bpe, qwen2, gpt-2, smollm)", regexes)
-}
-
-// mergeList reads merges written as "a b" or ["a", "b"] into llama.cpp's "a b".
-func mergeList(raw []json.RawMessage) ([]string, error) {
-	out := make([]string, len(raw))
-	for i, r := range raw {
-		var s string
-		if json.Unmarshal(r, &s) == nil {
-			out[i] = s
-			continue
-		}
-		var pair []string
-		if err := json.Unmarshal(r, &pair); err != nil || len(pair) != 2 {
-			return nil, fmt.Errorf("merge %d: expected \"a b\" or [\"a\", \"b\"]", i)
-		}
-		out[i] = pair[0] + " " + pair[1]
-	}
-	return out, nil
 }
 
 // spmScores gives each token the score llama.cpp's SentencePiece tokenizer
@@ -308,7 +205,7 @@ func spmScores(tokens []string, types []int32, merges []string, vocab map[string
 func configTokenIDs(dir string) map[string]int {
 	out := map[string]int{}
 	var c map[string]json.RawMessage
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	b, err := os.ReadFile(filepath.Join(dir, hf.ConfigFile))
 	if err != nil || json.Unmarshal(b, &c) != nil {
 		return out
 	}

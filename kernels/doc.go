@@ -8,6 +8,14 @@
 // the graph's activations are float32. Every function here has a plain Go
 // implementation; faster paths (assembly, GPU) slot in behind the same signatures.
 //
+// The matrix products of training (Linear, LinearDX, LinearDW) are packed and
+// cache-blocked with a register-blocked micro-kernel, on a persistent worker Pool.
+// Each instruction set has its own variant of the kernels: plain Go (ref, the
+// reference the others are tested against: matmul_ref.go) and AVX2+FMA+F16C
+// assembly (avx2: matmul_amd64.s, built unless the purego tag is set). The variant
+// is chosen once at start from the CPU's features; TUNE_KERNELS=ref|avx2 forces
+// one, and Variant reports which runs and whether TUNE_KERNELS could be honoured.
+//
 // Shapes are written as in the comments: x is (M, K) means a row-major []float32 of
 // M*K values.
 package kernels

@@ -2,40 +2,55 @@ package kernels
 
 import "math"
 
-// RoPEForward rotates each head of x in place-free fashion into y, in Hugging
-// Face's rotate-half layout: for i < half, (x[i], x[i+half]) turns by angle
-// pos·invFreq[i]. x and y are (N, heads·2·len(invFreq)); pos is (N).
-func RoPEForward(y, x []float32, pos []int32, invFreq []float32) {
-	rope(y, x, pos, invFreq, 1)
+// Rotary holds the cosines and sines of every (position, frequency) pair a
+// run can meet, computed once, in Hugging Face's rotate-half layout: for
+// i < half, (x[i], x[i+half]) of each head turns by angle pos·invFreq[i].
+type Rotary struct {
+	half     int
+	cos, sin []float32 // (positions, half)
 }
 
-// RoPEBackward is the gradient of RoPEForward: the inverse rotation of dy.
-func RoPEBackward(dx, dy []float32, pos []int32, invFreq []float32) {
-	rope(dx, dy, pos, invFreq, -1)
-}
-
-func rope(y, x []float32, pos []int32, invFreq []float32, sign float32) {
+// NewRotary tabulates positions 0..positions−1 for the frequencies invFreq.
+func NewRotary(invFreq []float32, positions int) *Rotary {
 	half := len(invFreq)
-	n := len(pos)
+	r := &Rotary{half: half, cos: make([]float32, positions*half), sin: make([]float32, positions*half)}
+	for t := range positions {
+		p := float32(t)
+		for i, f := range invFreq {
+			// A float32 angle like HF (inv_freq @ position_ids in float32), then cos/sin.
+			a := float64(p * f)
+			r.cos[t*half+i] = float32(math.Cos(a))
+			r.sin[t*half+i] = float32(math.Sin(a))
+		}
+	}
+	return r
+}
+
+// Positions is how many positions the table covers.
+func (r *Rotary) Positions() int { return len(r.cos) / max(r.half, 1) }
+
+// Apply rotates every head of x (N, heads·2·half) by its row's position
+// pos (N) into y; y may be x. Positions must be below Positions().
+func (r *Rotary) Apply(p *Pool, y, x []float32, pos []int32) { r.rotate(p, y, x, pos, 1) }
+
+// Inverse is the gradient of Apply: the opposite rotation.
+func (r *Rotary) Inverse(p *Pool, y, x []float32, pos []int32) { r.rotate(p, y, x, pos, -1) }
+
+func (r *Rotary) rotate(p *Pool, y, x []float32, pos []int32, sign float32) {
+	half, n := r.half, len(pos)
 	width := len(x) / n
-	parallelFor(n, 16, func(lo, hi int) {
-		cos := make([]float32, half)
-		sin := make([]float32, half)
+	p.For(n, 16, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
-			p := float32(pos[t])
-			for i, f := range invFreq {
-				// float32 angle like HF (inv_freq @ position_ids in float32), then cos/sin.
-				a := float64(p * f)
-				cos[i] = float32(math.Cos(a))
-				sin[i] = sign * float32(math.Sin(a))
-			}
+			at := int(pos[t]) * half
+			cos, sin := r.cos[at:at+half], r.sin[at:at+half]
 			row, out := x[t*width:(t+1)*width], y[t*width:(t+1)*width]
 			for h := 0; h+2*half <= width; h += 2 * half {
 				a, b := row[h:h+half], row[h+half:h+2*half]
 				oa, ob := out[h:h+half], out[h+half:h+2*half]
 				for i := range half {
-					oa[i] = a[i]*cos[i] - b[i]*sin[i]
-					ob[i] = b[i]*cos[i] + a[i]*sin[i]
+					av, bv, s := a[i], b[i], sign*sin[i]
+					oa[i] = av*cos[i] - bv*s
+					ob[i] = bv*cos[i] + av*s
 				}
 			}
 		}

@@ -1,12 +1,11 @@
 package lora
 
 import (
-	"fmt"
-
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/model"
 )
 
 // Attached is an adapter bound to one graph: it creates the A and B nodes
@@ -15,7 +14,6 @@ import (
 type Attached struct {
 	adapter *Adapter
 	train   bool
-	seed    *G.Node
 	params  []Param
 }
 
@@ -27,46 +25,30 @@ type Param struct {
 }
 
 // Attach prepares the adapter for a graph. With train set, dropout is active
-// and its masks depend on the seed fed with SetSeed.
+// (its masks follow the graph's seed, model.Graph.SetSeed).
 func (a *Adapter) Attach(train bool) *Attached {
 	return &Attached{adapter: a, train: train}
 }
 
-// Project adds scale·dropout(x)·Aᵀ·Bᵀ to y for adapted projections.
-func (at *Attached) Project(layer int, module string, x, y *G.Node) (*G.Node, error) {
+// LoRANodes gives the model the learnable A and B nodes of an adapted
+// projection, or nil.
+func (at *Attached) LoRANodes(g *G.ExprGraph, layer int, module string) *model.LoRANodes {
 	m := at.adapter.Module(layer, module)
 	if m == nil {
-		return y, nil
+		return nil
 	}
-	g := x.Graph()
 	spec := at.adapter.Spec
 	key := m.Key()
-	an := at.param(g, key+".lora_A.weight", spec.R, m.In, m.A)
-	bn := at.param(g, key+".lora_B.weight", m.Out, spec.R, m.B)
-	in := x
+	w := at.adapter.ModuleWeights(m)
+	ln := &model.LoRANodes{
+		A:     at.param(g, w[0].Key, w[0].Shape[0], w[0].Shape[1], w[0].Value),
+		B:     at.param(g, w[1].Key, w[1].Shape[0], w[1].Shape[1], w[1].Value),
+		Scale: float32(spec.Scale()),
+	}
 	if at.train && spec.Dropout > 0 {
-		if at.seed == nil {
-			at.seed = G.NewVector(g, tensor.Int32, G.WithShape(1), G.WithName("dropout_seed"),
-				G.WithValue(tensor.New(tensor.WithShape(1), tensor.WithBacking([]int32{0}))))
-		}
-		var err error
-		if in, err = kernels.Dropout(x, at.seed, spec.Dropout, key); err != nil {
-			return nil, err
-		}
+		ln.Dropout, ln.Salt = spec.Dropout, kernels.DropoutSalt(key)
 	}
-	down, err := kernels.MatMulT(in, an, 1, key+".lora_A")
-	if err != nil {
-		return nil, err
-	}
-	up, err := kernels.MatMulT(down, bn, float32(spec.Scale()), key+".lora_B")
-	if err != nil {
-		return nil, err
-	}
-	out, err := G.Add(y, up)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	return out, nil
+	return ln
 }
 
 func (at *Attached) param(g *G.ExprGraph, key string, rows, cols int, v []float32) *G.Node {
@@ -86,12 +68,4 @@ func (at *Attached) Nodes() G.Nodes {
 		ns[i] = p.Node
 	}
 	return ns
-}
-
-// SetSeed sets the dropout seed for the next run of the graph.
-func (at *Attached) SetSeed(s int32) error {
-	if at.seed == nil {
-		return nil
-	}
-	return G.Let(at.seed, tensor.New(tensor.WithShape(1), tensor.WithBacking([]int32{s})))
 }

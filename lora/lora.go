@@ -1,6 +1,3 @@
-// Package lora holds low-rank adapters: which projections get one, their A and
-// B matrices, how they attach to a model graph, and their Hugging Face PEFT
-// names. It knows nothing of file formats beyond those names.
 package lora
 
 import (
@@ -11,7 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -27,9 +23,9 @@ type Spec struct {
 	RSLoRA bool
 }
 
-// AllLinear is every projection of a decoder layer, PEFT's "all-linear" for
-// causal LMs (which never includes lm_head).
-var AllLinear = model.ProjectionNames
+// AllLinear is PEFT's target_modules value meaning every projection of a
+// decoder layer (for causal LMs never lm_head); New expands it.
+const AllLinear = "all-linear"
 
 // Scale multiplies B·A: alpha/r, or alpha/√r with rsLoRA (Kalajdzievski 2023).
 func (s Spec) Scale() float64 {
@@ -51,8 +47,42 @@ type Module struct {
 
 // Key is the module's PEFT name without the .lora_A/.lora_B suffix:
 // base_model.model.model.layers.3.self_attn.q_proj.
-func (m *Module) Key() string {
-	return "base_model.model." + model.LayerPrefix(m.Layer) + model.ProjectionPath(m.Name)
+func (m *Module) Key() string { return moduleKey(m.Layer, m.Name) }
+
+func moduleKey(layer int, projection string) string {
+	return "base_model.model." + model.LayerPrefix(layer) + model.ProjectionPath(projection)
+}
+
+// weightKey is the PEFT name of a module's A or B matrix (which is "A" or "B").
+func weightKey(layer int, projection, which string) string {
+	return moduleKey(layer, projection) + ".lora_" + which + ".weight"
+}
+
+// Weight is one trainable tensor of an adapter.
+type Weight struct {
+	Key   string    // PEFT name: base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight
+	Shape []int     // (R, In) for lora_A, (Out, R) for lora_B
+	Value []float32 // the module's A or B itself, not a copy
+}
+
+// ModuleWeights are a module's two trainable tensors, lora_A then lora_B.
+func (a *Adapter) ModuleWeights(m *Module) [2]Weight {
+	return [2]Weight{
+		{weightKey(m.Layer, m.Name, "A"), []int{a.Spec.R, m.In}, m.A},
+		{weightKey(m.Layer, m.Name, "B"), []int{m.Out, a.Spec.R}, m.B},
+	}
+}
+
+// Weights names every trainable tensor with its key and shape: for each
+// module in order, lora_A then lora_B. It is the one list that the PEFT
+// files, the graph's parameters and the optimizer's moments follow.
+func (a *Adapter) Weights() []Weight {
+	out := make([]Weight, 0, 2*len(a.Modules))
+	for _, m := range a.Modules {
+		w := a.ModuleWeights(m)
+		out = append(out, w[0], w[1])
+	}
+	return out
 }
 
 // Adapter is the set of modules of one run, in layer then projection order.
@@ -74,9 +104,13 @@ func New(spec Spec, cfg model.Config, rng *rand.Rand) (*Adapter, error) {
 	if len(spec.Targets) == 0 {
 		return nil, fmt.Errorf("lora: no target modules")
 	}
+	projections := model.Projections()
+	if len(spec.Targets) == 1 && spec.Targets[0] == AllLinear {
+		spec.Targets = projections
+	}
 	for _, t := range spec.Targets {
-		if !slices.Contains(model.ProjectionNames, t) {
-			return nil, fmt.Errorf("lora: target module %q is not one of %s", t, strings.Join(model.ProjectionNames, ", "))
+		if !slices.Contains(projections, t) {
+			return nil, fmt.Errorf("lora: target module %q is not one of %s (or %s alone)", t, strings.Join(projections, ", "), AllLinear)
 		}
 	}
 	layers := spec.Layers
@@ -93,11 +127,11 @@ func New(spec Spec, cfg model.Config, rng *rand.Rand) (*Adapter, error) {
 		if l < 0 || l >= cfg.Layers {
 			return nil, fmt.Errorf("lora: layer %d does not exist (the model has %d)", l, cfg.Layers)
 		}
-		for _, name := range model.ProjectionNames { // fixed order, whatever the config's
+		for _, name := range projections { // fixed order, whatever the config's
 			if !slices.Contains(spec.Targets, name) {
 				continue
 			}
-			in, out := ProjectionShape(cfg, name)
+			in, out := model.ProjectionShape(cfg, name)
 			m := &Module{Layer: l, Name: name, In: in, Out: out, A: make([]float32, spec.R*in), B: make([]float32, out*spec.R)}
 			bound := 1 / math.Sqrt(float64(in))
 			for i := range m.A {
@@ -110,24 +144,6 @@ func New(spec Spec, cfg model.Config, rng *rand.Rand) (*Adapter, error) {
 		}
 	}
 	return a, nil
-}
-
-// ProjectionShape is a projection's (in, out) for a model configuration.
-func ProjectionShape(c model.Config, name string) (in, out int) {
-	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
-	switch name {
-	case "q_proj":
-		return c.Hidden, q
-	case "k_proj", "v_proj":
-		return c.Hidden, kv
-	case "o_proj":
-		return q, c.Hidden
-	case "gate_proj", "up_proj":
-		return c.Hidden, c.Intermediate
-	case "down_proj":
-		return c.Intermediate, c.Hidden
-	}
-	panic("lora: unknown projection " + name)
 }
 
 // Module returns the adapter on a layer's projection, or nil.
@@ -168,20 +184,12 @@ func (a *Adapter) Delta(m *Module) []float32 {
 	return d
 }
 
-// AddDelta adds scale·x·Aᵀ·Bᵀ to y for an adapted projection, during
-// decoding (model.LinearDelta). x is (rows, In), y is (rows, Out).
-func (a *Adapter) AddDelta(layer int, module string, x []float32, rows int, y []float32) {
+// LoRA is the module on a layer's projection as the model's layers compute
+// it (model.Factors, for decoding), or nil: no dropout.
+func (a *Adapter) LoRA(layer int, module string) *model.LoRA {
 	m := a.Module(layer, module)
 	if m == nil {
-		return
+		return nil
 	}
-	r := a.Spec.R
-	down := make([]float32, rows*r)
-	kernels.LinearForward(down, x, rows, kernels.MatrixF32(r, m.In, m.A), nil)
-	upd := make([]float32, rows*m.Out)
-	kernels.LinearForward(upd, down, rows, kernels.MatrixF32(m.Out, r, m.B), nil)
-	scale := float32(a.Spec.Scale())
-	for i, v := range upd {
-		y[i] += scale * v
-	}
+	return &model.LoRA{A: m.A, B: m.B, R: a.Spec.R, Scale: float32(a.Spec.Scale())}
 }

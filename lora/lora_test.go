@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -75,7 +76,7 @@ func TestDeltaByHand(t *testing.T) {
 func TestPEFTRoundTrip(t *testing.T) {
 	cfg := tinyConfig()
 	r := rand.New(rand.NewPCG(3, 4))
-	a, err := New(Spec{R: 2, Alpha: 3, Dropout: 0.1, Targets: AllLinear, Layers: []int{1, 2}, RSLoRA: true}, cfg, r)
+	a, err := New(Spec{R: 2, Alpha: 3, Dropout: 0.1, Targets: []string{AllLinear}, Layers: []int{1, 2}, RSLoRA: true}, cfg, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestPEFTRoundTrip(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := checkpoints.WritePEFT(dir, a.PEFTConfig("base/dir"), a.PEFTTensors()); err != nil {
+	if err := peft.Write(dir, a.PEFTConfig("base/dir"), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
@@ -116,18 +117,18 @@ func TestFromPEFTErrors(t *testing.T) {
 	good := a.PEFTTensors()
 	cases := []struct {
 		name    string
-		tensors []checkpoints.Tensor
+		tensors []safetensors.Tensor
 		want    string
 	}{
-		{"unknown key", append(good[:2:2], F32Tensor("base_model.model.lm_head.lora_A.weight", []int{2, 8}, make([]float32, 16))), "not a LoRA weight"},
-		{"layer beyond the model", []checkpoints.Tensor{F32Tensor("base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))}, "not a LoRA weight"},
+		{"unknown key", append(good[:2:2], safetensors.F32("base_model.model.lm_head.lora_A.weight", []int{2, 8}, make([]float32, 16))), "not a LoRA weight"},
+		{"layer beyond the model", []safetensors.Tensor{safetensors.F32("base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))}, "not a LoRA weight"},
 		{"A without B", good[:1], "only one of lora_A and lora_B"},
-		{"wrong shape", []checkpoints.Tensor{good[0], F32Tensor(good[1].Name, []int{2, 8}, make([]float32, 16))}, "shape [2 8], expected [8 2]"},
+		{"wrong shape", []safetensors.Tensor{good[0], safetensors.F32(good[1].Name, []int{2, 8}, make([]float32, 16))}, "shape [2 8], expected [8 2]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "a")
-			if err := checkpoints.WritePEFT(dir, a.PEFTConfig("b"), c.tensors); err != nil {
+			if err := peft.Write(dir, a.PEFTConfig("b"), c.tensors); err != nil {
 				t.Fatal(err)
 			}
 			_, err := FromPEFT(dir, cfg)
@@ -135,5 +136,48 @@ func TestFromPEFTErrors(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestWeightsNameEveryTensor: Weights gives PEFT's key and shape of every
+// trainable tensor, in the order the optimizer keeps its moments, and views
+// the module's own values; "all-linear" alone expands to the seven projections.
+func TestWeightsNameEveryTensor(t *testing.T) {
+	a, err := New(Spec{R: 2, Alpha: 4, Targets: []string{"down_proj", "k_proj"}, Layers: []int{1}}, tinyConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := a.Weights()
+	want := []struct {
+		key   string
+		shape []int
+	}{
+		{"base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight", []int{2, 8}},
+		{"base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight", []int{4, 2}},
+		{"base_model.model.model.layers.1.mlp.down_proj.lora_A.weight", []int{2, 12}},
+		{"base_model.model.model.layers.1.mlp.down_proj.lora_B.weight", []int{8, 2}},
+	}
+	if len(ws) != len(want) {
+		t.Fatalf("%d weights, want %d", len(ws), len(want))
+	}
+	for i, w := range want {
+		if ws[i].Key != w.key || !slices.Equal(ws[i].Shape, w.shape) || len(ws[i].Value) != w.shape[0]*w.shape[1] {
+			t.Errorf("weight %d: %s %v (%d values), want %s %v", i, ws[i].Key, ws[i].Shape, len(ws[i].Value), w.key, w.shape)
+		}
+	}
+	ws[3].Value[0] = 5
+	if a.Modules[1].B[0] != 5 {
+		t.Error("Weights copies B; the optimizer would update a copy")
+	}
+
+	all, err := New(Spec{R: 2, Alpha: 4, Targets: []string{AllLinear}}, tinyConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Modules) != 7*3 || !slices.Equal(all.Spec.Targets, model.Projections()) {
+		t.Errorf("all-linear: %d modules, targets %v", len(all.Modules), all.Spec.Targets)
+	}
+	if _, err := New(Spec{R: 2, Alpha: 4, Targets: []string{AllLinear, "q_proj"}}, tinyConfig(), nil); err == nil {
+		t.Error("all-linear beside another target must be refused")
 	}
 }

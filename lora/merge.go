@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -52,7 +54,7 @@ type MergePlan struct {
 	inputs  []*PEFTFile
 	weights []float64
 	modules []mergeModule
-	config  checkpoints.PEFTConfig
+	config  peft.Config
 }
 
 // mergeModule is one module of the result and the inputs that have it.
@@ -155,7 +157,7 @@ func (opt *MergeOptions) Validate(n int) error {
 
 // checkBase refuses adapters of different base models.
 func (p *MergePlan) checkBase() error {
-	cfgPath := func(f *PEFTFile) string { return filepath.Join(f.Dir, checkpoints.PEFTConfigFile) }
+	cfgPath := func(f *PEFTFile) string { return filepath.Join(f.Dir, peft.ConfigFile) }
 	var named *PEFTFile
 	for _, f := range p.inputs {
 		name := f.Config.BaseModelNameOrPath
@@ -180,13 +182,13 @@ func (p *MergePlan) checkBase() error {
 		for _, m := range f.Modules {
 			from := fmt.Sprintf("%s (%s: %d×%d)", f.Dir, m.Key(), m.Out, m.In)
 			if c := p.opt.Model; c != nil {
-				in, out := ProjectionShape(*c, m.Name)
+				in, out := model.ProjectionShape(*c, m.Name)
 				if m.Layer >= c.Layers || in != m.In || out != m.Out {
 					return fmt.Errorf("%s: %s is %d×%d in layer %d; the base model has %d layers and %s of %d×%d: the adapter is of another model",
 						f.Dir, m.Name, m.Out, m.In, m.Layer, c.Layers, m.Name, out, in)
 				}
 			}
-			k := [2]int{m.Layer, slices.Index(model.ProjectionNames, m.Name)}
+			k := [2]int{m.Layer, slices.Index(model.Projections(), m.Name)}
 			if prev, ok := shapes[k]; ok && prev.n != m.In<<32|m.Out {
 				return fmt.Errorf("%s, but %s: adapters of different base models cannot be merged", from, prev.from)
 			}
@@ -223,13 +225,14 @@ func moduleWidths(m PEFTModule) map[string]int {
 // adapts the product of target_modules and layers); one that no input has
 // is written as zeros.
 func (p *MergePlan) layout() {
+	projections := model.Projections()
 	parts := map[[2]int][]mergePart{}
 	shapes := map[string][2]int{}
 	var layers, names []int
 	maxR := 0
 	for i, f := range p.inputs {
 		for _, m := range f.Modules {
-			k := [2]int{m.Layer, slices.Index(model.ProjectionNames, m.Name)}
+			k := [2]int{m.Layer, slices.Index(projections, m.Name)}
 			parts[k] = append(parts[k], mergePart{f, m, p.weights[i]})
 			shapes[m.Name] = [2]int{m.In, m.Out}
 			if !slices.Contains(layers, k[0]) {
@@ -250,7 +253,7 @@ func (p *MergePlan) layout() {
 	counts := map[int]int{}
 	for _, l := range layers {
 		for _, n := range names {
-			name := model.ProjectionNames[n]
+			name := projections[n]
 			ps := parts[[2]int{l, n}]
 			m := mergeModule{PEFTModule: PEFTModule{Layer: l, Name: name, R: r, Scale: 1, In: shapes[name][0], Out: shapes[name][1]}, parts: ps}
 			if p.opt.Method == MergeCat {
@@ -283,7 +286,7 @@ func (p *MergePlan) layout() {
 	}
 	var targets []string
 	for _, n := range names {
-		targets = append(targets, model.ProjectionNames[n])
+		targets = append(targets, projections[n])
 	}
 	all := false
 	if c := p.opt.Model; c != nil {
@@ -297,7 +300,7 @@ func (p *MergePlan) layout() {
 		layers = nil
 	}
 	// Scale 1 everywhere (alpha = r), as PEFT's add_weighted_adapter writes.
-	p.config = checkpoints.NewPEFTConfig(base, r, float64(r), first.LoraDropout, targets, layers, false)
+	p.config = peft.NewConfig(base, r, float64(r), first.LoraDropout, targets, layers, false)
 	for i := range p.modules {
 		m := &p.modules[i]
 		if m.R == 0 {
@@ -305,14 +308,14 @@ func (p *MergePlan) layout() {
 		}
 		if m.R != r {
 			name := model.LayerPrefix(m.Layer) + model.ProjectionPath(m.Name)
-			p.config.RankPattern = append(p.config.RankPattern, checkpoints.PatternEntry{Key: name, Value: float64(m.R)})
-			p.config.AlphaPattern = append(p.config.AlphaPattern, checkpoints.PatternEntry{Key: name, Value: float64(m.R)})
+			p.config.RankPattern = append(p.config.RankPattern, peft.PatternEntry{Key: name, Value: float64(m.R)})
+			p.config.AlphaPattern = append(p.config.AlphaPattern, peft.PatternEntry{Key: name, Value: float64(m.R)})
 		}
 	}
 }
 
 // Config is the adapter_config.json Write will write.
-func (p *MergePlan) Config() checkpoints.PEFTConfig { return p.config }
+func (p *MergePlan) Config() peft.Config { return p.config }
 
 // Write merges the adapters into the PEFT adapter directory out (replaced
 // atomically), computing modules while they are written: a few at once, one
@@ -320,11 +323,11 @@ func (p *MergePlan) Config() checkpoints.PEFTConfig { return p.config }
 // (ties: their dense updates, so ties does one at a time).
 func (p *MergePlan) Write(ctx context.Context, out string) (MergeReport, error) {
 	rep := MergeReport{Modules: len(p.modules), R: p.config.R, Kept: 1, Patterned: len(p.config.RankPattern)}
-	var tensors []checkpoints.Tensor
+	var tensors []safetensors.Tensor
 	for _, m := range p.modules {
 		tensors = append(tensors,
-			checkpoints.Tensor{Name: m.Key() + ".lora_A.weight", DType: checkpoints.F32, Shape: []int{m.R, m.In}},
-			checkpoints.Tensor{Name: m.Key() + ".lora_B.weight", DType: checkpoints.F32, Shape: []int{m.Out, m.R}})
+			safetensors.Tensor{Name: m.Key() + ".lora_A.weight", DType: dtype.F32, Shape: []int{m.R, m.In}},
+			safetensors.Tensor{Name: m.Key() + ".lora_B.weight", DType: dtype.F32, Shape: []int{m.Out, m.R}})
 	}
 	ahead := runtime.GOMAXPROCS(0)
 	if p.opt.Method == MergeTIES {
@@ -333,7 +336,7 @@ func (p *MergePlan) Write(ctx context.Context, out string) (MergeReport, error) 
 	results := p.compute(ctx, ahead)
 	defer results.stop()
 	var pendingB []byte
-	err := checkpoints.WritePEFTFunc(out, p.config, tensors, func(i int) ([]byte, error) {
+	err := peft.WriteFunc(out, p.config, tensors, func(i int) ([]byte, error) {
 		if i%2 == 1 {
 			b := pendingB
 			pendingB = nil
@@ -346,8 +349,8 @@ func (p *MergePlan) Write(ctx context.Context, out string) (MergeReport, error) 
 		if res.kept < rep.Kept {
 			rep.Kept, rep.WorstKept = res.kept, p.modules[i/2].Key()
 		}
-		pendingB = F32Tensor("", nil, res.b).Data
-		return F32Tensor("", nil, res.a).Data, nil
+		pendingB = safetensors.F32("", nil, res.b).Data
+		return safetensors.F32("", nil, res.a).Data, nil
 	})
 	return rep, err
 }

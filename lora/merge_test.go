@@ -16,9 +16,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // mergeFixture is a generated base model and three adapters of it that
@@ -38,7 +40,7 @@ func newMergeFixture(t *testing.T) mergeFixture {
 	spec := testmodels.Tiny("llama")
 	spec.Layers = 3
 	base := filepath.Join(dir, "base")
-	if err := testmodels.Write(base, spec); err != nil {
+	if err := builtin.Write(base, spec); err != nil {
 		t.Fatal(err)
 	}
 	m, md, err := model.Open(base)
@@ -59,26 +61,26 @@ func newMergeFixture(t *testing.T) mergeFixture {
 
 	// 2: as PEFT writes one with rank_pattern and alpha_pattern: every projection on
 	// layers 0 and 2, rsLoRA.
-	pc := checkpoints.NewPEFTConfig(base, 6, 12, 0, AllLinear, []int{0, 2}, true)
-	pc.RankPattern = checkpoints.Pattern{{Key: "k_proj", Value: 2}, {Key: "model.layers.2.mlp.down_proj", Value: 3}}
-	pc.AlphaPattern = checkpoints.Pattern{{Key: "v_proj", Value: 5}}
+	pc := peft.NewConfig(base, 6, 12, 0, model.Projections(), []int{0, 2}, true)
+	pc.RankPattern = peft.Pattern{{Key: "k_proj", Value: 2}, {Key: "model.layers.2.mlp.down_proj", Value: 3}}
+	pc.AlphaPattern = peft.Pattern{{Key: "v_proj", Value: 5}}
 	layout, err := pc.Layout()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tensors []checkpoints.Tensor
+	var tensors []safetensors.Tensor
 	for _, l := range []int{0, 2} {
-		for _, name := range model.ProjectionNames {
+		for _, name := range model.Projections() {
 			mod := Module{Layer: l, Name: name}
-			in, out := ProjectionShape(cfg, name)
+			in, out := model.ProjectionShape(cfg, name)
 			rank := layout.Rank(model.LayerPrefix(l) + model.ProjectionPath(name))
 			tensors = append(tensors,
-				F32Tensor(mod.Key()+".lora_A.weight", []int{rank, in}, randomSlice(r, rank*in, 1/math.Sqrt(float64(in)))),
-				F32Tensor(mod.Key()+".lora_B.weight", []int{out, rank}, randomSlice(r, out*rank, 0.3)))
+				safetensors.F32(mod.Key()+".lora_A.weight", []int{rank, in}, randomSlice(r, rank*in, 1/math.Sqrt(float64(in)))),
+				safetensors.F32(mod.Key()+".lora_B.weight", []int{out, rank}, randomSlice(r, out*rank, 0.3)))
 		}
 	}
 	a2 := filepath.Join(dir, "a2")
-	if err := checkpoints.WritePEFT(a2, pc, tensors); err != nil {
+	if err := peft.Write(a2, pc, tensors); err != nil {
 		t.Fatal(err)
 	}
 	f.inputs = append(f.inputs, a2, a3)
@@ -104,7 +106,7 @@ func writeRandomAdapter(t *testing.T, r *rand.Rand, dir, base string, cfg model.
 	for _, m := range a.Modules {
 		copy(m.B, randomSlice(r, len(m.B), 0.3))
 	}
-	if err := checkpoints.WritePEFT(dir, a.PEFTConfig(base), a.PEFTTensors()); err != nil {
+	if err := peft.Write(dir, a.PEFTConfig(base), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -204,7 +206,7 @@ func TestMergeCatIsExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := checkpoints.OpenSafetensors(truePath)
+	st, err := safetensors.Open(truePath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +352,7 @@ func TestPlanMergeRefuses(t *testing.T) {
 	other := testmodels.Tiny("llama")
 	other.Hidden = 24
 	otherDir := filepath.Join(t.TempDir(), "other")
-	if err := testmodels.Write(otherDir, other); err != nil {
+	if err := builtin.Write(otherDir, other); err != nil {
 		t.Fatal(err)
 	}
 	m, md, _ := model.Open(otherDir)
@@ -440,7 +442,7 @@ func TestFromPEFTRankPattern(t *testing.T) {
 	if len(seen) != 4 {
 		t.Fatalf("module layouts %v, want 4 different ones", seen)
 	}
-	raw, _ := os.ReadFile(filepath.Join(f.inputs[1], checkpoints.PEFTConfigFile))
+	raw, _ := os.ReadFile(filepath.Join(f.inputs[1], peft.ConfigFile))
 	if !bytes.Contains(raw, []byte(`"rank_pattern": {`+"\n"+`    "k_proj": 2,`)) {
 		t.Errorf("rank_pattern is not written in order as an object:\n%s", raw)
 	}

@@ -2,47 +2,36 @@ package lora
 
 import (
 	"cmp"
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
 // PEFTTensors are the adapter's weights under PEFT's key names, F32:
 // <key>.lora_A.weight (R, In) and <key>.lora_B.weight (Out, R).
-func (a *Adapter) PEFTTensors() []checkpoints.Tensor {
-	var out []checkpoints.Tensor
-	for _, m := range a.Modules {
-		out = append(out,
-			F32Tensor(m.Key()+".lora_A.weight", []int{a.Spec.R, m.In}, m.A),
-			F32Tensor(m.Key()+".lora_B.weight", []int{m.Out, a.Spec.R}, m.B))
+func (a *Adapter) PEFTTensors() []safetensors.Tensor {
+	var out []safetensors.Tensor
+	for _, w := range a.Weights() {
+		out = append(out, safetensors.F32(w.Key, w.Shape, w.Value))
 	}
 	return out
 }
 
 // PEFTConfig is the adapter's adapter_config.json.
-func (a *Adapter) PEFTConfig(base string) checkpoints.PEFTConfig {
+func (a *Adapter) PEFTConfig(base string) peft.Config {
 	var targets []string
-	for _, t := range model.ProjectionNames {
+	for _, t := range model.Projections() {
 		if slices.Contains(a.Spec.Targets, t) {
 			targets = append(targets, t)
 		}
 	}
-	return checkpoints.NewPEFTConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
-}
-
-// F32Tensor encodes float32 values little-endian.
-func F32Tensor(name string, shape []int, v []float32) checkpoints.Tensor {
-	b := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
-	}
-	return checkpoints.Tensor{Name: name, DType: checkpoints.F32, Shape: shape, Data: b}
+	return peft.NewConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
 }
 
 // FromPEFT loads an adapter directory for a model: the spec from
@@ -59,7 +48,7 @@ func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 		if layer >= cfg.Layers {
 			return 0, 0, false
 		}
-		in, out := ProjectionShape(cfg, module)
+		in, out := model.ProjectionShape(cfg, module)
 		return in, out, true
 	}, fmt.Sprintf(" of this %d-layer model", cfg.Layers))
 	if err != nil {
@@ -145,9 +134,9 @@ func (m PEFTModule) Key() string {
 // module at a time, so that tools over many adapters (merge) hold little.
 type PEFTFile struct {
 	Dir     string
-	Config  checkpoints.PEFTConfig
+	Config  peft.Config
 	Modules []PEFTModule // layer, then projection order
-	st      *checkpoints.Safetensors
+	st      *safetensors.File
 }
 
 // OpenPEFT opens an adapter directory without a model: the shapes of its
@@ -159,7 +148,7 @@ func OpenPEFT(dir string) (*PEFTFile, error) {
 // openPEFT opens dir; shape, when not nil, gives a module's (in, out) in the
 // model, or false when the model has no such module (described by what).
 func openPEFT(dir string, shape func(layer int, module string) (in, out int, ok bool), what string) (*PEFTFile, error) {
-	pc, st, err := checkpoints.ReadPEFT(dir)
+	pc, st, err := peft.Read(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +165,7 @@ func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) 
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.Dir, err)
 	}
+	projections := model.Projections()
 	type found struct{ a, b bool }
 	seen := map[[2]int]*found{}
 	for _, name := range f.st.Names() {
@@ -186,7 +176,7 @@ func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) 
 		if !ok {
 			return fmt.Errorf("%s: tensor %q is not a LoRA weight of a projection%s", f.Dir, name, what)
 		}
-		k := [2]int{layer, slices.Index(model.ProjectionNames, module)}
+		k := [2]int{layer, slices.Index(projections, module)}
 		if seen[k] == nil {
 			seen[k] = &found{}
 		}
@@ -203,7 +193,7 @@ func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) 
 		return cmp.Or(cmp.Compare(x[0], y[0]), cmp.Compare(x[1], y[1]))
 	})
 	for _, k := range keys {
-		m := PEFTModule{Layer: k[0], Name: model.ProjectionNames[k[1]]}
+		m := PEFTModule{Layer: k[0], Name: projections[k[1]]}
 		if !seen[k].a || !seen[k].b {
 			return fmt.Errorf("%s: %s has only one of lora_A and lora_B", f.Dir, m.Key())
 		}
@@ -219,7 +209,7 @@ func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) 
 			m.In, m.Out = ia.Shape[1], ib.Shape[0]
 		}
 		for _, c := range []struct {
-			info checkpoints.TensorInfo
+			info safetensors.TensorInfo
 			want []int
 		}{{ia, []int{m.R, m.In}}, {ib, []int{m.Out, m.R}}} {
 			if !slices.Equal(c.info.Shape, c.want) || m.In <= 0 || m.Out <= 0 {
@@ -246,7 +236,7 @@ func (f *PEFTFile) Factors(m PEFTModule) (a, b []float32, err error) {
 // Close releases the weights file.
 func (f *PEFTFile) Close() error { return f.st.Close() }
 
-func readInto(st *checkpoints.Safetensors, name string, shape []int, dst []float32) error {
+func readInto(st *safetensors.File, name string, shape []int, dst []float32) error {
 	t, err := st.Tensor(name)
 	if err != nil {
 		return err
@@ -254,11 +244,7 @@ func readInto(st *checkpoints.Safetensors, name string, shape []int, dst []float
 	if !slices.Equal(t.Shape, shape) {
 		return fmt.Errorf("tensor %s: shape %v, expected %v", name, t.Shape, shape)
 	}
-	dt, ok := map[checkpoints.DType]kernels.DType{checkpoints.F32: kernels.F32, checkpoints.F16: kernels.F16, checkpoints.BF16: kernels.BF16}[t.DType]
-	if !ok {
-		return fmt.Errorf("tensor %s: dtype %s; expected F32, F16 or BF16", name, t.DType)
-	}
-	m, err := kernels.NewMatrix(dt, 1, len(dst), t.Data)
+	m, err := kernels.NewMatrix(t.DType, 1, len(dst), t.Data)
 	if err != nil {
 		return fmt.Errorf("tensor %s: %w", name, err)
 	}
@@ -272,9 +258,9 @@ func parseKey(name string) (layer int, module, which string, ok bool) {
 	if _, err := fmt.Sscanf(name, "base_model.model.model.layers.%d.%s", &layer, &rest); err != nil || layer < 0 {
 		return 0, "", "", false
 	}
-	for _, mod := range model.ProjectionNames {
+	for _, mod := range model.Projections() {
 		for _, w := range []string{"A", "B"} {
-			if rest == model.ProjectionPath(mod)+".lora_"+w+".weight" {
+			if name == weightKey(layer, mod, w) {
 				return layer, mod, w, true
 			}
 		}

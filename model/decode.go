@@ -6,31 +6,46 @@ import (
 	"github.com/tune-dev/tune/kernels"
 )
 
-// LinearDelta adds an adapter's contribution to a projection's output during
-// decoding: y (rows, out) += f(x (rows, in)). lora.Adapter implements it.
-type LinearDelta interface {
-	AddDelta(layer int, module string, x []float32, rows int, y []float32)
+// Factors gives the decoder each projection's adapter, or nil where there is
+// none (lora.Adapter implements it).
+type Factors interface {
+	LoRA(layer int, module string) *LoRA
 }
 
 // Decoder runs the model token by token with a key/value cache, for
-// generation. It calls the kernels directly: no graph, no gradients.
+// generation: the layers' forward of the training graph, no gradients.
 type Decoder struct {
-	m       *Model
-	delta   LinearDelta
-	maxLen  int
-	pos     int
-	k, v    [][]float32 // per layer: (maxLen, KVHeads·HeadDim)
-	invFreq []float32
+	m      *Model
+	pool   *kernels.Pool
+	loras  []LoRAs
+	maxR   int
+	maxLen int
+	pos    int
+	k, v   [][]float32 // per layer: (maxLen, KVHeads·HeadDim)
+	rot    *kernels.Rotary
+
+	st   *stack // for the current number of new tokens
+	a    *acts
+	x, y []float32
 }
 
-// NewDecoder makes a decoder for sequences of up to maxLen tokens. delta may be nil.
-func (m *Model) NewDecoder(maxLen int, delta LinearDelta) *Decoder {
+// NewDecoder makes a decoder for sequences of up to maxLen tokens. f may be nil.
+func (m *Model) NewDecoder(maxLen int, f Factors, pool *kernels.Pool) *Decoder {
 	c := m.Config
 	kv := c.KVHeads * c.HeadDim
-	d := &Decoder{m: m, delta: delta, maxLen: maxLen, invFreq: kernels.InvFreq(c.HeadDim, c.RopeTheta, c.RopeScaling)}
-	for range c.Layers {
+	d := &Decoder{m: m, pool: pool, maxLen: maxLen, rot: m.rotary(maxLen), loras: make([]LoRAs, c.Layers)}
+	for l := range c.Layers {
 		d.k = append(d.k, make([]float32, maxLen*kv))
 		d.v = append(d.v, make([]float32, maxLen*kv))
+		for i, name := range Projections() {
+			if f == nil {
+				break
+			}
+			if lo := f.LoRA(l, name); lo != nil {
+				d.loras[l][i] = lo
+				d.maxR = max(d.maxR, lo.R)
+			}
+		}
 	}
 	return d
 }
@@ -51,59 +66,41 @@ func (d *Decoder) Forward(ids []int32) ([]float32, error) {
 			return nil, fmt.Errorf("model: token id %d is outside the vocabulary of %d", id, c.Vocab)
 		}
 	}
-	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
-	eps := float32(c.RMSNormEps)
+	if d.st == nil || d.st.n != n {
+		d.st = &stack{m: d.m, pool: d.pool, rot: d.rot, n: n, seq: n, maxR: d.maxR}
+		d.st.allocWorkspace(false)
+		var adapted [numProj]bool
+		for _, lo := range d.loras {
+			for i, ad := range lo {
+				adapted[i] = adapted[i] || ad != nil
+			}
+		}
+		d.a = d.st.newActs(adapted)
+		d.x, d.y = make([]float32, n*c.Hidden), make([]float32, n*c.Hidden)
+	}
 	pos := make([]int32, n)
 	for i := range pos {
 		pos[i] = int32(d.pos + i)
 	}
-	x := make([]float32, n*c.Hidden)
-	kernels.Embedding(x, ids, d.m.Embed)
-	h := make([]float32, n*c.Hidden)
-	q, qr := make([]float32, n*qDim), make([]float32, n*qDim)
-	att := make([]float32, n*qDim)
-	kNew, vNew := make([]float32, n*kvDim), make([]float32, n*kvDim)
-	gate, up := make([]float32, n*c.Intermediate), make([]float32, n*c.Intermediate)
-	o := make([]float32, n*c.Hidden)
-	shape := kernels.AttentionShape{Batch: 1, Seq: n, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
-	proj := func(layer int, module string, y, in []float32, w kernels.Matrix, bias []float32) {
-		kernels.LinearForward(y, in, n, w, bias)
-		if d.delta != nil {
-			d.delta.AddDelta(layer, module, in, n, y)
-		}
+	x, y := d.x, d.y
+	embedRows(d.pool, x, ids, d.m.Embed)
+	for l := range d.m.Layers {
+		d.st.forward(l, y, x, d.a, &d.loras[l], pos, nil, 0, &kvCache{k: d.k[l], v: d.v[l], start: d.pos})
+		x, y = y, x
 	}
-	for l, ly := range d.m.Layers {
-		kernels.RMSNormForward(h, x, ly.AttnNorm, eps)
-		proj(l, "q_proj", q, h, ly.Q, ly.QBias)
-		proj(l, "k_proj", kNew, h, ly.K, ly.KBias)
-		proj(l, "v_proj", vNew, h, ly.V, ly.VBias)
-		if c.QKNorm {
-			kernels.RMSNormForward(q, q, ly.QNorm, eps)
-			kernels.RMSNormForward(kNew, kNew, ly.KNorm, eps)
-		}
-		kernels.RoPEForward(qr, q, pos, d.invFreq)
-		kCache, vCache := d.k[l], d.v[l]
-		kernels.RoPEForward(kCache[d.pos*kvDim:(d.pos+n)*kvDim], kNew, pos, d.invFreq)
-		copy(vCache[d.pos*kvDim:], vNew)
-		kernels.CachedAttention(att, qr, kCache[:(d.pos+n)*kvDim], vCache[:(d.pos+n)*kvDim], d.pos, shape)
-		proj(l, "o_proj", o, att, ly.O, ly.OBias)
-		addTo(x, o)
-		kernels.RMSNormForward(h, x, ly.MLPNorm, eps)
-		proj(l, "gate_proj", gate, h, ly.Gate, nil)
-		proj(l, "up_proj", up, h, ly.Up, nil)
-		kernels.SwiGLUForward(gate, gate, up)
-		proj(l, "down_proj", o, gate, ly.Down, nil)
-		addTo(x, o)
-	}
-	kernels.RMSNormForward(h, x, d.m.Norm, eps)
+	kernels.RMSNorm(d.pool, y, nil, x, d.m.Norm, float32(c.RMSNormEps))
 	logits := make([]float32, n*c.Vocab)
-	kernels.LinearForward(logits, h, n, d.m.LMHead, nil)
+	kernels.Linear(d.pool, logits, y, n, d.m.LMHead, nil)
 	d.pos += n
 	return logits, nil
 }
 
-func addTo(x, y []float32) {
-	for i, v := range y {
-		x[i] += v
-	}
+// embedRows gathers rows of table: out[i] = table[ids[i]], (len(ids), Cols).
+func embedRows(pool *kernels.Pool, out []float32, ids []int32, table kernels.Matrix) {
+	d := table.Cols
+	pool.For(len(ids), 64, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			table.Row(int(ids[i]), out[i*d:(i+1)*d])
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -24,7 +25,7 @@ func TestDecoderMatchesGraph(t *testing.T) {
 				ids[i] = int32(r.IntN(spec.Vocab))
 			}
 			_, want := run(t, m, model.Batch{IDs: ids}, 1, seq)
-			dec := m.NewDecoder(seq, nil)
+			dec := m.NewDecoder(seq, nil, kernels.NewPool(0))
 			var got []float32
 			for _, chunk := range [][]int32{ids[:4], ids[4:5], ids[5:6], ids[6:]} {
 				l, err := dec.Forward(chunk)
@@ -53,7 +54,7 @@ func TestDecoderWithAdapter(t *testing.T) {
 	spec := testmodels.Variants()["qwen2"]
 	_, m := open(t, spec)
 	r := rand.New(rand.NewPCG(5, 5))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear, RSLoRA: true}, m.Config, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, RSLoRA: true}, m.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestDecoderWithAdapter(t *testing.T) {
 	}
 	want := f.Logits
 	_, base := run(t, m, model.Batch{IDs: ids}, 1, seq)
-	dec := m.NewDecoder(seq, a)
+	dec := m.NewDecoder(seq, a, nil)
 	got, err := dec.Forward(ids)
 	if err != nil {
 		t.Fatal(err)

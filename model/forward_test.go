@@ -8,13 +8,14 @@ import (
 
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // open writes spec to a temp dir and loads it the way tune does.
-func open(t *testing.T, spec testmodels.Spec) (string, *model.Model) {
+func open(t *testing.T, spec builtin.Spec) (string, *model.Model) {
 	t.Helper()
 	dir := t.TempDir()
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	m, md, err := model.Open(dir)

@@ -9,24 +9,44 @@ import (
 	"github.com/tune-dev/tune/kernels"
 )
 
-// Adapter lets another package (lora) add to a projection's output: given the
-// projection's input x (N, in) and frozen output y (N, out), it returns the
-// output the rest of the graph sees. module is a Hugging Face module name such
-// as "q_proj".
+// Adapter gives the training graph the adapters of a layer's projections as
+// learnable nodes (lora.Attached implements it). module is a Hugging Face
+// module name such as "q_proj".
 type Adapter interface {
-	Project(layer int, module string, x, y *G.Node) (*G.Node, error)
+	LoRANodes(g *G.ExprGraph, layer int, module string) *LoRANodes
 }
 
-// Graph is the model unrolled over a fixed [Batch, Seq] of tokens. Feed sets its
-// inputs; a Gorgonia VM over G then computes Logits (Batch·Seq, Vocab) and Loss.
+// LoRANodes are one projection's adapter in a graph: y += Scale·drop(x)·Aᵀ·Bᵀ
+// with A (R, in) and B (out, R) learnable nodes.
+type LoRANodes struct {
+	A, B    *G.Node
+	Scale   float32
+	Dropout float64
+	Salt    uint64
+}
+
+// Options choose how a graph runs.
+type Options struct {
+	// Pool runs the kernels; nil runs them on the calling goroutine.
+	Pool *kernels.Pool
+	// Recompute is activation checkpointing: each layer keeps only its input
+	// and runs its forward again in the backward pass.
+	Recompute bool
+}
+
+// Graph is the model unrolled over a fixed [Batch, Seq] of tokens at layer
+// grain: embedding, one op per decoder layer, final norm, and the head fused
+// with the loss. Feed sets its inputs; a Gorgonia VM over G computes Loss, and
+// with gorgonia.Grad the gradients of the adapters' nodes.
 type Graph struct {
 	G          *G.ExprGraph
 	Batch, Seq int
-	Logits     *G.Node
 	Loss       *G.Node
 
-	vocab                  int
-	ids, pos, seg, targets *G.Node
+	m                            *Model
+	st                           *stack
+	hidden                       *G.Node // the final norm's output (N, Hidden)
+	ids, pos, seg, targets, seed *G.Node
 }
 
 // Batch is one [B, T] batch of tokens, row-major.
@@ -43,54 +63,44 @@ type Batch struct {
 }
 
 // Build unrolls the model over batch×seq tokens. adapter may be nil.
-func (m *Model) Build(batch, seq int, adapter Adapter) (*Graph, error) {
+func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, error) {
 	if batch <= 0 || seq <= 0 {
 		return nil, fmt.Errorf("model: batch %d and sequence length %d must be positive", batch, seq)
 	}
 	c := m.Config
 	g := G.NewGraph()
 	n := batch * seq
-	gr := &Graph{G: g, Batch: batch, Seq: seq, vocab: c.Vocab}
-	token := func(name string) *G.Node {
-		return G.NewVector(g, tensor.Int32, G.WithShape(n), G.WithName(name))
+	gr := &Graph{G: g, Batch: batch, Seq: seq, m: m}
+	token := func(name string, size int) *G.Node {
+		return G.NewVector(g, tensor.Int32, G.WithShape(size), G.WithName(name),
+			G.WithValue(tensor.New(tensor.WithShape(size), tensor.WithBacking(make([]int32, size)))))
 	}
-	gr.ids, gr.pos, gr.seg, gr.targets = token("input_ids"), token("position_ids"), token("segment_ids"), token("targets")
-	invFreq := kernels.InvFreq(c.HeadDim, c.RopeTheta, c.RopeScaling)
-	attn := kernels.AttentionShape{Batch: batch, Seq: seq, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
-	eps := float32(c.RMSNormEps)
+	gr.ids, gr.pos, gr.seg, gr.targets = token("input_ids", n), token("position_ids", n), token("segment_ids", n), token("targets", n)
+	gr.seed = token("dropout_seed", 1)
+
+	layers := make([][numProj]*LoRANodes, c.Layers)
+	maxR := 0
+	for l := range layers {
+		for i, name := range Projections() {
+			if adapter == nil {
+				break
+			}
+			if ln := adapter.LoRANodes(g, l, name); ln != nil {
+				layers[l][i] = ln
+				maxR = max(maxR, ln.A.Shape()[0])
+			}
+		}
+	}
+	gr.st = &stack{m: m, pool: opt.Pool, rot: m.rotary(seq), n: n, seq: seq, maxR: maxR}
+	shared := &sharedActs{st: gr.st}
 
 	b := builder{}
-	x := b.do(kernels.Embed(gr.ids, m.Embed, "model.embed_tokens"))
-	for i, ly := range m.Layers {
-		p := LayerPrefix(i)
-		proj := func(module string, in *G.Node, w kernels.Matrix, bias []float32) *G.Node {
-			name := p + ProjectionPath(module)
-			y := b.do(kernels.Linear(in, w, bias, name))
-			if adapter != nil && b.err == nil {
-				y = b.do(adapter.Project(i, module, in, y))
-			}
-			return y
-		}
-		h := b.do(kernels.RMSNorm(x, ly.AttnNorm, eps, p+"input_layernorm"))
-		q := proj("q_proj", h, ly.Q, ly.QBias)
-		k := proj("k_proj", h, ly.K, ly.KBias)
-		v := proj("v_proj", h, ly.V, ly.VBias)
-		if c.QKNorm {
-			q = b.do(kernels.RMSNorm(q, ly.QNorm, eps, p+"self_attn.q_norm"))
-			k = b.do(kernels.RMSNorm(k, ly.KNorm, eps, p+"self_attn.k_norm"))
-		}
-		q = b.do(kernels.RoPE(q, gr.pos, invFreq, p+"q"))
-		k = b.do(kernels.RoPE(k, gr.pos, invFreq, p+"k"))
-		a := b.do(kernels.Attention(q, k, v, gr.seg, attn, p+"self_attn"))
-		x = b.do(G.Add(x, proj("o_proj", a, ly.O, ly.OBias)))
-
-		h = b.do(kernels.RMSNorm(x, ly.MLPNorm, eps, p+"post_attention_layernorm"))
-		act := b.do(kernels.SwiGLU(proj("gate_proj", h, ly.Gate, nil), proj("up_proj", h, ly.Up, nil), p+"mlp"))
-		x = b.do(G.Add(x, proj("down_proj", act, ly.Down, nil)))
+	x := b.do(embed(gr.ids, m.Embed, opt.Pool))
+	for l := range layers {
+		x = b.do(gr.layer(l, x, layers[l], shared, opt.Recompute))
 	}
-	x = b.do(kernels.RMSNorm(x, m.Norm, eps, "model.norm"))
-	gr.Logits = b.do(kernels.Linear(x, m.LMHead, nil, "lm_head"))
-	gr.Loss = b.do(kernels.CrossEntropy(gr.Logits, gr.targets, "loss"))
+	gr.hidden = b.do(finalNorm(x, m.Norm, float32(c.RMSNormEps), opt.Pool))
+	gr.Loss = b.do(headLoss(gr.hidden, gr.targets, m.LMHead, opt.Pool))
 	if b.err != nil {
 		return nil, fmt.Errorf("model: build graph: %w", b.err)
 	}
@@ -121,9 +131,10 @@ func (gr *Graph) Feed(bt Batch) error {
 			return fmt.Errorf("model: batch has %d %s for %d tokens", len(s.v), s.name, n)
 		}
 	}
+	vocab := gr.m.Config.Vocab
 	for i, id := range bt.IDs {
-		if id < 0 || int(id) >= gr.vocab {
-			return fmt.Errorf("model: token id %d at row %d, position %d is outside the vocabulary of %d", id, i/gr.Seq, i%gr.Seq, gr.vocab)
+		if id < 0 || int(id) >= vocab {
+			return fmt.Errorf("model: token id %d at row %d, position %d is outside the vocabulary of %d", id, i/gr.Seq, i%gr.Seq, vocab)
 		}
 	}
 	pos, seg := bt.Positions, bt.Segments
@@ -139,25 +150,40 @@ func (gr *Graph) Feed(bt Batch) error {
 			seg[i] = 1
 		}
 	}
+	for i, p := range pos {
+		if p < 0 || int(p) >= gr.Seq {
+			return fmt.Errorf("model: position %d at row %d, index %d is outside 0..%d", p, i/gr.Seq, i%gr.Seq, gr.Seq-1)
+		}
+	}
 	labels := bt.Labels
 	if labels == nil {
 		labels = bt.IDs
 	}
 	targets := ShiftTargets(labels, seg, gr.Seq)
 	for i, t := range targets {
-		if t != kernels.IgnoreIndex && (t < 0 || int(t) >= gr.vocab) {
-			return fmt.Errorf("model: label %d at row %d, position %d is outside the vocabulary of %d", t, (i+1)/gr.Seq, (i+1)%gr.Seq, gr.vocab)
+		if t != kernels.IgnoreIndex && (t < 0 || int(t) >= vocab) {
+			return fmt.Errorf("model: label %d at row %d, position %d is outside the vocabulary of %d", t, (i+1)/gr.Seq, (i+1)%gr.Seq, vocab)
 		}
 	}
 	for _, in := range []struct {
 		node *G.Node
 		v    []int32
 	}{{gr.ids, bt.IDs}, {gr.pos, pos}, {gr.seg, seg}, {gr.targets, targets}} {
-		if err := G.Let(in.node, tensor.New(tensor.WithShape(n), tensor.WithBacking(in.v))); err != nil {
-			return fmt.Errorf("model: feed %s: %w", in.node.Name(), err)
-		}
+		copy(in.node.Value().Data().([]int32), in.v)
 	}
 	return nil
+}
+
+// SetSeed sets the seed of the dropout masks for the next run.
+func (gr *Graph) SetSeed(s int32) { gr.seed.Value().Data().([]int32)[0] = s }
+
+// Logits computes the head over the last run's final hidden states:
+// (Batch·Seq, Vocab). Training never needs them whole; tests and tools do.
+func (gr *Graph) Logits() []float32 {
+	n := gr.Batch * gr.Seq
+	out := make([]float32, n*gr.m.Config.Vocab)
+	kernels.Linear(gr.st.pool, out, f32s(gr.hidden.Value()), n, gr.m.LMHead, nil)
+	return out
 }
 
 // ShiftTargets turns per-position labels into per-position targets: the token

@@ -4,14 +4,15 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/kernels"
 )
 
-// Source hands out checkpoint tensors by Hugging Face name (a checkpoints.ModelDir).
+// Source hands out checkpoint tensors by Hugging Face name (a hf.Dir).
 type Source interface {
 	Has(name string) bool
-	Tensor(name string) (checkpoints.Tensor, error)
+	Tensor(name string) (safetensors.Tensor, error)
 }
 
 // Layer holds one decoder layer's frozen weights.
@@ -37,8 +38,30 @@ type Model struct {
 // LayerPrefix is the Hugging Face name prefix of layer i's tensors.
 func LayerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
 
-// ProjectionNames are the linear modules of a layer, by their Hugging Face names.
-var ProjectionNames = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+// Projections returns the linear modules of a layer by their Hugging Face
+// names, in forward order: a new slice each call, so no caller can change
+// another's list.
+func Projections() []string {
+	return []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+}
+
+// ProjectionShape is a projection's (in, out) for a model configuration.
+func ProjectionShape(c Config, name string) (in, out int) {
+	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	switch name {
+	case "q_proj":
+		return c.Hidden, q
+	case "k_proj", "v_proj":
+		return c.Hidden, kv
+	case "o_proj":
+		return q, c.Hidden
+	case "gate_proj", "up_proj":
+		return c.Hidden, c.Intermediate
+	case "down_proj":
+		return c.Intermediate, c.Hidden
+	}
+	panic("model: unknown projection " + name)
+}
 
 // ProjectionPath is the name of a projection inside a layer: "self_attn.q_proj".
 func ProjectionPath(module string) string {
@@ -55,6 +78,10 @@ func Load(cfg Config, src Source) (*Model, error) {
 	l := loader{src: src}
 	c := cfg
 	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	proj := func(p, name string) kernels.Matrix {
+		in, out := ProjectionShape(c, name)
+		return l.matrix(p+ProjectionPath(name)+".weight", out, in)
+	}
 	m := &Model{Config: cfg}
 	m.Embed = l.matrix("model.embed_tokens.weight", c.Vocab, c.Hidden)
 	m.Norm = l.vector("model.norm.weight", c.Hidden)
@@ -69,13 +96,13 @@ func Load(cfg Config, src Source) (*Model, error) {
 		ly := Layer{
 			AttnNorm: l.vector(p+"input_layernorm.weight", c.Hidden),
 			MLPNorm:  l.vector(p+"post_attention_layernorm.weight", c.Hidden),
-			Q:        l.matrix(p+"self_attn.q_proj.weight", qDim, c.Hidden),
-			K:        l.matrix(p+"self_attn.k_proj.weight", kvDim, c.Hidden),
-			V:        l.matrix(p+"self_attn.v_proj.weight", kvDim, c.Hidden),
-			O:        l.matrix(p+"self_attn.o_proj.weight", c.Hidden, qDim),
-			Gate:     l.matrix(p+"mlp.gate_proj.weight", c.Intermediate, c.Hidden),
-			Up:       l.matrix(p+"mlp.up_proj.weight", c.Intermediate, c.Hidden),
-			Down:     l.matrix(p+"mlp.down_proj.weight", c.Hidden, c.Intermediate),
+			Q:        proj(p, "q_proj"),
+			K:        proj(p, "k_proj"),
+			V:        proj(p, "v_proj"),
+			O:        proj(p, "o_proj"),
+			Gate:     proj(p, "gate_proj"),
+			Up:       proj(p, "up_proj"),
+			Down:     proj(p, "down_proj"),
 		}
 		if c.AttentionBias {
 			ly.QBias = l.vector(p+"self_attn.q_proj.bias", qDim)
@@ -116,16 +143,11 @@ func (l *loader) tensor(name string, shape ...int) (kernels.Matrix, bool) {
 		l.err = fmt.Errorf("tensor %s: shape %v, but config.json implies %v", name, t.Shape, shape)
 		return kernels.Matrix{}, false
 	}
-	dt, ok := map[checkpoints.DType]kernels.DType{checkpoints.F32: kernels.F32, checkpoints.F16: kernels.F16, checkpoints.BF16: kernels.BF16}[t.DType]
-	if !ok {
-		l.err = fmt.Errorf("tensor %s: dtype %s; tune reads F32, F16 and BF16 weights", name, t.DType)
-		return kernels.Matrix{}, false
-	}
 	rows, cols := 1, shape[len(shape)-1]
 	if len(shape) == 2 {
 		rows = shape[0]
 	}
-	m, err := kernels.NewMatrix(dt, rows, cols, t.Data)
+	m, err := kernels.NewMatrix(t.DType, rows, cols, t.Data)
 	if err != nil {
 		l.err = fmt.Errorf("tensor %s: %w", name, err)
 		return kernels.Matrix{}, false
@@ -162,8 +184,8 @@ func (m *Model) WeightBytes() int64 {
 }
 
 // DTypes counts parameters by stored dtype.
-func (m *Model) DTypes() map[kernels.DType]int64 {
-	out := map[kernels.DType]int64{}
+func (m *Model) DTypes() map[dtype.DType]int64 {
+	out := map[dtype.DType]int64{}
 	m.eachMatrix(func(name string, w kernels.Matrix) { out[w.DType] += int64(w.Rows) * int64(w.Cols) })
 	return out
 }

@@ -42,7 +42,7 @@ type oracleResult struct {
 func requireOracle(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(oracleDir, "node_modules", "@lenml", "tokenizers")); err != nil {
-		t.Fatalf("transformers.js oracle missing (%v): run `make setup` (npm ci in internal/oracle/js)", err)
+		t.Fatalf("transformers.js oracle missing (%v): run `make setup`", err)
 	}
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node not found (%v): the conformance oracle needs Node.js; run `make setup`", err)

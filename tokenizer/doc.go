@@ -1,5 +1,7 @@
 // Package tokenizer loads a Hugging Face tokenizer.json (+ tokenizer_config.json)
-// and encodes and decodes with the same ids as Hugging Face.
+// and encodes and decodes with the same ids as Hugging Face. It also renders
+// chat templates, and describes what it parsed (Vocabulary) for writers of
+// other formats, so that tokenizer.json is parsed in one place.
 //
 // # What uses sugarme and what is ours
 //

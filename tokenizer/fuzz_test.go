@@ -12,7 +12,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add(mustJSON(f, smallByteLevel(false)))
 	f.Add(mustJSON(f, smallSentencePiece()))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tok, err := Parse(data, nil)
+		tok, err := parseJSON(data, nil)
 		if err != nil {
 			if tok != nil {
 				t.Fatal("tokenizer and error both returned")

@@ -41,6 +41,7 @@ func (seq preTokSeq) preTokenize(in []piece) []piece {
 
 type splitPreTok struct {
 	pattern  matcher
+	source   string // the pattern as written (its Regex or String), for Vocabulary
 	behavior splitBehavior
 	invert   bool
 }
@@ -109,6 +110,7 @@ func (m metaspacePreTok) preTokenize(in []piece) []piece {
 type runeSplitPreTok struct {
 	pred     func(rune) bool
 	behavior splitBehavior
+	typ      string // tokenizer.json's type, for Vocabulary
 }
 
 func (r runeSplitPreTok) preTokenize(in []piece) []piece {
@@ -149,11 +151,7 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 		if err != nil {
 			return nil, err
 		}
-		bs, err := o.str("behavior", "Isolated")
-		if err != nil {
-			return nil, err
-		}
-		b, err := parseBehavior(joinPath(o.path, "behavior"), bs)
+		b, err := o.behavior()
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +159,10 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 		if err != nil {
 			return nil, err
 		}
-		return splitPreTok{pattern: m, behavior: b, invert: inv}, nil
+		p, _, _ := o.obj("pattern") // parsePattern read it already
+		rx, _ := p.str("Regex", "")
+		str, _ := p.str("String", "")
+		return splitPreTok{pattern: m, source: rx + str, behavior: b, invert: inv}, nil
 	case "ByteLevel":
 		aps, err := o.boolean("add_prefix_space", true)
 		if err != nil {
@@ -188,21 +189,17 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 			return nil, err
 		}
 		if ind {
-			return runeSplitPreTok{isNumeric, splitIsolated}, nil
+			return runeSplitPreTok{isNumeric, splitIsolated, "Digits"}, nil
 		}
-		return runeSplitPreTok{isNumeric, splitContiguous}, nil
+		return runeSplitPreTok{isNumeric, splitContiguous, "Digits"}, nil
 	case "Punctuation":
-		bs, err := o.str("behavior", "Isolated")
+		b, err := o.behavior()
 		if err != nil {
 			return nil, err
 		}
-		b, err := parseBehavior(joinPath(o.path, "behavior"), bs)
-		if err != nil {
-			return nil, err
-		}
-		return runeSplitPreTok{isPunct, b}, nil
+		return runeSplitPreTok{isPunct, b, "Punctuation"}, nil
 	case "WhitespaceSplit":
-		return runeSplitPreTok{unicode.IsSpace, splitRemoved}, nil
+		return runeSplitPreTok{unicode.IsSpace, splitRemoved, "WhitespaceSplit"}, nil
 	case "Whitespace":
 		re, err := compileRegex(o.path, `\w+|[^\w\s]+`)
 		if err != nil {
@@ -211,8 +208,8 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 		return whitespacePreTok{re}, nil
 	case "BertPreTokenizer":
 		return preTokSeq{
-			runeSplitPreTok{unicode.IsSpace, splitRemoved},
-			runeSplitPreTok{isPunct, splitIsolated},
+			runeSplitPreTok{unicode.IsSpace, splitRemoved, "WhitespaceSplit"},
+			runeSplitPreTok{isPunct, splitIsolated, "Punctuation"},
 		}, nil
 	default:
 		return nil, errAt(joinPath(o.path, "type"), "unsupported pre-tokenizer %q", t)
@@ -220,6 +217,16 @@ func parsePreTokenizer(o jsonObj) (preTokenizer, error) {
 }
 
 // parseMetaspace reads both the current (prepend_scheme, split) and the
+// behavior reads a Split or Punctuation component's "behavior" (default
+// Isolated).
+func (o jsonObj) behavior() (splitBehavior, error) {
+	bs, err := o.str("behavior", "Isolated")
+	if err != nil {
+		return 0, err
+	}
+	return parseBehavior(joinPath(o.path, "behavior"), bs)
+}
+
 // older (add_prefix_space) spellings.
 func parseMetaspace(o jsonObj) (metaspacePreTok, error) {
 	rep, err := o.str("replacement", "\u2581")

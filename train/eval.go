@@ -1,5 +1,3 @@
-// Package train runs models: the evaluation pass over a dataset here, and the
-// LoRA training loop.
 package train
 
 import (
@@ -10,6 +8,7 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -22,27 +21,9 @@ type EvalResult struct {
 	Rows       int     `json:"rows"`     // packed rows of seq tokens run
 }
 
-// Evaluate packs examples into rows of seq tokens (attention never crosses two
-// examples) and runs them in batches, forward only. The loss is the mean over
-// tokens, not over batches, so it does not depend on batch or seq.
-func Evaluate(ctx context.Context, m *model.Model, examples []datasets.Example, batch, seq int, adapter model.Adapter) (EvalResult, error) {
-	rows := datasets.Pack(examples, seq)
-	next := func() (datasets.Row, bool, error) {
-		if len(rows) == 0 {
-			return datasets.Row{}, false, nil
-		}
-		r := rows[0]
-		rows = rows[1:]
-		return r, true, nil
-	}
-	res, err := EvaluateRows(ctx, m, next, len(rows), batch, seq, adapter)
-	res.Examples = len(examples)
-	return res, err
-}
-
 // EvaluateDataset evaluates a data set's rows (packed, in file order), the
 // first maxBatches batches of them (0: all).
-func EvaluateDataset(ctx context.Context, m *model.Model, ds *datasets.Dataset, maxBatches, batch, seq int, adapter model.Adapter) (EvalResult, error) {
+func EvaluateDataset(ctx context.Context, m *model.Model, pool *kernels.Pool, ds *datasets.Dataset, maxBatches, batch, seq int, adapter model.Adapter) (EvalResult, error) {
 	l, err := ds.Loader(datasets.LoaderOptions{Seq: seq, Packing: true})
 	if err != nil {
 		return EvalResult{}, err
@@ -59,19 +40,19 @@ func EvaluateDataset(ctx context.Context, m *model.Model, ds *datasets.Dataset, 
 		left--
 		return l.Next()
 	}
-	res, err := EvaluateRows(ctx, m, next, rows, batch, seq, adapter)
+	res, err := evaluateRows(ctx, m, pool, next, rows, batch, seq, adapter)
 	res.Examples = ds.Examples()
 	return res, err
 }
 
-// EvaluateRows runs n rows that next yields in batches, forward only.
-func EvaluateRows(ctx context.Context, m *model.Model, next func() (datasets.Row, bool, error), n, batch, seq int, adapter model.Adapter) (EvalResult, error) {
+// evaluateRows runs n rows that next yields in batches, forward only.
+func evaluateRows(ctx context.Context, m *model.Model, pool *kernels.Pool, next func() (datasets.Row, bool, error), n, batch, seq int, adapter model.Adapter) (EvalResult, error) {
 	res := EvalResult{Rows: n}
 	if n == 0 {
 		return res, fmt.Errorf("evaluate: no examples")
 	}
 	batch = min(batch, n)
-	gr, err := m.Build(batch, seq, adapter)
+	gr, err := m.Build(batch, seq, adapter, model.Options{Pool: pool})
 	if err != nil {
 		return res, err
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -26,28 +27,32 @@ func graphLoss(t *testing.T, m *model.Model, a *lora.Adapter, b model.Batch, bat
 	return f.Loss
 }
 
-// TestTrainedAdapterReloads: the PEFT adapter and merged model a run writes
-// give, reloaded by tune and by PyTorch, the loss of the training graph.
+// TestTrainedAdapterReloads: the PEFT adapter a run writes and the model
+// merged from it give, reloaded by tune and by PyTorch, the loss of the training graph.
 func TestTrainedAdapterReloads(t *testing.T) {
-	cfg := demoConfig(t, "train.max_steps=6", "checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "output.merged=true", "lora.target_modules=[q_proj,k_proj,o_proj,down_proj]")
+	cfg := demoConfig(t, "train.max_steps=6", "checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "lora.target_modules=[q_proj,k_proj,o_proj,down_proj]")
 	res, err := Run(context.Background(), cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What `tune run` does with output.merged=true after Run.
+	if err := export.Merged(res.ModelDir, res.AdapterDir, filepath.Join(cfg.Output.Dir, "merged"), "", export.DefaultShardBytes); err != nil {
+		t.Fatal(err)
+	}
 	baseDir := filepath.Join(cfg.Output.Dir, "base-model")
-	base, err := OpenBase(baseDir)
+	base, md, err := model.Open(baseDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
-	a, err := lora.FromPEFT(res.AdapterDir, base.Model.Config)
+	defer md.Close()
+	a, err := lora.FromPEFT(res.AdapterDir, base.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const batch, seq = 2, 16
 	b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(1, 9)), batch, seq, 1, 17) // the demo's tokens
-	withAdapter := graphLoss(t, base.Model, a, b, batch, seq)
-	without := graphLoss(t, base.Model, nil, b, batch, seq)
+	withAdapter := graphLoss(t, base, a, b, batch, seq)
+	without := graphLoss(t, base, nil, b, batch, seq)
 	if math.Abs(float64(withAdapter-without)) < 1e-3 {
 		t.Fatalf("the trained adapter changes the loss by only %g: the comparison would prove nothing", withAdapter-without)
 	}
@@ -56,12 +61,12 @@ func TestTrainedAdapterReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	merged, err := OpenBase(filepath.Join(cfg.Output.Dir, "merged"))
+	merged, mergedDir, err := model.Open(filepath.Join(cfg.Output.Dir, "merged"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer merged.Close()
-	mergedLoss := graphLoss(t, merged.Model, nil, b, batch, seq)
+	defer mergedDir.Close()
+	mergedLoss := graphLoss(t, merged, nil, b, batch, seq)
 	refMerged, _, err := testmodels.Reference(filepath.Join(cfg.Output.Dir, "merged"), in)
 	if err != nil {
 		t.Fatal(err)

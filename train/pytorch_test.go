@@ -9,11 +9,14 @@ import (
 
 	G "gorgonia.org/gorgonia"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // randomAdapter is an adapter with A and B both random, so that every gradient
@@ -34,13 +37,13 @@ func randomAdapter(t *testing.T, spec lora.Spec, mc model.Config) *lora.Adapter 
 }
 
 // readF32 reads a float32 tensor of a safetensors file.
-func readF32(t *testing.T, st *checkpoints.Safetensors, name string) []float32 {
+func readF32(t *testing.T, st *safetensors.File, name string) []float32 {
 	t.Helper()
 	ten, err := st.Tensor(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := kernels.NewMatrix(kernels.F32, 1, ten.NumElements(), ten.Data)
+	m, err := kernels.NewMatrix(dtype.F32, 1, ten.NumElements(), ten.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,33 +57,33 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 		variant string
 		spec    lora.Spec
 	}{
-		{"qwen2", lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}},
+		{"qwen2", lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}},
 		{"llama", lora.Spec{R: 3, Alpha: 5, Targets: []string{"q_proj", "v_proj", "down_proj"}, Layers: []int{1}, RSLoRA: true}},
 		{"qwen3", lora.Spec{R: 2, Alpha: 16, Targets: []string{"k_proj", "o_proj", "gate_proj"}}},
 	} {
 		t.Run(tc.variant, func(t *testing.T) {
 			dir := t.TempDir()
 			modelDir := filepath.Join(dir, "model")
-			if err := testmodels.Write(modelDir, testmodels.Variants()[tc.variant]); err != nil {
+			if err := builtin.Write(modelDir, testmodels.Variants()[tc.variant]); err != nil {
 				t.Fatal(err)
 			}
-			base, err := OpenBase(modelDir)
+			base, md, err := model.Open(modelDir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer base.Close()
-			a := randomAdapter(t, tc.spec, base.Model.Config)
+			defer md.Close()
+			a := randomAdapter(t, tc.spec, base.Config)
 			adapterDir := filepath.Join(dir, "adapter")
-			if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
+			if err := peft.Write(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
 				t.Fatal(err)
 			}
 
 			const batch, seq = 2, 8
-			b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(21, 22)), batch, seq, 0, base.Model.Config.Vocab)
+			b, in := testmodels.RandomBatch(rand.New(rand.NewPCG(21, 22)), batch, seq, 0, base.Config.Vocab)
 
 			// tune: loss and gradients through the graph, then one AdamW step.
 			at := a.Attach(true)
-			gr, err := base.Model.Build(batch, seq, at)
+			gr, err := base.Build(batch, seq, at, model.Options{Pool: kernels.NewPool(0)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,8 +110,8 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			const lr, wd = 1e-2, 0.01
 			params := ParamsOf(a)
 			ordered := make([][]float32, 0, len(params))
-			for _, m := range a.Modules {
-				ordered = append(ordered, grads[m.Key()+".lora_A.weight"], grads[m.Key()+".lora_B.weight"])
+			for _, w := range a.Weights() {
+				ordered = append(ordered, grads[w.Key])
 			}
 			sizes := make([]int, len(params))
 			for i, p := range params {
@@ -124,7 +127,7 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			if msg, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("reference lora-step: %v: %s", err, msg)
 			}
-			st, err := checkpoints.OpenSafetensors(out)
+			st, err := safetensors.Open(out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,34 +137,29 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 				t.Errorf("loss %.7f, PyTorch %.7f", loss, refLoss)
 			}
 			var worstGrad, worstUpd float64
-			for _, m := range a.Modules {
-				for _, w := range []struct {
-					suffix string
-					value  []float32
-				}{{".lora_A.weight", m.A}, {".lora_B.weight", m.B}} {
-					key := m.Key() + w.suffix
-					refG := readF32(t, st, key+".grad")
-					scale := 0.0
-					for _, v := range refG {
-						scale = max(scale, math.Abs(float64(v)))
+			for _, w := range a.Weights() {
+				key := w.Key
+				refG := readF32(t, st, key+".grad")
+				scale := 0.0
+				for _, v := range refG {
+					scale = max(scale, math.Abs(float64(v)))
+				}
+				if scale == 0 {
+					t.Fatalf("%s: PyTorch gradient is zero: the comparison would prove nothing", key)
+				}
+				for i, v := range grads[key] {
+					rel := math.Abs(float64(v-refG[i])) / scale
+					worstGrad = max(worstGrad, rel)
+					if rel > 1e-4 {
+						t.Fatalf("%s.grad[%d] = %g, PyTorch %g", key, i, v, refG[i])
 					}
-					if scale == 0 {
-						t.Fatalf("%s: PyTorch gradient is zero: the comparison would prove nothing", key)
-					}
-					for i, v := range grads[key] {
-						rel := math.Abs(float64(v-refG[i])) / scale
-						worstGrad = max(worstGrad, rel)
-						if rel > 1e-4 {
-							t.Fatalf("%s.grad[%d] = %g, PyTorch %g", key, i, v, refG[i])
-						}
-					}
-					refU := readF32(t, st, key+".updated")
-					for i, v := range w.value {
-						d := math.Abs(float64(v - refU[i]))
-						worstUpd = max(worstUpd, d)
-						if d > 1e-5 {
-							t.Fatalf("%s after AdamW [%d] = %.8f, PyTorch %.8f", key, i, v, refU[i])
-						}
+				}
+				refU := readF32(t, st, key+".updated")
+				for i, v := range w.Value {
+					d := math.Abs(float64(v - refU[i]))
+					worstUpd = max(worstUpd, d)
+					if d > 1e-5 {
+						t.Fatalf("%s after AdamW [%d] = %.8f, PyTorch %.8f", key, i, v, refU[i])
 					}
 				}
 			}

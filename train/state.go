@@ -11,7 +11,10 @@ import (
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -52,11 +55,11 @@ func stepDir(root string, step int) string {
 func SaveCheckpoint(root string, st State, a *lora.Adapter, opt *AdamW, base string, keep int) (string, error) {
 	dir := stepDir(root, st.Step)
 	err := checkpoints.WriteDirAtomic(dir, func(tmp string) error {
-		if err := checkpoints.WritePEFT(filepath.Join(tmp, "adapter"), a.PEFTConfig(base), a.PEFTTensors()); err != nil {
+		if err := peft.Write(filepath.Join(tmp, "adapter"), a.PEFTConfig(base), a.PEFTTensors()); err != nil {
 			return err
 		}
 		// The PEFT files sit at the top of the step directory, loadable as is.
-		for _, f := range []string{checkpoints.PEFTConfigFile, checkpoints.PEFTWeightsFile} {
+		for _, f := range []string{peft.ConfigFile, peft.WeightsFile} {
 			if err := os.Rename(filepath.Join(tmp, "adapter", f), filepath.Join(tmp, f)); err != nil {
 				return err
 			}
@@ -64,21 +67,14 @@ func SaveCheckpoint(root string, st State, a *lora.Adapter, opt *AdamW, base str
 		if err := os.Remove(filepath.Join(tmp, "adapter")); err != nil {
 			return err
 		}
-		var moments []checkpoints.Tensor
-		for i, m := range a.Modules {
-			for j, w := range []string{"lora_A", "lora_B"} {
-				key := m.Key() + "." + w + ".weight"
-				shape := []int{a.Spec.R, m.In}
-				if j == 1 {
-					shape = []int{m.Out, a.Spec.R}
-				}
-				moments = append(moments,
-					lora.F32Tensor(key+".exp_avg", shape, opt.M[2*i+j]),
-					lora.F32Tensor(key+".exp_avg_sq", shape, opt.V[2*i+j]))
-			}
+		var moments []safetensors.Tensor
+		for i, w := range a.Weights() {
+			moments = append(moments,
+				safetensors.F32(w.Key+".exp_avg", w.Shape, opt.M[i]),
+				safetensors.F32(w.Key+".exp_avg_sq", w.Shape, opt.V[i]))
 		}
 		meta := map[string]string{"step": strconv.Itoa(opt.Step)}
-		if err := checkpoints.WriteSafetensors(filepath.Join(tmp, optimizerFile), moments, meta); err != nil {
+		if err := safetensors.Write(filepath.Join(tmp, optimizerFile), moments, meta); err != nil {
 			return err
 		}
 		b, err := json.MarshalIndent(st, "", "  ")
@@ -172,31 +168,28 @@ func LoadCheckpoint(dir string, cfg model.Config, a *lora.Adapter, opt *AdamW) (
 		copy(m.A, s.A)
 		copy(m.B, s.B)
 	}
-	sf, err := checkpoints.OpenSafetensors(filepath.Join(dir, optimizerFile))
+	sf, err := safetensors.Open(filepath.Join(dir, optimizerFile))
 	if err != nil {
 		return st, fmt.Errorf("resume: %w", err)
 	}
 	defer sf.Close()
-	for i, m := range a.Modules {
-		for j, w := range []string{"lora_A", "lora_B"} {
-			key := m.Key() + "." + w + ".weight"
-			for _, part := range []struct {
-				suffix string
-				dst    []float32
-			}{{".exp_avg", opt.M[2*i+j]}, {".exp_avg_sq", opt.V[2*i+j]}} {
-				t, err := sf.Tensor(key + part.suffix)
-				if err != nil {
-					return st, fmt.Errorf("resume: %w", err)
-				}
-				if t.DType != checkpoints.F32 || len(t.Data) != 4*len(part.dst) {
-					return st, fmt.Errorf("resume: %s: %s%s is not F32 with %d values", dir, key, part.suffix, len(part.dst))
-				}
-				m, err := kernels.NewMatrix(kernels.F32, 1, len(part.dst), t.Data)
-				if err != nil {
-					return st, fmt.Errorf("resume: %w", err)
-				}
-				m.Range(0, part.dst)
+	for i, w := range a.Weights() {
+		for _, part := range []struct {
+			suffix string
+			dst    []float32
+		}{{".exp_avg", opt.M[i]}, {".exp_avg_sq", opt.V[i]}} {
+			t, err := sf.Tensor(w.Key + part.suffix)
+			if err != nil {
+				return st, fmt.Errorf("resume: %w", err)
 			}
+			if t.DType != dtype.F32 || len(t.Data) != 4*len(part.dst) {
+				return st, fmt.Errorf("resume: %s: %s%s is not F32 with %d values", dir, w.Key, part.suffix, len(part.dst))
+			}
+			m, err := kernels.NewMatrix(dtype.F32, 1, len(part.dst), t.Data)
+			if err != nil {
+				return st, fmt.Errorf("resume: %w", err)
+			}
+			m.Range(0, part.dst)
 		}
 	}
 	opt.Step = st.AdamStep
@@ -206,8 +199,8 @@ func LoadCheckpoint(dir string, cfg model.Config, a *lora.Adapter, opt *AdamW) (
 // ParamsOf lists A and B of every module in the optimizer's order.
 func ParamsOf(a *lora.Adapter) [][]float32 {
 	var ps [][]float32
-	for _, m := range a.Modules {
-		ps = append(ps, m.A, m.B)
+	for _, w := range a.Weights() {
+		ps = append(ps, w.Value)
 	}
 	return ps
 }

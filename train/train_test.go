@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,8 +127,8 @@ func interruptAndResume(t *testing.T, overrides ...string) {
 func TestNonFiniteLossStops(t *testing.T) {
 	cfg := demoConfig(t, "train.lr=1e30", "train.max_steps=5", "train.warmup_steps=0", "train.max_grad_norm=0", "checkpoint.every=1")
 	_, err := Run(context.Background(), cfg, Options{})
-	if err == nil || !strings.Contains(err.Error(), "non-finite") {
-		t.Fatalf("error %v, want a non-finite loss error", err)
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "is not a finite number") {
+		t.Fatalf("error %v, want one saying the loss or gradient norm is not a finite number", err)
 	}
 }
 

@@ -11,10 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
-	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 	"github.com/tune-dev/tune/train"
 )
@@ -92,16 +93,16 @@ exactly what the model is trained to produce.`,
 // dataModel finds the model directory (for its tokenizer) and vocabulary size
 // without loading the weights; builtin:tiny has no tokenizer.
 func dataModel(cfg *configs.Config) (string, int, error) {
-	if cfg.Model.Path == configs.BuiltinModel {
-		return "", testmodels.Demo().Vocab, nil
+	if spec, ok := builtin.Named(strings.TrimPrefix(cfg.Model.Path, "builtin:")); ok && strings.HasPrefix(cfg.Model.Path, "builtin:") {
+		return "", spec.Vocab, nil
 	}
-	b, err := os.ReadFile(filepath.Join(cfg.Model.Path, "config.json"))
+	b, err := os.ReadFile(filepath.Join(cfg.Model.Path, hf.ConfigFile))
 	if err != nil {
 		return "", 0, fmt.Errorf("model.path: %w", err)
 	}
 	mc, err := model.ParseConfig(b)
 	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", filepath.Join(cfg.Model.Path, "config.json"), err)
+		return "", 0, fmt.Errorf("%s: %w", filepath.Join(cfg.Model.Path, hf.ConfigFile), err)
 	}
 	return cfg.Model.Path, mc.Vocab, nil
 }

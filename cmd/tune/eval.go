@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/train"
@@ -40,17 +41,19 @@ are split into windows. With --adapter, base and base + adapter side by side.`,
 			if err != nil {
 				return usageError{err}
 			}
-			base, err := train.OpenBase(modelDir)
+			base, md, err := model.Open(modelDir)
 			if err != nil {
 				return err
 			}
-			defer base.Close()
-			d, err := train.OpenData(cfg, modelDir, base.Model.Config.Vocab)
+			defer md.Close()
+			d, err := train.OpenData(cfg, modelDir, base.Config.Vocab)
 			if err != nil {
 				return fmt.Errorf("%s: %w", data, err)
 			}
+			pool := kernels.NewPool(0)
+			defer pool.Close()
 			evaluate := func(a model.Adapter) (train.EvalResult, error) {
-				return train.EvaluateDataset(cmd.Context(), base.Model, d.Train, 0, batch, seq, a)
+				return train.EvaluateDataset(cmd.Context(), base, pool, d.Train, 0, batch, seq, a)
 			}
 			res, err := evaluate(nil)
 			if err != nil {
@@ -65,7 +68,7 @@ are split into windows. With --adapter, base and base + adapter side by side.`,
 					res.Loss, res.Perplexity, res.Tokens, res.Examples, res.Rows, seq)
 				return nil
 			}
-			a, err := lora.FromPEFT(adapterDir, base.Model.Config)
+			a, err := lora.FromPEFT(adapterDir, base.Config)
 			if err != nil {
 				return err
 			}

@@ -11,9 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 	"github.com/tune-dev/tune/train"
 )
@@ -34,7 +36,7 @@ func runTune(t *testing.T, args ...string) (string, error) {
 func TestEvalJSONMatchesPyTorch(t *testing.T) {
 	dir := t.TempDir()
 	spec := testmodels.Variants()["qwen2"]
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(5, 6))
@@ -89,12 +91,12 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 	}
 
 	// --adapter: base and base + adapter side by side, each as PyTorch has it.
-	base, err := train.OpenBase(dir)
+	base, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: lora.AllLinear}, base.Model.Config, r)
+	defer md.Close()
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}, base.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 		}
 	}
 	adapterDir := filepath.Join(dir, "adapter")
-	if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
+	if err := peft.Write(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runTune(t, "eval", "--model", dir, "--data", data, "--json", "--adapter", adapterDir)
@@ -131,7 +133,7 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 
 func TestEvalAndInspectErrors(t *testing.T) {
 	dir := t.TempDir()
-	if err := testmodels.Write(dir, testmodels.Tiny("llama")); err != nil {
+	if err := builtin.Write(dir, testmodels.Tiny("llama")); err != nil {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(dir, "bad.jsonl")
@@ -171,7 +173,7 @@ func TestEvalAndInspectErrors(t *testing.T) {
 func TestInspect(t *testing.T) {
 	dir := t.TempDir()
 	spec := testmodels.Variants()["llama_bf16_sharded"]
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runTune(t, "inspect", dir)

@@ -7,11 +7,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/tokenizer"
-	"github.com/tune-dev/tune/train"
 )
 
 func newExportCmd() *cobra.Command {
@@ -35,7 +35,7 @@ to the adapter's base_model_name_or_path.`,
 				return usageError{fmt.Errorf("export needs --format and --out")}
 			}
 			if baseDir == "" && adapterDir != "" {
-				pc, st, err := checkpoints.ReadPEFT(adapterDir)
+				pc, st, err := peft.Read(adapterDir)
 				if err != nil {
 					return err
 				}
@@ -96,16 +96,16 @@ func orDefault(v, def string) string {
 
 // exportPEFT rewrites an adapter (or a step checkpoint) as a bare PEFT directory.
 func exportPEFT(baseDir, adapterDir, out string) error {
-	base, err := train.OpenBase(baseDir)
+	base, md, err := model.Open(baseDir)
 	if err != nil {
 		return err
 	}
-	defer base.Close()
-	a, err := lora.FromPEFT(adapterDir, base.Model.Config)
+	defer md.Close()
+	a, err := lora.FromPEFT(adapterDir, base.Config)
 	if err != nil {
 		return err
 	}
-	return checkpoints.WritePEFT(out, a.PEFTConfig(baseDir), a.PEFTTensors())
+	return peft.Write(out, a.PEFTConfig(baseDir), a.PEFTTensors())
 }
 
 // exportOllama writes base.gguf, adapter.gguf and a Modelfile into out.

@@ -9,11 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
-	"github.com/tune-dev/tune/train"
+	"github.com/tune-dev/tune/model"
 )
 
 // TestExportMergedShardedAndPEFT: `tune export` of a trained step checkpoint
@@ -22,13 +21,13 @@ import (
 // adapter within bf16 rounding; the Ollama directory names its files.
 func TestExportMergedShardedAndPEFT(t *testing.T) {
 	dir := modelWithTokenizer(t)
-	base, err := train.OpenBase(dir)
+	base, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
+	defer md.Close()
 	r := rand.New(rand.NewPCG(3, 3))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "up_proj"}}, base.Model.Config, r)
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "up_proj"}}, base.Config, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +37,7 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 		}
 	}
 	adapterDir := filepath.Join(t.TempDir(), "adapter")
-	if err := checkpoints.WritePEFT(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
+	if err := peft.Write(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
@@ -47,7 +46,7 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 	if _, err := runTune(t, "export", "--adapter", adapterDir, "--format", "peft", "--out", peft); err != nil {
 		t.Fatal(err)
 	}
-	back, err := lora.FromPEFT(peft, base.Model.Config)
+	back, err := lora.FromPEFT(peft, base.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +79,12 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := train.OpenBase(merged)
+	m2, m2Dir, err := model.Open(merged)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Close()
-	res, err := train.Evaluate(t.Context(), m2.Model, []datasets.Example{{IDs: in.InputIDs[0]}}, 1, 8, nil)
+	defer m2Dir.Close()
+	res, err := testmodels.RunGraph(m2, model.Batch{IDs: in.InputIDs[0]}, 1, 8, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +94,7 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 	if d := math.Abs(float64(mergedRef - withAdapter)); d > 0.02*float64(withAdapter) {
 		t.Errorf("merged bf16 loss %.5f, base + adapter %.5f", mergedRef, withAdapter)
 	}
-	if d := math.Abs(res.Loss - float64(mergedRef)); d > 1e-4*float64(mergedRef) {
+	if d := math.Abs(float64(res.Loss - mergedRef)); d > 1e-4*float64(mergedRef) {
 		t.Errorf("tune reads the merged model to loss %.6f, PyTorch %.6f", res.Loss, mergedRef)
 	}
 	baseLoss, _, _ := testmodels.Reference(dir, in)

@@ -6,10 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/tokenizer"
-	"github.com/tune-dev/tune/train"
 )
 
 // endOfTurn are the tokens chat models end a reply with, besides EOS.
@@ -27,18 +27,18 @@ func newGenerateCmd() *cobra.Command {
 			if modelDir == "" || prompt == "" {
 				return usageError{fmt.Errorf("generate needs --model DIR and --prompt TEXT")}
 			}
-			base, err := train.OpenBase(modelDir)
+			base, md, err := model.Open(modelDir)
 			if err != nil {
 				return err
 			}
-			defer base.Close()
+			defer md.Close()
 			tok, err := tokenizer.Load(modelDir)
 			if err != nil {
 				return err
 			}
-			var delta model.LinearDelta
+			var delta model.Factors
 			if adapterDir != "" {
-				a, err := lora.FromPEFT(adapterDir, base.Model.Config)
+				a, err := lora.FromPEFT(adapterDir, base.Config)
 				if err != nil {
 					return err
 				}
@@ -66,7 +66,9 @@ func newGenerateCmd() *cobra.Command {
 					opt.Stop = append(opt.Stop, int32(id))
 				}
 			}
-			dec := base.Model.NewDecoder(min(len(in)+opt.MaxTokens, base.Model.Config.MaxPositions), delta)
+			pool := kernels.NewPool(0)
+			defer pool.Close()
+			dec := base.NewDecoder(min(len(in)+opt.MaxTokens, base.Config.MaxPositions), delta, pool)
 			out := cmd.OutOrStdout()
 			var gen []int
 			printed := ""

@@ -11,8 +11,8 @@ import (
 
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
-	"github.com/tune-dev/tune/train"
 )
 
 // modelWithTokenizer writes a small llama with the real Llama 2 tokenizer.
@@ -32,7 +32,7 @@ func modelWithTokenizer(t *testing.T) string {
 	}
 	spec := testmodels.Tiny("llama")
 	spec.Vocab = 32000
-	if err := testmodels.Write(dir, spec); err != nil {
+	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -50,11 +50,11 @@ func TestGenerateGreedyIsArgmax(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := train.OpenBase(dir)
+	base, md, err := model.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer base.Close()
+	defer md.Close()
 	ids := tok.Encode("The capital of France is", true)
 	var gen []int
 	for range 6 {
@@ -63,7 +63,7 @@ func TestGenerateGreedyIsArgmax(t *testing.T) {
 		for _, id := range ids {
 			b.IDs = append(b.IDs, int32(id))
 		}
-		gr, err := base.Model.Build(1, seq, nil)
+		gr, err := base.Build(1, seq, nil, model.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestGenerateGreedyIsArgmax(t *testing.T) {
 		if err := vm.RunAll(); err != nil {
 			t.Fatal(err)
 		}
-		logits := gr.Logits.Value().Data().([]float32)
+		logits := gr.Logits()
 		next := int(model.Sample(logits[(seq-1)*32000:], 0, 1, nil))
 		vm.Close()
 		if next == 2 { // </s>

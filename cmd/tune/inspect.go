@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/model"
-	"github.com/tune-dev/tune/train"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -18,12 +18,12 @@ func newInspectCmd() *cobra.Command {
 		Short: "Architecture, parameter count, dtypes and weight memory of a model directory",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base, err := train.OpenBase(args[0])
+			base, md, err := model.Open(args[0])
 			if err != nil {
 				return err
 			}
-			defer base.Close()
-			printModel(cmd.OutOrStdout(), args[0], base.Model, base.Dir.Files())
+			defer md.Close()
+			printModel(cmd.OutOrStdout(), args[0], base, md.Files())
 			return nil
 		},
 	}
@@ -53,7 +53,7 @@ func printModel(out io.Writer, dir string, m *model.Model, files []string) {
 	dts := m.DTypes()
 	var names []string
 	for dt, n := range dts {
-		names = append(names, fmt.Sprintf("%s %s", dt, humanCount(n)))
+		names = append(names, fmt.Sprintf("%s %s", strings.ToLower(string(dt)), humanCount(n)))
 	}
 	sort.Strings(names)
 	row("dtypes", names)

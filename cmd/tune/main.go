@@ -1,5 +1,3 @@
-// Command tune fine-tunes language models with LoRA on the CPU or a GPU, and
-// exports what it trained for the inference servers people run.
 package main
 
 import (
@@ -14,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/kernels"
 )
 
 // usageError marks errors in how tune was called (exit code 2).
@@ -57,9 +56,17 @@ func newRoot() *cobra.Command {
 		Short:         "LoRA fine-tuning for Llama-family models, in Go",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// A TUNE_KERNELS this CPU cannot run stops every command: running
+		// other kernels than the ones asked for would mislead a benchmark.
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if _, err := kernels.Variant(); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd(), newDataCmd(), newMergeCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd(), newDataCmd(), newBenchCmd(), newMergeCmd())
 	return root
 }
 

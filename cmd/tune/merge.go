@@ -9,7 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -109,13 +110,13 @@ a base_model_name_or_path that is a local directory is checked the same way.`,
 func mergeBase(baseDir string, adapters []string) (*model.Config, error) {
 	if baseDir == "" {
 		for _, a := range adapters {
-			pc, st, err := checkpoints.ReadPEFT(a)
+			pc, st, err := peft.Read(a)
 			if err != nil {
 				return nil, err
 			}
 			st.Close()
 			if name := pc.BaseModelNameOrPath; name != "" {
-				if _, err := os.Stat(filepath.Join(name, checkpoints.ConfigFile)); err == nil {
+				if _, err := os.Stat(filepath.Join(name, hf.ConfigFile)); err == nil {
 					baseDir = name
 				}
 				break

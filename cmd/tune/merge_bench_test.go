@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -28,7 +28,7 @@ func BenchmarkMerge7B(b *testing.B) {
 	r := rand.New(rand.NewPCG(7, 7))
 	var args []string
 	for i := range 3 {
-		a, err := lora.New(lora.Spec{R: 16, Alpha: 32, Targets: lora.AllLinear}, qwen7B, r)
+		a, err := lora.New(lora.Spec{R: 16, Alpha: 32, Targets: []string{lora.AllLinear}}, qwen7B, r)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func BenchmarkMerge7B(b *testing.B) {
 			}
 		}
 		path := filepath.Join(dir, fmt.Sprint("a", i))
-		if err := checkpoints.WritePEFT(path, a.PEFTConfig("Qwen/Qwen2.5-7B"), a.PEFTTensors()); err != nil {
+		if err := peft.Write(path, a.PEFTConfig("Qwen/Qwen2.5-7B"), a.PEFTTensors()); err != nil {
 			b.Fatal(err)
 		}
 		args = append(args, path)

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints"
-	"github.com/tune-dev/tune/kernels"
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -59,8 +60,8 @@ func TestPooledRound(t *testing.T) {
 	// Round two from the svd merge: rank 8, the larger input's.
 	round2 := filepath.Join(dir, "round2")
 	train(round2, "train.seed=3", "train.max_steps=5", "lora.init_from="+merged["svd"])
-	var cfg checkpoints.PEFTConfig
-	raw, err := os.ReadFile(filepath.Join(round2, "adapter", checkpoints.PEFTConfigFile))
+	var cfg peft.Config
+	raw, err := os.ReadFile(filepath.Join(round2, "adapter", peft.ConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestPooledRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bmd.Close()
-	emd, err := checkpoints.OpenModelDir(exported)
+	emd, err := hf.Open(exported)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,18 +133,16 @@ func TestPooledRound(t *testing.T) {
 	}
 }
 
-func tensorF32(t *testing.T, md *checkpoints.ModelDir, name string) []float32 {
+func tensorF32(t *testing.T, md *hf.Dir, name string) []float32 {
 	t.Helper()
 	tn, err := md.Tensor(name)
-	if err != nil || tn.DType != checkpoints.F32 {
+	if err != nil || tn.DType != dtype.F32 {
 		t.Fatalf("%s: %v %v", name, tn.DType, err)
 	}
-	v := make([]float32, tn.NumElements())
-	m, err := kernels.NewMatrix(kernels.F32, 1, len(v), tn.Data)
+	v, err := dtype.Decode(dtype.F32, tn.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Range(0, v)
 	return v
 }
 
@@ -154,7 +153,7 @@ func TestMergeBadInputExitTwo(t *testing.T) {
 	dir := t.TempDir()
 	cfg := model.Config{ModelType: "llama", Hidden: 16, Intermediate: 24, Layers: 2, Heads: 2, KVHeads: 1, HeadDim: 8, Vocab: 10}
 	r := rand.New(rand.NewPCG(2, 2))
-	write := func(name, base string, edit func(*checkpoints.PEFTConfig)) string {
+	write := func(name, base string, edit func(*peft.Config)) string {
 		a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj"}}, cfg, r)
 		if err != nil {
 			t.Fatal(err)
@@ -164,14 +163,14 @@ func TestMergeBadInputExitTwo(t *testing.T) {
 			edit(&pc)
 		}
 		path := filepath.Join(dir, name)
-		if err := checkpoints.WritePEFT(path, pc, a.PEFTTensors()); err != nil {
+		if err := peft.Write(path, pc, a.PEFTTensors()); err != nil {
 			t.Fatal(err)
 		}
 		return path
 	}
 	x, y := write("x", "org/model", nil), write("y", "org/model", nil)
 	other := write("other", "org/other-model", nil)
-	dora := write("dora", "org/model", func(pc *checkpoints.PEFTConfig) { pc.UseDora = true })
+	dora := write("dora", "org/model", func(pc *peft.Config) { pc.UseDora = true })
 	out := filepath.Join(dir, "out")
 	cases := []struct {
 		name string

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/export"
 	"github.com/tune-dev/tune/train"
 )
 
@@ -67,6 +68,13 @@ one named) exactly as if the run had not stopped.`,
 			}
 			fmt.Fprintf(out, "trained %d steps: loss %.4f -> %.4f\nadapter: %s\nmetrics: %s\n",
 				res.Steps, res.FirstLoss, res.LastLoss, res.AdapterDir, filepath.Join(cfg.Output.Dir, "metrics.jsonl"))
+			if cfg.Output.Merged {
+				merged := filepath.Join(cfg.Output.Dir, "merged")
+				if err := export.Merged(res.ModelDir, res.AdapterDir, merged, "", export.DefaultShardBytes); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "merged: %s\n", merged)
+			}
 			return nil
 		},
 	}

@@ -43,7 +43,8 @@ func tuneBinary(t testing.TB) string {
 
 // TestKillDuringRunThenResume kills `tune run` with SIGKILL after its second
 // checkpoint, resumes it, and compares with a run never stopped: the same
-// losses at every step and the same final adapter, byte for byte.
+// losses at every step and the same final adapter, byte for byte. The run
+// never stopped also writes the merged model (output.merged).
 func TestKillDuringRunThenResume(t *testing.T) {
 	bin := tuneBinary(t)
 	dir := t.TempDir()
@@ -51,8 +52,13 @@ func TestKillDuringRunThenResume(t *testing.T) {
 		return []string{"run", "../../configs/demo.yaml", "-q", "output.dir=" + out, "train.max_steps=30", "checkpoint.every=5", "train.eval_every=0", "data.val_ratio=0", "lora.dropout=0.1"}
 	}
 	whole := filepath.Join(dir, "whole")
-	if out, err := exec.Command(bin, args(whole)...).CombinedOutput(); err != nil {
+	out, err := exec.Command(bin, append(args(whole), "output.merged=true")...).CombinedOutput()
+	if err != nil {
 		t.Fatalf("uninterrupted run: %v\n%s", err, out)
+	}
+	// output.merged: tune run exports the merged model after training.
+	if _, err := os.Stat(filepath.Join(whole, "merged", "model.safetensors")); err != nil || !strings.Contains(string(out), "merged: "+filepath.Join(whole, "merged")) {
+		t.Errorf("output.merged=true wrote no merged model (%v):\n%s", err, out)
 	}
 
 	cut := filepath.Join(dir, "cut")

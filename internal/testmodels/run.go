@@ -2,10 +2,10 @@ package testmodels
 
 import (
 	"math/rand/v2"
-	"slices"
 
 	G "gorgonia.org/gorgonia"
 
+	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -20,7 +20,9 @@ type Forward struct {
 // RunGraph builds the model's graph for batch×seq tokens (with an adapter, or
 // nil), feeds b and runs it forward: the pass training and evaluation use.
 func RunGraph(m *model.Model, b model.Batch, batch, seq int, adapter model.Adapter) (Forward, error) {
-	gr, err := m.Build(batch, seq, adapter)
+	pool := kernels.NewPool(0)
+	defer pool.Close()
+	gr, err := m.Build(batch, seq, adapter, model.Options{Pool: pool})
 	if err != nil {
 		return Forward{}, err
 	}
@@ -34,7 +36,7 @@ func RunGraph(m *model.Model, b model.Batch, batch, seq int, adapter model.Adapt
 	}
 	return Forward{
 		Loss:    gr.Loss.Value().Data().(float32),
-		Logits:  slices.Clone(gr.Logits.Value().Data().([]float32)),
+		Logits:  gr.Logits(),
 		Counted: gr.Counted(),
 	}, nil
 }

@@ -1,0 +1,336 @@
+package model
+
+import (
+	"github.com/tune-dev/tune/kernels"
+)
+
+// This file is the decoder layer, forward next to backward, over plain slices
+// (llm.c's way). The training graph (one op per layer, graph.go) and the
+// KV-cache decoder (decode.go) both run it: one definition of the model.
+// Shapes: N rows (tokens), D = Hidden, Q = Heads·HeadDim, KV = KVHeads·HeadDim,
+// I = Intermediate; "x is (N, D)" means a row-major []float32 of N·D values.
+
+// The projections of a layer, in Projections() order.
+const (
+	projQ = iota
+	projK
+	projV
+	projO
+	projGate
+	projUp
+	projDown
+	numProj
+)
+
+// LoRA is a low-rank update of one projection as a layer computes it:
+// y += Scale·drop(x)·Aᵀ·Bᵀ with A (R, in) and B (out, R), both float32.
+type LoRA struct {
+	A, B    []float32
+	R       int
+	Scale   float32
+	Dropout float64 // probability; 0 for none (and at evaluation)
+	Salt    uint64  // the dropout site's identity: kernels.DropoutSalt(PEFT key)
+}
+
+// LoRAs are a layer's adapters by projection; nil where there is none.
+type LoRAs [numProj]*LoRA
+
+// loraGrads receive the gradients of a layer's adapters, by projection.
+type loraGrads [numProj]struct{ A, B []float32 }
+
+// weight is projection i's frozen matrix and bias.
+func (ly *Layer) weight(i int) (kernels.Matrix, []float32) {
+	switch i {
+	case projQ:
+		return ly.Q, ly.QBias
+	case projK:
+		return ly.K, ly.KBias
+	case projV:
+		return ly.V, ly.VBias
+	case projO:
+		return ly.O, ly.OBias
+	case projGate:
+		return ly.Gate, nil
+	case projUp:
+		return ly.Up, nil
+	}
+	return ly.Down, nil
+}
+
+// acts is what a layer's forward keeps for its backward. With activation
+// checkpointing all layers share one, refilled by running the forward again.
+type acts struct {
+	rstd1, rstd2 []float32 // (N): 1/rms of the layer's input and of x2
+	qPre, kPre   []float32 // (N, Q), (N, KV): q and k before their norms (qwen3)
+	qRstd, kRstd []float32 // (N·Heads), (N·KVHeads)
+	q, k, v      []float32 // attention inputs, q and k rotated: (N, Q), (N, KV), (N, KV)
+	att, lse     []float32 // attention output (N, Q) and log-sum-exp (N·Heads)
+	x2           []float32 // residual stream after attention (N, D)
+	gate, up     []float32 // (N, I); silu(gate)∘up is recomputed, not kept
+	u            [numProj][]float32
+}
+
+// workspace holds a layer's temporaries, shared by every layer.
+type workspace struct {
+	h       []float32 // (N, D) a normed input
+	act     []float32 // (N, I) silu(gate)∘up
+	o       []float32 // (N, max(D, Q)) a projection's output
+	xd      []float32 // (N, max in) a LoRA input after dropout
+	yl      []float32 // (N, max out) a LoRA's B product
+	t       []float32 // (N, max R)
+	dh, dx2 []float32 // (N, D)
+	dI, dG  []float32 // (N, I)
+	dU      []float32 // (N, I)
+	dq, dk  []float32 // (N, Q), (N, KV)
+	dv      []float32 // (N, KV)
+	datt    []float32 // (N, Q)
+}
+
+// stack runs the layers of one model over N rows at a time: Batch sequences
+// of seq tokens in training, or N new tokens of one sequence in decoding.
+type stack struct {
+	m      *Model
+	pool   *kernels.Pool
+	rot    *kernels.Rotary
+	n, seq int
+	maxR   int
+	ws     workspace
+}
+
+func (m *Model) rotary(positions int) *kernels.Rotary {
+	c := m.Config
+	return kernels.NewRotary(kernels.InvFreq(c.HeadDim, c.RopeTheta, c.RopeScaling), positions)
+}
+
+// attention is the shape of the stack's attention: Batch sequences of seq.
+func (s *stack) attention() kernels.AttentionShape {
+	c := s.m.Config
+	return kernels.AttentionShape{Batch: s.n / s.seq, Seq: s.seq, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
+}
+
+func (s *stack) dims() (d, q, kv, inter int) {
+	c := s.m.Config
+	return c.Hidden, c.Heads * c.HeadDim, c.KVHeads * c.HeadDim, c.Intermediate
+}
+
+// newActs allocates one layer's kept activations for N rows; adapted marks
+// the projections with an adapter.
+func (s *stack) newActs(adapted [numProj]bool) *acts {
+	c := s.m.Config
+	n := s.n
+	d, q, kv, inter := s.dims()
+	f := func(k int) []float32 { return make([]float32, k) }
+	a := &acts{rstd1: f(n), rstd2: f(n), q: f(n * q), k: f(n * kv), v: f(n * kv),
+		att: f(n * q), lse: f(n * c.Heads), x2: f(n * d), gate: f(n * inter), up: f(n * inter)}
+	if c.QKNorm {
+		a.qPre, a.kPre, a.qRstd, a.kRstd = f(n*q), f(n*kv), f(n*c.Heads), f(n*c.KVHeads)
+	}
+	for i, on := range adapted {
+		if on {
+			a.u[i] = f(n * s.maxR)
+		}
+	}
+	return a
+}
+
+// bytes is the memory of a's buffers.
+func (a *acts) bytes() int64 {
+	var n int
+	for _, b := range [][]float32{a.rstd1, a.rstd2, a.qPre, a.kPre, a.qRstd, a.kRstd, a.q, a.k, a.v, a.att, a.lse, a.x2, a.gate, a.up} {
+		n += len(b)
+	}
+	for _, u := range a.u {
+		n += len(u)
+	}
+	return 4 * int64(n)
+}
+
+// ensureWorkspace allocates the workspace at the first run, with the gradient
+// buffers when a backward pass will run.
+func (s *stack) ensureWorkspace(backward bool) {
+	if s.ws.h == nil || (backward && s.ws.dh == nil) {
+		s.allocWorkspace(backward)
+	}
+}
+
+// allocWorkspace sizes the shared temporaries; backward adds the gradient ones.
+func (s *stack) allocWorkspace(backward bool) {
+	n := s.n
+	d, q, kv, inter := s.dims()
+	wide := max(d, q, kv, inter)
+	f := func(k int) []float32 { return make([]float32, k) }
+	s.ws.act = f(n * inter)
+	s.ws.h, s.ws.o, s.ws.xd, s.ws.yl, s.ws.t = f(n*d), f(n*max(d, q)), f(n*wide), f(n*wide), f(n*max(s.maxR, 1))
+	if backward {
+		s.ws.dh, s.ws.dx2 = f(n*d), f(n*d)
+		s.ws.dI, s.ws.dG, s.ws.dU = f(n*inter), f(n*inter), f(n*inter)
+		s.ws.dq, s.ws.dk, s.ws.dv, s.ws.datt = f(n*q), f(n*kv), f(n*kv), f(n*q)
+	}
+}
+
+// kvCache receives a layer's keys and values during decoding: rows
+// start..start+N−1 are written, and attention reads rows 0..start+N−1.
+type kvCache struct {
+	k, v  []float32 // (capacity, KV)
+	start int
+}
+
+// forward runs layer l: y = layer(x), both (N, D), keeping in a what backward
+// needs. pos and seg are (N); seed draws the dropout masks. With cache set,
+// the layer's keys and values go to the cache and attention reads all of it.
+func (s *stack) forward(l int, y, x []float32, a *acts, lo *LoRAs, pos, seg []int32, seed int32, cache *kvCache) {
+	c := s.m.Config
+	ly := &s.m.Layers[l]
+	p, n, w := s.pool, s.n, &s.ws
+	d, _, kvd, inter := s.dims()
+	eps := float32(c.RMSNormEps)
+
+	h := w.h[:n*d]
+	kernels.RMSNorm(p, h, a.rstd1, x, ly.AttnNorm, eps)
+	q, k, v := a.q, a.k, a.v
+	if cache != nil {
+		k = cache.k[cache.start*kvd : (cache.start+n)*kvd]
+		v = cache.v[cache.start*kvd : (cache.start+n)*kvd]
+	}
+	if c.QKNorm {
+		s.project(projQ, a.qPre, h, ly, lo, a, seed)
+		s.project(projK, a.kPre, h, ly, lo, a, seed)
+		kernels.RMSNorm(p, q, a.qRstd, a.qPre, ly.QNorm, eps)
+		kernels.RMSNorm(p, k, a.kRstd, a.kPre, ly.KNorm, eps)
+	} else {
+		s.project(projQ, q, h, ly, lo, a, seed)
+		s.project(projK, k, h, ly, lo, a, seed)
+	}
+	s.project(projV, v, h, ly, lo, a, seed)
+	s.rot.Apply(p, q, q, pos)
+	s.rot.Apply(p, k, k, pos)
+	// One attention kernel for both: training attends within the batch, the
+	// decoder's new rows attend to the whole cache.
+	shape := s.attention()
+	if cache != nil {
+		end := cache.start + n
+		shape.Batch, shape.Seq = 1, end
+		k, v = cache.k[:end*kvd], cache.v[:end*kvd]
+	}
+	kernels.FlashAttention(p, a.att, a.lse, q, k, v, seg, shape)
+	o := w.o[:n*d]
+	s.project(projO, o, a.att, ly, lo, a, seed)
+	add(a.x2, x, o)
+
+	kernels.RMSNorm(p, h, a.rstd2, a.x2, ly.MLPNorm, eps)
+	s.project(projGate, a.gate, h, ly, lo, a, seed)
+	s.project(projUp, a.up, h, ly, lo, a, seed)
+	act := w.act[:n*inter]
+	kernels.SwiGLU(p, act, a.gate, a.up)
+	s.project(projDown, o, act, ly, lo, a, seed)
+	add(y, a.x2, o)
+}
+
+// backward computes dx (N, D) and the adapters' gradients g from dy, given
+// the layer's input x and what forward kept in a. dx may not alias dy.
+func (s *stack) backward(l int, dx, dy, x []float32, a *acts, lo *LoRAs, g *loraGrads, pos, seg []int32, seed int32) {
+	c := s.m.Config
+	ly := &s.m.Layers[l]
+	p, n, w := s.pool, s.n, &s.ws
+	d := c.Hidden
+
+	// MLP: y = x2 + down(silu(gate)∘up), gate and up of h2 = norm(x2).
+	act := w.act[:n*c.Intermediate]
+	if lo[projDown] != nil { // the adapter's gradient needs down's input
+		kernels.SwiGLU(p, act, a.gate, a.up)
+	}
+	s.projectBack(projDown, w.dI, false, dy, act, ly, lo, a, g, seed)
+	kernels.SwiGLUBackward(p, w.dG, w.dU, w.dI, a.gate, a.up)
+	h := w.h[:n*d]
+	kernels.RMSNormApply(p, h, a.x2, ly.MLPNorm, a.rstd2)
+	s.projectBack(projGate, w.dh, false, w.dG, h, ly, lo, a, g, seed)
+	s.projectBack(projUp, w.dh, true, w.dU, h, ly, lo, a, g, seed)
+	copy(w.dx2, dy)
+	kernels.RMSNormDX(p, w.dx2, w.dh, a.x2, ly.MLPNorm, a.rstd2, true)
+
+	// Attention: x2 = x + o(attention(rope(q), rope(k), v)) of h1 = norm(x).
+	s.projectBack(projO, w.datt, false, w.dx2, a.att, ly, lo, a, g, seed)
+	kernels.FlashAttentionBackward(p, w.dq, w.dk, w.dv, w.datt, a.att, a.lse, a.q, a.k, a.v, seg, s.attention())
+	s.rot.Inverse(p, w.dq, w.dq, pos)
+	s.rot.Inverse(p, w.dk, w.dk, pos)
+	if c.QKNorm {
+		kernels.RMSNormDX(p, w.dq, w.dq, a.qPre, ly.QNorm, a.qRstd, false)
+		kernels.RMSNormDX(p, w.dk, w.dk, a.kPre, ly.KNorm, a.kRstd, false)
+	}
+	kernels.RMSNormApply(p, h, x, ly.AttnNorm, a.rstd1)
+	s.projectBack(projQ, w.dh, false, w.dq, h, ly, lo, a, g, seed)
+	s.projectBack(projK, w.dh, true, w.dk, h, ly, lo, a, g, seed)
+	s.projectBack(projV, w.dh, true, w.dv, h, ly, lo, a, g, seed)
+	copy(dx, w.dx2)
+	kernels.RMSNormDX(p, dx, w.dh, x, ly.AttnNorm, a.rstd1, true)
+}
+
+// project computes y = x·Wᵀ + bias for projection i, plus its adapter's
+// Scale·drop(x)·Aᵀ·Bᵀ, keeping drop(x)·Aᵀ in a.u[i].
+func (s *stack) project(i int, y, x []float32, ly *Layer, lo *LoRAs, a *acts, seed int32) {
+	wm, bias := ly.weight(i)
+	p, n := s.pool, s.n
+	kernels.Linear(p, y, x, n, wm, bias)
+	ad := lo[i]
+	if ad == nil {
+		return
+	}
+	in := x
+	if ad.Dropout > 0 {
+		in = s.ws.xd[:n*wm.Cols]
+		kernels.Dropout(p, in, x, ad.Dropout, ad.Salt, seed)
+	}
+	u := a.u[i][:n*ad.R]
+	kernels.Linear(p, u, in, n, kernels.MatrixF32(ad.R, wm.Cols, ad.A), nil)
+	yl := s.ws.yl[:n*wm.Rows]
+	kernels.Linear(p, yl, u, n, kernels.MatrixF32(wm.Rows, ad.R, ad.B), nil)
+	axpy(ad.Scale, yl, y)
+}
+
+// projectBack is project's gradient: dx = dy·W (added with accumulate) plus
+// the adapter's path, and the adapter's gradients into g[i]:
+// dB = s·dyᵀ·u, t = s·dy·B, dA = tᵀ·drop(x), dx += drop(t·A).
+func (s *stack) projectBack(i int, dx []float32, accumulate bool, dy, x []float32, ly *Layer, lo *LoRAs, a *acts, g *loraGrads, seed int32) {
+	wm, _ := ly.weight(i)
+	p, n := s.pool, s.n
+	kernels.LinearDX(p, dx, dy, n, wm, accumulate)
+	ad := lo[i]
+	if ad == nil {
+		return
+	}
+	r, in, out := ad.R, wm.Cols, wm.Rows
+	kernels.LinearDW(p, g[i].B, dy, a.u[i][:n*r], n, out, r, ad.Scale, false)
+	t := s.ws.t[:n*r]
+	kernels.LinearDX(p, t, dy, n, kernels.MatrixF32(out, r, ad.B), false)
+	scale(t, ad.Scale)
+	aMat := kernels.MatrixF32(r, in, ad.A)
+	if ad.Dropout <= 0 {
+		kernels.LinearDW(p, g[i].A, t, x, n, r, in, 1, false)
+		kernels.LinearDX(p, dx, t, n, aMat, true)
+		return
+	}
+	xd := s.ws.xd[:n*in]
+	kernels.Dropout(p, xd, x, ad.Dropout, ad.Salt, seed)
+	kernels.LinearDW(p, g[i].A, t, xd, n, r, in, 1, false)
+	kernels.LinearDX(p, xd, t, n, aMat, false)
+	kernels.Dropout(p, xd, xd, ad.Dropout, ad.Salt, seed)
+	axpy(1, xd, dx)
+}
+
+func add(dst, a, b []float32) {
+	for i := range dst {
+		dst[i] = a[i] + b[i]
+	}
+}
+
+func axpy(alpha float32, x, y []float32) {
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
+func scale(v []float32, alpha float32) {
+	for i := range v {
+		v[i] *= alpha
+	}
+}

@@ -1,0 +1,69 @@
+package train
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/tune-dev/tune/model"
+)
+
+// stepAllocBytes is what a steady-state step may allocate: Gorgonia's tape and
+// the kernels' closures make a few small objects per op, while every buffer
+// (activations, workspace, gradients, logits chunks) is sized at the first
+// step; one activation buffer of this model is 64 KiB.
+const stepAllocBytes = 96 << 10
+
+// After the first step, a training step allocates no buffer: bytes allocated
+// per step stay under stepAllocBytes.
+func TestSteadyStepAllocatesNoBuffers(t *testing.T) {
+	cfg := demoConfig(t, "train.batch_size=4", "lora.target_modules=[all-linear]", "lora.dropout=0.1")
+	path, err := resolveModel(cfg.Model.Path, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, files, err := model.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer files.Close()
+	a, err := newAdapter(cfg, m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, recompute := range []bool{false, true} {
+		tr, err := newTrainer(m, a, cfg.Train, cfg.Data.SeqLen, recompute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(1, 1))
+		b := model.Batch{IDs: make([]int32, cfg.Train.BatchSize*cfg.Data.SeqLen)}
+		step := func() {
+			for i := range b.IDs {
+				b.IDs[i] = int32(rng.IntN(m.Config.Vocab))
+			}
+			l, n, err := tr.micro(b, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := tr.update(l, n, 1e-3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		step()
+		step()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const steps = 5
+		for range steps {
+			step()
+		}
+		runtime.ReadMemStats(&after)
+		perStep := (after.TotalAlloc - before.TotalAlloc) / steps
+		t.Logf("activation checkpointing %v: %d bytes, %d objects allocated per step", recompute, perStep, (after.Mallocs-before.Mallocs)/steps)
+		if perStep > stepAllocBytes {
+			t.Errorf("activation checkpointing %v: a steady step allocates %d bytes, want under %d", recompute, perStep, stepAllocBytes)
+		}
+		tr.close()
+	}
+}

@@ -1,0 +1,309 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/model"
+)
+
+// recipe is one training run: what setup made, and the state the loop moves.
+type recipe struct {
+	cfg       *configs.Config
+	opt       Options
+	outDir    string
+	ckptDir   string
+	modelPath string
+	base      *model.Model
+	baseFiles *hf.Dir
+	data      *datasets.Data
+	loader    *datasets.Loader
+	sched     Schedule
+	total     int
+	*trainer
+	st      State
+	metrics *metricsFile
+	bar     progress
+	res     Result
+}
+
+// setup opens the model and the data, makes (or loads) the adapter and the
+// optimizer, resumes from a checkpoint when asked, and builds the graph.
+func setup(cfg *configs.Config, opt Options) (*recipe, error) {
+	r := &recipe{cfg: cfg, opt: opt, outDir: cfg.Output.Dir, ckptDir: filepath.Join(cfg.Output.Dir, "checkpoints")}
+	if err := r.open(); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *recipe) open() (err error) {
+	cfg, opt := r.cfg, r.opt
+	t := cfg.Train
+	if err := os.MkdirAll(r.outDir, 0o755); err != nil {
+		return err
+	}
+
+	// Model.
+	if r.modelPath, err = resolveModel(cfg.Model.Path, filepath.Join(r.outDir, "base-model")); err != nil {
+		return err
+	}
+	r.res.ModelDir = r.modelPath
+	if r.base, r.baseFiles, err = model.Open(r.modelPath); err != nil {
+		return err
+	}
+	mc := r.base.Config
+	if cfg.Data.SeqLen > mc.MaxPositions {
+		return &configs.FieldError{File: cfg.Path, Path: "data.seq_len", Msg: fmt.Sprintf("%d exceeds the model's max_position_embeddings %d", cfg.Data.SeqLen, mc.MaxPositions)}
+	}
+
+	// Data: indexed and counted here, read row by row as training goes.
+	if r.data, err = OpenData(cfg, r.modelPath, mc.Vocab); err != nil {
+		return err
+	}
+	logData(r.logf, r.data.Stats)
+	if t.EvalEvery > 0 && (r.data.Val == nil || r.data.Val.Examples() == 0) {
+		return &configs.FieldError{File: cfg.Path, Path: "train.eval_every", Msg: "set, but the validation set is empty: raise data.val_ratio or give data.val"}
+	}
+	r.loader, err = r.data.Train.Loader(datasets.LoaderOptions{Seq: cfg.Data.SeqLen, Packing: cfg.Data.Packing, Shuffle: cfg.Data.Shuffle, Seed: t.Seed})
+	if err != nil {
+		return err
+	}
+	r.total = t.MaxSteps
+	if r.total <= 0 {
+		// Each epoch ends with a padded micro-batch; steps take GradAccum of them.
+		micro := 0
+		for e := range t.Epochs {
+			micro += (r.loader.RowsInEpoch(e) + t.BatchSize - 1) / t.BatchSize
+		}
+		r.total = (micro + t.GradAccum - 1) / t.GradAccum
+	}
+	r.sched = Schedule{Kind: t.Schedule, Peak: t.LR, Total: r.total, Warmup: WarmupSteps(t.WarmupSteps, t.WarmupRatio, r.total)}
+	if err := r.sched.Check(); err != nil {
+		return err
+	}
+	if opt.Resume == "" {
+		if steps, _ := listSteps(r.ckptDir); len(steps) > 0 {
+			return fmt.Errorf("%s already holds checkpoints of an earlier run (up to step %d): continue it with --resume, or set output.dir elsewhere", r.ckptDir, steps[len(steps)-1])
+		}
+	}
+
+	// Adapter, optimizer and graph.
+	if err := checkComputeDType(cfg); err != nil {
+		return err
+	}
+	adapter, err := newAdapter(cfg, mc)
+	if err != nil {
+		return err
+	}
+	if r.trainer, err = newTrainer(r.base, adapter, t, cfg.Data.SeqLen, t.ActivationCheckpointing); err != nil {
+		return err
+	}
+
+	// Resume.
+	r.st = State{Seed: t.Seed, BaseModel: r.modelPath, Data: r.loader.Cursor()}
+	if opt.Resume != "" {
+		if err := r.resume(opt.Resume); err != nil {
+			return err
+		}
+	}
+	if r.metrics, err = openMetrics(filepath.Join(r.outDir, "metrics.jsonl"), r.st.Step); err != nil {
+		return err
+	}
+	r.bar = newProgress(opt.Progress, r.total, r.st.Step)
+	r.logf("training %d adapter parameters (%d modules, r=%d) on %d rows of %d tokens: %d steps", adapter.ParamCount(), len(adapter.Modules), adapter.Spec.R, r.loader.RowsInEpoch(r.loader.Epoch()), cfg.Data.SeqLen, r.total)
+	return nil
+}
+
+// resume loads a step checkpoint ("latest" or a directory) into the adapter,
+// the optimizer, the state and the data cursor.
+func (r *recipe) resume(dir string) error {
+	var err error
+	if dir == "latest" {
+		if dir, err = LatestCheckpoint(r.ckptDir); err != nil {
+			return err
+		}
+		if dir == "" {
+			return fmt.Errorf("resume: no checkpoint under %s", r.ckptDir)
+		}
+	}
+	if r.st, err = LoadCheckpoint(dir, r.base.Config, r.adapter, r.adam); err != nil {
+		return err
+	}
+	if r.st.Seed != r.cfg.Train.Seed {
+		return fmt.Errorf("resume: %s was trained with seed %d, the config says %d", dir, r.st.Seed, r.cfg.Train.Seed)
+	}
+	if r.st.Data.Data == "" {
+		return fmt.Errorf("resume: %s has no data cursor (written by an older tune); start afresh", dir)
+	}
+	if err := r.loader.Seek(r.st.Data); err != nil {
+		return fmt.Errorf("resume: %s: %w", dir, err)
+	}
+	r.logf("resumed from %s at step %d", dir, r.st.Step)
+	return nil
+}
+
+// step makes one optimizer step over GradAccum micro-batches and returns its
+// record. A step whose micro-batches hold no token to predict (padding at the
+// end of a tiny dataset) updates nothing and has Tokens 0.
+func (r *recipe) step() (StepRecord, error) {
+	t := r.cfg.Train
+	start := time.Now()
+	var lossSum float64
+	tokens := 0
+	for micro := range t.GradAccum {
+		if t.MaxSteps <= 0 && r.loader.Epoch() >= t.Epochs {
+			break // the data of the last epoch is used up: a shorter last step
+		}
+		b, err := r.nextBatch()
+		if err != nil {
+			return StepRecord{}, err
+		}
+		l, n, err := r.micro(b, dropoutSeed(t.Seed, r.st.Step, micro))
+		if err != nil {
+			return StepRecord{}, fmt.Errorf("step %d: %w", r.st.Step+1, err)
+		}
+		lossSum += l
+		tokens += n
+	}
+	lr := r.sched.LR(r.st.Step)
+	rec := StepRecord{Step: r.st.Step + 1, LR: lr}
+	if tokens > 0 {
+		loss, norm, err := r.update(lossSum, tokens, lr)
+		if err != nil {
+			return rec, fmt.Errorf("step %d: %w; no checkpoint was written: lower train.lr or check the data", r.st.Step+1, err)
+		}
+		rec.Loss, rec.GradNorm = loss, norm
+	}
+	r.st.Step++
+	r.st.Tokens += int64(tokens)
+	elapsed := time.Since(start)
+	rec.Epoch, rec.Tokens, rec.StepTimeS = r.st.Data.Epoch, tokens, elapsed.Seconds()
+	rec.TokensPerS = float64(tokens) / elapsed.Seconds()
+	rec.PeakMemBytes = peakRSS()
+	return rec, nil
+}
+
+// nextBatch takes BatchSize rows at the cursor, padding at an epoch's end.
+func (r *recipe) nextBatch() (model.Batch, error) {
+	var b model.Batch
+	for range r.cfg.Train.BatchSize {
+		row, ok, err := r.loader.Next()
+		if err != nil {
+			return b, err
+		}
+		if !ok {
+			row = datasets.PaddingRow(r.cfg.Data.SeqLen)
+		}
+		b.IDs = append(b.IDs, row.IDs...)
+		b.Labels = append(b.Labels, row.Labels...)
+		b.Positions = append(b.Positions, row.Positions...)
+		b.Segments = append(b.Segments, row.Segments...)
+	}
+	if r.loader.Done() {
+		r.loader.NextEpoch()
+	}
+	r.st.Data = r.loader.Cursor()
+	return b, nil
+}
+
+// afterStep records the step, evaluates and checkpoints on schedule, and
+// reports whether to stop (a stop request: ctx cancelled).
+func (r *recipe) afterStep(ctx context.Context, rec StepRecord) (stop bool, err error) {
+	r.res.Step = r.st.Step
+	if rec.Tokens > 0 {
+		if r.res.Steps == 0 {
+			r.res.FirstLoss = rec.Loss
+		}
+		r.res.Steps++
+		r.res.LastLoss = rec.Loss
+		if err := r.metrics.Write(rec); err != nil {
+			return true, err
+		}
+		if r.opt.OnStep != nil {
+			r.opt.OnStep(rec)
+		}
+	}
+	r.bar.Step(r.st.Step, rec.Loss, rec.LR, rec.TokensPerS)
+
+	t := r.cfg.Train
+	if t.EvalEvery > 0 && r.data.Val != nil && (r.st.Step%t.EvalEvery == 0 || r.st.Step == r.total) {
+		// Not cancelled by a stop request: the step's checkpoint follows.
+		ev, err := EvaluateDataset(context.WithoutCancel(ctx), r.base, r.pool, r.data.Val, t.EvalBatches, t.BatchSize, r.cfg.Data.SeqLen, r.adapter.Attach(false))
+		if err != nil {
+			return true, err
+		}
+		if err := r.metrics.Write(EvalRecord{Step: r.st.Step, EvalLoss: ev.Loss, EvalPerplexity: ev.Perplexity, EvalTokens: ev.Tokens}); err != nil {
+			return true, err
+		}
+		r.logf("step %d: eval loss %.4f, perplexity %.3f", r.st.Step, ev.Loss, ev.Perplexity)
+	}
+	stopping := ctx.Err() != nil
+	if stopping || (r.cfg.Checkpoint.Every > 0 && r.st.Step%r.cfg.Checkpoint.Every == 0) || r.st.Step == r.total {
+		if err := r.checkpoint(); err != nil {
+			return true, err
+		}
+	}
+	if stopping {
+		r.res.Interrupted = true
+		r.logf("stopped at step %d; resume with --resume", r.st.Step)
+	}
+	return stopping, nil
+}
+
+// checkpoint writes a step checkpoint: adapter, AdamW moments, state.
+func (r *recipe) checkpoint() error {
+	r.st.AdamStep = r.adam.Step
+	dir, err := SaveCheckpoint(r.ckptDir, r.st, r.adapter, r.adam, r.modelPath, r.cfg.Checkpoint.KeepLast)
+	if err == nil {
+		r.res.Checkpoint = dir
+		r.logf("checkpoint %s", dir)
+	}
+	return err
+}
+
+// finish writes the outputs: the PEFT adapter and the loss curve (the caller
+// exports the merged model on request: export is above train).
+func (r *recipe) finish() error {
+	r.bar.Finish()
+	r.res.AdapterDir = filepath.Join(r.outDir, "adapter")
+	if err := peft.Write(r.res.AdapterDir, r.adapter.PEFTConfig(r.modelPath), r.adapter.PEFTTensors()); err != nil {
+		return err
+	}
+	if err := r.metrics.Close(); err != nil {
+		return err
+	}
+	return PlotLoss(filepath.Join(r.outDir, "metrics.jsonl"), filepath.Join(r.outDir, "loss.png"))
+}
+
+func (r *recipe) close() {
+	if r.metrics != nil {
+		r.metrics.Close()
+	}
+	if r.trainer != nil {
+		r.trainer.close()
+	}
+	if r.data != nil {
+		r.data.Close()
+	}
+	if r.baseFiles != nil {
+		r.baseFiles.Close()
+	}
+}
+
+// logf writes a one-line message (checkpoints written, evaluations) on its
+// own line, above the progress bar.
+func (r *recipe) logf(format string, a ...any) {
+	if r.opt.Log != nil {
+		r.bar.Clear()
+		fmt.Fprintf(r.opt.Log, format+"\n", a...)
+	}
+}
