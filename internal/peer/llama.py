@@ -6,8 +6,10 @@ RMSNorm in f32 scaled back in the input dtype; RoPE with rotate-half; GQA
 attention as matmul -> f32 softmax -> matmul under an additive causal mask
 (torch 1.13 has no F.scaled_dot_product_attention); SwiGLU MLP; tied or
 separate lm_head; cross-entropy on f32 logits. LoRA as PEFT's lora.Linear:
-y = W x (+ b) + B (A dropout(x)) * alpha / r. rope_scaling and sliding_window
-are not read (they do not change the work at these lengths). Frozen weights are random N(0, 0.02)
+y = W x (+ b) + B (A dropout(x)) * alpha / r. config.json is read, and the
+RoPE frequencies (rope_scaling included) computed, by the project's reference
+(internal/testmodels/reference/reference.py), the rest is independent of it.
+sliding_window is not applied (it does not change the work at these lengths). Frozen weights are random N(0, 0.02)
 made directly in their dtype.
 
 Imported after train.py has chosen the BLAS library, since importing torch
@@ -16,10 +18,15 @@ loads it.
 
 import json
 import math
+import os
+import sys
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testmodels", "reference"))
+import reference  # noqa: E402  (config.json rules and RoPE frequencies)
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 
@@ -29,7 +36,8 @@ class ConfigError(Exception):
 
 
 class Config:
-    """The fields of a Hugging Face config.json this model needs."""
+    """The fields of a Hugging Face config.json this model needs, read by the
+    project's reference (its rules for defaults, biases and RoPE scaling)."""
 
     def __init__(self, path):
         try:
@@ -39,34 +47,18 @@ class Config:
             raise ConfigError(f"{path}: {e.strerror}")
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: line {e.lineno}: not valid JSON: {e.msg}")
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        self.model_type = raw.get("model_type")
-        if self.model_type not in SUPPORTED:
-            raise ConfigError(f"{path}: model_type: expected one of {', '.join(SUPPORTED)}, got {self.model_type!r}")
-
-        def need(key, kind=int):
-            v = raw.get(key)
-            if not isinstance(v, kind) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"{path}: {key}: expected a positive {kind.__name__}, got {v!r}")
-            return v
-
-        self.hidden = need("hidden_size")
-        self.inter = need("intermediate_size")
-        self.layers = need("num_hidden_layers")
-        self.heads = need("num_attention_heads")
-        self.kv_heads = raw.get("num_key_value_heads") or self.heads
-        self.vocab = need("vocab_size")
-        self.head_dim = raw.get("head_dim") or self.hidden // self.heads
-        if self.heads % self.kv_heads:
-            raise ConfigError(f"{path}: num_key_value_heads {self.kv_heads} does not divide num_attention_heads {self.heads}")
-        self.eps = float(raw.get("rms_norm_eps", 1e-6))
-        self.theta = float(raw.get("rope_theta", 10000.0))
-        self.tied = bool(raw.get("tie_word_embeddings", False))
-        # Qwen2 always has q/k/v biases; Llama says so with attention_bias.
-        self.qkv_bias = self.model_type == "qwen2" or bool(raw.get("attention_bias", False))
-        self.o_bias = self.model_type != "qwen2" and bool(raw.get("attention_bias", False))
-        self.mlp_bias = bool(raw.get("mlp_bias", False))
+        try:
+            c = reference.Config(raw)
+        except reference.ReferenceError as e:
+            raise ConfigError(f"{path}: {str(e).removeprefix('config.json: ')}")
+        if c.model_type not in SUPPORTED:
+            raise ConfigError(f"{path}: model_type: expected one of {', '.join(SUPPORTED)}, got {c.model_type!r}")
+        self.ref = c
+        self.hidden, self.inter = c.hidden_size, c.intermediate_size
+        self.layers, self.vocab = c.num_hidden_layers, c.vocab_size
+        self.heads, self.kv_heads, self.head_dim = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.eps, self.tied = c.rms_norm_eps, c.tie_word_embeddings
+        self.qkv_bias, self.o_bias, self.mlp_bias = c.qkv_bias, c.o_bias, c.mlp_bias
 
 
 def frozen(shape, dtype, std=0.02):
@@ -172,8 +164,8 @@ class Model(nn.Module):
         self.lm_head = self.embed if c.tied else frozen((c.vocab, c.hidden), dtype)
 
     def rope(self, t, dtype):
-        inv = 1.0 / (self.c.theta ** (torch.arange(0, self.c.head_dim, 2, dtype=torch.float32) / self.c.head_dim))
-        f = torch.outer(torch.arange(t, dtype=torch.float32), inv)
+        inv = reference.rope_inv_freq(self.c.ref)  # rope_theta, with rope_scaling applied
+        f = torch.outer(torch.arange(t, dtype=torch.float32), inv.to(torch.float32))
         e = torch.cat((f, f), dim=-1)
         return e.cos().to(dtype), e.sin().to(dtype)
 

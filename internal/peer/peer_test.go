@@ -115,7 +115,7 @@ func TestBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"train.py", "--config", filepath.Join(dir, "none.json")}, "none.json: No such file"},
-		{[]string{"train.py", "--config", bad}, "config.json: intermediate_size: expected a positive int"},
+		{[]string{"train.py", "--config", bad}, "config.json: vocab_size must be a positive integer, got None"},
 		{[]string{"train.py", "--config", tinyConfig(t), "--targets", "q_proj,lm_head"}, "--targets: unknown projection(s) ['lm_head']"},
 		{[]string{"train.py", "--config", tinyConfig(t), "--blas", filepath.Join(dir, "libblas.so.3")}, "--blas: " + dir},
 		{[]string{"compare.py", "--peer-only", "--rounds", "0"}, "--rounds: expected a positive number"},
