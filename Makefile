@@ -3,7 +3,7 @@ GO      ?= go
 # Each folder holds an npm oracle: transformers.js tokenizers, llama.cpp.
 ORACLES := $(dir $(wildcard internal/oracle/*/package.json))
 
-.PHONY: build test setup setup-apt setup-npm vet fuzz bench demo clean
+.PHONY: build test setup setup-apt setup-npm vet fuzz bench bench-go demo clean
 
 build:
 	$(GO) build -o bin/tune ./cmd/tune
@@ -45,7 +45,17 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./tokenizer
 	$(GO) test -run '^$$' -fuzz '^FuzzFastSplit$$' -fuzztime $(FUZZTIME) ./tokenizer
 
-bench:
+# tune bench against the PyTorch peer (internal/peer) on the SmolLM2-135M and
+# Qwen2.5-0.5B shapes of issue 8, interleaved; prints tokens/s, peak RSS and the
+# ratio. BENCH_FLAGS passes compare.py flags, e.g. BENCH_FLAGS="--rounds 1
+# --shape smollm2-135m" or "--peer-only". The f32 peer (CPUs without AVX-512)
+# wants libopenblas0-pthread; without it PyTorch uses the reference BLAS.
+BENCH_FLAGS ?=
+bench: build
+	/usr/bin/python3 internal/peer/compare.py $(BENCH_FLAGS)
+
+# The Go benchmarks, one iteration each.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 clean:
