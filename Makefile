@@ -27,8 +27,11 @@ setup-npm:
 		(cd $$d && npm install --no-audit --no-fund --ignore-scripts --omit=optional --loglevel=error) || exit 1; \
 	done
 
+# The kernel and model tests run again with the portable kernels forced, so a
+# CPU without AVX2 gets a tested path (TUNE_KERNELS; avx512 needs such a CPU).
 test: setup vet
-	$(GO) test ./...
+	$(GO) test -timeout 30m ./...
+	TUNE_KERNELS=ref $(GO) test -count=1 ./kernels ./model
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
