@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/tune-dev/tune/tokenizer/internal/jinja"
 )
 
 // Message is one turn of a conversation for ApplyChatTemplate.
