@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode"
 )
 
 var (
@@ -47,6 +48,7 @@ type evaluator struct {
 	scope    *scope
 	builtins *scope
 	output   strings.Builder
+	b        *budget // shared by every evaluator of one render
 }
 
 func (e *evaluator) execNodes(nodes []node) error {
@@ -58,7 +60,17 @@ func (e *evaluator) execNodes(nodes []node) error {
 	return nil
 }
 
+// execNode runs one statement within the render's budget.
 func (e *evaluator) execNode(n node) error {
+	e.b.step()
+	e.b.enter()
+	err := e.execNodeUnbounded(n)
+	e.b.leave()
+	e.b.output(&e.output)
+	return err
+}
+
+func (e *evaluator) execNodeUnbounded(n node) error {
 	switch nd := n.(type) {
 	case *textNode:
 		e.output.WriteString(nd.text)
@@ -137,6 +149,8 @@ func (e *evaluator) execFor(n *forNode) error {
 			items = append(items, NewString(key))
 		}
 	case iterVal.IsString():
+		checkItems(len(iterVal.AsString()))
+		e.b.charge(int64(valueSize * len(iterVal.AsString())))
 		for _, r := range iterVal.AsString() {
 			items = append(items, NewString(string(r)))
 		}
@@ -148,6 +162,7 @@ func (e *evaluator) execFor(n *forNode) error {
 	if n.filterExpr != nil {
 		var filtered []Value
 		for _, item := range items {
+			e.b.step()
 			child := newScope(e.scope)
 			child.set(n.valVar, item)
 			old := e.scope
@@ -183,6 +198,7 @@ func (e *evaluator) execFor(n *forNode) error {
 	child.set("loop", loop)
 
 	for i, item := range items {
+		e.b.step()
 		// Set loop variable(s).
 		if n.keyVar != "" {
 			// Destructuring: for key, val in items
@@ -269,10 +285,12 @@ func (e *evaluator) execSetBlock(n *setBlockNode) error {
 	bodyEval := evaluator{
 		scope:    e.scope,
 		builtins: e.builtins,
+		b:        e.b,
 	}
 	if err := bodyEval.execNodes(n.body); err != nil {
 		return err
 	}
+	e.b.charge(int64(bodyEval.output.Len()))
 	e.scope.set(n.target, NewString(bodyEval.output.String()))
 	return nil
 }
@@ -293,7 +311,7 @@ func (e *evaluator) execMacro(n *macroNode) error {
 			} else if v, ok := kwargs[param.name]; ok {
 				child.set(param.name, v)
 			} else if param.defaultVal != nil {
-				defEval := evaluator{scope: child, builtins: e.builtins}
+				defEval := evaluator{scope: child, builtins: e.builtins, b: e.b}
 				defVal, err := defEval.evalExpr(param.defaultVal)
 				if err != nil {
 					return Undefined(), err
@@ -312,6 +330,7 @@ func (e *evaluator) execMacro(n *macroNode) error {
 		macroEval := evaluator{
 			scope:    child,
 			builtins: e.builtins,
+			b:        e.b,
 		}
 
 		if err := macroEval.execNodes(body); err != nil {
@@ -342,6 +361,7 @@ func (e *evaluator) execCall(n *callNode) error {
 		callerEval := evaluator{
 			scope:    child,
 			builtins: e.builtins,
+			b:        e.b,
 		}
 		if err := callerEval.execNodes(body); err != nil {
 			return Undefined(), err
@@ -408,6 +428,7 @@ func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
 	bodyEval := evaluator{
 		scope:    e.scope,
 		builtins: e.builtins,
+		b:        e.b,
 	}
 	if err := bodyEval.execNodes(n.body); err != nil {
 		return err
@@ -437,7 +458,21 @@ func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
 // Expression evaluation
 // =============================================================================
 
+// evalExpr evaluates one expression within the render's budget; the new
+// values that operations make are charged to it.
 func (e *evaluator) evalExpr(ex expr) (Value, error) {
+	e.b.step()
+	e.b.enter()
+	v, err := e.evalExprUnbounded(ex)
+	e.b.leave()
+	switch ex.(type) {
+	case *binExpr, *filterExpr, *callExpr, *sliceExpr, *listExpr, *dictExpr:
+		e.b.chargeValue(v)
+	}
+	return v, err
+}
+
+func (e *evaluator) evalExprUnbounded(ex expr) (Value, error) {
 	switch n := ex.(type) {
 	case *litExpr:
 		return n.val, nil
@@ -718,7 +753,20 @@ func isASCII(s string) bool {
 	return true
 }
 
+// resolveSlice is Python's slice.indices: start and stop clamped to the
+// sequence (and the step to its length), so no loop over them runs
+// beyond it whatever the template wrote.
 func resolveSlice(n *sliceExpr, e *evaluator, length int) (int, int, int) {
+	start, stop, step := resolveSliceUnclamped(n, e, length)
+	step = max(-length-1, min(step, length+1))
+	lo, hi := 0, length
+	if step < 0 {
+		lo, hi = -1, length-1
+	}
+	return max(lo, min(start, hi)), max(lo, min(stop, hi)), step
+}
+
+func resolveSliceUnclamped(n *sliceExpr, e *evaluator, length int) (int, int, int) {
 	step := 1
 	if n.step != nil {
 		v, _ := e.evalExpr(n.step)
@@ -831,7 +879,7 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 	case "**":
 		return powValues(left, right), nil
 	case "~":
-		return NewString(printValue(left) + printValue(right)), nil
+		return NewString(concat(printValue(left), printValue(right))), nil
 	case "==":
 		return NewBool(valuesEqual(left, right)), nil
 	case "!=":
@@ -1032,6 +1080,7 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 	case "split":
 		return e.makeStringFunc("split", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) == 0 {
+				checkItems(countFields(s))
 				parts := strings.Fields(s)
 				items := make([]Value, len(parts))
 				for i, p := range parts {
@@ -1040,6 +1089,7 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 				return NewList(items), nil
 			}
 			sep := printValue(args[0])
+			checkItems(strings.Count(s, sep) + 1)
 			parts := strings.Split(s, sep)
 			items := make([]Value, len(parts))
 			for i, p := range parts {
@@ -1075,7 +1125,7 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(args) > 2 {
 				count = int(toInt64(args[2]))
 			}
-			return NewString(strings.Replace(s, old, newStr, count)), nil
+			return NewString(cappedReplace(s, old, newStr, count)), nil
 		}), nil
 
 	case "upper":
@@ -1135,8 +1185,8 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			result := s
 			for i, arg := range args {
 				placeholder := fmt.Sprintf("{%d}", i)
-				result = strings.ReplaceAll(result, placeholder, printValue(arg))
-				result = strings.Replace(result, "{}", printValue(arg), 1)
+				result = cappedReplace(result, placeholder, printValue(arg), -1)
+				result = cappedReplace(result, "{}", printValue(arg), 1)
 			}
 			return NewString(result), nil
 		}), nil
@@ -1160,6 +1210,7 @@ func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
 	case "append":
 		return NewCallable("list.append", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) > 0 {
+				e.b.charge(valueSize)
 				list.Append(args[0])
 			}
 			return None(), nil
@@ -1191,6 +1242,7 @@ func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
 				return None(), nil
 			}
 			idx := min(max(int(toInt64(args[0])), 0), list.Len())
+			e.b.charge(valueSize)
 			list.Items = append(list.Items, Undefined())
 			copy(list.Items[idx+1:], list.Items[idx:])
 			list.Items[idx] = args[1]
@@ -1297,9 +1349,10 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 
 func addValues(a, b Value) Value {
 	if a.IsString() || b.IsString() {
-		return NewString(printValue(a) + printValue(b))
+		return NewString(concat(printValue(a), printValue(b)))
 	}
 	if a.IsList() && b.IsList() {
+		checkItems(a.AsList().Len() + b.AsList().Len())
 		items := make([]Value, 0, a.AsList().Len()+b.AsList().Len())
 		items = append(items, a.AsList().Items...)
 		items = append(items, b.AsList().Items...)
@@ -1320,7 +1373,7 @@ func subValues(a, b Value) Value {
 
 func mulValues(a, b Value) Value {
 	if a.IsString() && b.IsInt() {
-		return NewString(strings.Repeat(a.AsString(), int(b.AsInt())))
+		return NewString(cappedRepeat(a.AsString(), b.AsInt()))
 	}
 	if a.IsFloat() || b.IsFloat() {
 		return NewFloat(toFloat64(a) * toFloat64(b))
@@ -1366,4 +1419,23 @@ func valuesEqual(a, b Value) bool {
 		return true
 	}
 	return a.Equals(b)
+}
+
+// concat is a + b with the size checked first.
+func concat(a, b string) string {
+	checkLen(len(a) + len(b))
+	return a + b
+}
+
+// countFields is len(strings.Fields(s)) without making them.
+func countFields(s string) int {
+	n, in := 0, false
+	for _, r := range s {
+		space := unicode.IsSpace(r)
+		if !space && !in {
+			n++
+		}
+		in = !space
+	}
+	return n
 }

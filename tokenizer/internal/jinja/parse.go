@@ -191,6 +191,15 @@ func tokenizeExpr(s string) []tok {
 type exprParser struct {
 	tokens []tok
 	pos    int
+	depth  int // of recursion, bounded by maxParseDepth
+}
+
+// nest counts one level of recursion; the caller defers the returned func.
+func (p *exprParser) nest() func() {
+	if p.depth++; p.depth > maxParseDepth {
+		exceeded("an expression nested deeper than %d", maxParseDepth)
+	}
+	return func() { p.depth-- }
 }
 
 func newExprParser(tokens []tok) *exprParser {
@@ -252,6 +261,7 @@ func parseExpr(s string) (expr, error) {
 
 // parseExpression handles the lowest precedence: inline if/else.
 func (p *exprParser) parseExpression() (expr, error) {
+	defer p.nest()()
 	e, err := p.parseOr()
 	if err != nil {
 		return nil, err
@@ -320,6 +330,7 @@ func (p *exprParser) parseAnd() (expr, error) {
 }
 
 func (p *exprParser) parseNot() (expr, error) {
+	defer p.nest()()
 	if p.peek().kind == tokName && p.peek().val == "not" {
 		p.advance()
 		operand, err := p.parseNot()
@@ -512,6 +523,7 @@ func (p *exprParser) parsePower() (expr, error) {
 }
 
 func (p *exprParser) parseUnary() (expr, error) {
+	defer p.nest()()
 	if p.peek().kind == tokOp && (p.peek().val == "-" || p.peek().val == "+") {
 		op := p.advance().val
 		operand, err := p.parseUnary()
@@ -991,8 +1003,9 @@ func trimBlockNewline(s string) string {
 }
 
 type templateParser struct {
-	segs []segment
-	pos  int
+	segs  []segment
+	pos   int
+	depth int // of nested blocks, bounded by maxParseDepth
 }
 
 func (p *templateParser) done() bool {
@@ -1016,6 +1029,10 @@ func (p *templateParser) advance() *segment {
 // stop keywords (e.g., "endif", "endfor", "elif", "else"). Returns the nodes
 // collected so far. The stop keyword segment is NOT consumed.
 func (p *templateParser) parseUntil(stopKeywords ...string) ([]node, error) {
+	if p.depth++; p.depth > maxParseDepth {
+		exceeded("blocks nested deeper than %d", maxParseDepth)
+	}
+	defer func() { p.depth-- }()
 	var nodes []node
 
 	for !p.done() {

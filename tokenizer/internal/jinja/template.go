@@ -13,7 +13,8 @@ type Template struct {
 
 // Compile parses a Jinja template source string and returns a compiled
 // template that can be rendered multiple times with different data.
-func Compile(source string) (*Template, error) {
+func Compile(source string) (t *Template, err error) {
+	defer recoverLimit(&err)
 	segs, err := scan(source)
 	if err != nil {
 		return nil, fmt.Errorf("jinja scan: %w", err)
@@ -31,26 +32,34 @@ func Compile(source string) (*Template, error) {
 // rendered string. Each call creates an isolated scope so templates are
 // safe to render concurrently after compilation.
 func (t *Template) Render(data map[string]any) (string, error) {
+	return t.RenderLimited(data, Limits{})
+}
+
+// RenderLimited is Render within limits (DefaultLimits for zero fields);
+// an error caused by one wraps ErrLimit.
+func (t *Template) RenderLimited(data map[string]any, lim Limits) (string, error) {
 	// Convert Go data to Value types.
 	vals := make(map[string]Value, len(data))
 	for k, v := range data {
 		vals[k] = FromGoValue(v)
 	}
 
-	return render(t.nodes, vals)
+	return render(t.nodes, vals, lim)
 }
 
 // RenderValues is like Render but accepts pre-converted Value data.
 func (t *Template) RenderValues(data map[string]Value) (string, error) {
-	return render(t.nodes, data)
+	return render(t.nodes, data, Limits{})
 }
 
 // =============================================================================
 
 // render executes the AST with the given data and returns the result.
-func render(nodes []node, data map[string]Value) (string, error) {
+func render(nodes []node, data map[string]Value, lim Limits) (out string, err error) {
+	defer recoverLimit(&err)
 	e := evaluator{
 		output: strings.Builder{},
+		b:      newBudget(lim),
 	}
 
 	// Use the cached builtins scope directly. The scope is initialized

@@ -168,8 +168,48 @@ func (v Value) AsCallable() *Callable {
 
 // =============================================================================
 
-// String returns a Python-style string representation of the value.
+// String returns a Python-style string representation of the value. A
+// value nested deeper than maxValueDepth (a list that holds itself) or a
+// representation larger than maxValueBytes panics with a limitError, which
+// rendering turns into an error.
 func (v Value) String() string {
+	var b cappedBuilder
+	v.writeRepr(&b, 0)
+	return b.String()
+}
+
+func (v Value) writeRepr(b *cappedBuilder, depth int) {
+	if depth > maxValueDepth {
+		exceeded("values nested deeper than %d (a list or dict that holds itself?)", maxValueDepth)
+	}
+	switch v.kind {
+	case KindList:
+		b.WriteByte('[')
+		for i, item := range v.v.(*List).Items {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			item.writeRepr(b, depth+1)
+		}
+		b.WriteByte(']')
+	case KindDict:
+		d := v.v.(*Dict)
+		b.WriteByte('{')
+		for i, key := range d.Keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("'" + key + "': ")
+			d.Data[key].writeRepr(b, depth+1)
+		}
+		b.WriteByte('}')
+	default:
+		b.WriteString(v.scalarString())
+	}
+}
+
+// scalarString is String for values that hold no others.
+func (v Value) scalarString() string {
 	switch v.kind {
 	case KindUndefined:
 		return "Undefined"
@@ -192,32 +232,6 @@ func (v Value) String() string {
 	case KindString:
 		return fmt.Sprintf("'%s'", v.v.(string))
 
-	case KindList:
-		list := v.v.(*List)
-		var b strings.Builder
-		b.WriteByte('[')
-		for i, item := range list.Items {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(item.String())
-		}
-		b.WriteByte(']')
-		return b.String()
-
-	case KindDict:
-		d := v.v.(*Dict)
-		var b strings.Builder
-		b.WriteByte('{')
-		for i, key := range d.Keys {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "'%s': %s", key, d.Data[key].String())
-		}
-		b.WriteByte('}')
-		return b.String()
-
 	case KindCallable:
 		c := v.v.(Callable)
 		return fmt.Sprintf("<callable %s>", c.Name)
@@ -228,6 +242,19 @@ func (v Value) String() string {
 
 // Equals reports whether v and other hold the same value.
 func (v Value) Equals(other Value) bool {
+	visits := 0
+	return v.equals(other, 0, &visits)
+}
+
+// equals bounds the depth and the values it visits: lists may share items,
+// so their trees can be far larger than the memory they take.
+func (v Value) equals(other Value, depth int, visits *int) bool {
+	if depth > maxValueDepth {
+		exceeded("values nested deeper than %d (a list or dict that holds itself?)", maxValueDepth)
+	}
+	if *visits++; *visits > maxItems {
+		exceeded("comparing more than %d values", maxItems)
+	}
 	if v.kind != other.kind {
 		return false
 	}
@@ -255,7 +282,7 @@ func (v Value) Equals(other Value) bool {
 			return false
 		}
 		for i := range a.Items {
-			if !a.Items[i].Equals(b.Items[i]) {
+			if !a.Items[i].equals(b.Items[i], depth+1, visits) {
 				return false
 			}
 		}
@@ -272,7 +299,7 @@ func (v Value) Equals(other Value) bool {
 			if !ok {
 				return false
 			}
-			if !a.Data[key].Equals(bv) {
+			if !a.Data[key].equals(bv, depth+1, visits) {
 				return false
 			}
 		}
