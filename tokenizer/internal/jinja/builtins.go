@@ -1383,4 +1383,3 @@ func printValue(v Value) string {
 	}
 	return ""
 }
-
