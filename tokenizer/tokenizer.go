@@ -390,7 +390,7 @@ func (t *Tokenizer) encode(text string, addSpecial, strict bool) ([]int, error) 
 	if !utf8.ValidString(text) {
 		text = utf8Lossy([]byte(text))
 	}
-	ids := make([]int, 0, len(text)/4) // about a token per 4 bytes of text
+	ids := make([]int, 0, min(len(text)/4, 1<<16)) // about a token per 4 bytes of text
 	for _, seg := range t.findAdded(text, t.rawTrie, true) {
 		if seg.tok >= 0 {
 			ids = append(ids, t.added[seg.tok].id)
