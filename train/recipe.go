@@ -32,6 +32,7 @@ type recipe struct {
 	metrics *metricsFile
 	bar     progress
 	res     Result
+	unlock  func() // releases output.dir (LockOutputDir)
 }
 
 // setup opens the model and the data, makes (or loads) the adapter and the
@@ -49,6 +50,9 @@ func (r *recipe) open() (err error) {
 	cfg, opt := r.cfg, r.opt
 	t := cfg.Train
 	if err := os.MkdirAll(r.outDir, 0o755); err != nil {
+		return err
+	}
+	if r.unlock, err = LockOutputDir(cfg); err != nil {
 		return err
 	}
 
@@ -296,6 +300,9 @@ func (r *recipe) close() {
 	}
 	if r.baseFiles != nil {
 		r.baseFiles.Close()
+	}
+	if r.unlock != nil {
+		r.unlock()
 	}
 }
 
