@@ -41,7 +41,7 @@ are split into windows. With --adapter, base and base + adapter side by side.`,
 			if err != nil {
 				return usageError{err}
 			}
-			base, md, err := model.Open(modelDir)
+			base, md, err := model.OpenFinite(modelDir)
 			if err != nil {
 				return err
 			}
@@ -72,6 +72,7 @@ are split into windows. With --adapter, base and base + adapter side by side.`,
 			if err != nil {
 				return err
 			}
+			warnBase(cmd, a.BaseModel, modelDir)
 			withAdapter, err := evaluate(a.Attach(false))
 			if err != nil {
 				return err

@@ -43,13 +43,17 @@ only with --force; an existing directory only when it holds an earlier export.`,
 			if err := checkExportFlags(format, out, dtype, shardGiB, force); err != nil {
 				return err
 			}
-			if baseDir == "" && adapterDir != "" {
+			if adapterDir != "" {
 				pc, st, err := peft.Read(adapterDir)
 				if err != nil {
 					return err
 				}
 				st.Close()
-				baseDir = pc.BaseModelNameOrPath
+				if baseDir == "" {
+					baseDir = pc.BaseModelNameOrPath
+				} else {
+					warnBase(cmd, pc.BaseModelNameOrPath, baseDir)
+				}
 			}
 			if baseDir == "" {
 				return usageError{fmt.Errorf("export needs --model BASE (or an --adapter that names its base)")}

@@ -88,7 +88,7 @@ func newValidateCmd() *cobra.Command {
 	var show bool
 	cmd := &cobra.Command{
 		Use:   "validate CONFIG [key=value ...]",
-		Short: "Check a config: every error with its field path; --show prints the effective config",
+		Short: "Check a config and the files it names, as far as can be without training; --show prints the effective config",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return usageError{errors.New("validate needs a config file")}
@@ -98,6 +98,9 @@ func newValidateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(args[0], args[1:])
 			if err != nil {
+				return err
+			}
+			if err := train.CheckConfig(cfg); err != nil {
 				return err
 			}
 			if show {
