@@ -128,3 +128,9 @@ func checkData(cfg *configs.Config, modelOK bool, add func(path, format string, 
 		add(field, "chat data need a chat template, and %s has none (no chat_template in tokenizer_config.json, no chat_template.jinja): use the model's -Instruct variant, add a template there, or use instruction data with data.prompt_template: alpaca", cfg.Model.Path)
 	}
 }
+
+// ModelDir is the model directory a config names, builtin:NAME generated
+// under its output.dir (once), as tune run does.
+func ModelDir(cfg *configs.Config) (string, error) {
+	return resolveModel(cfg.Model.Path, filepath.Join(cfg.Output.Dir, "base-model"))
+}
