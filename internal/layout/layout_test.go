@@ -104,7 +104,7 @@ func rel(path string) string {
 // tests read files back with, and the file tests' shared checks.
 func testOnly(path string) bool {
 	r := rel(path)
-	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture"} {
+	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture", "internal/peer"} {
 		if r == p || strings.HasPrefix(r, p+"/") {
 			return true
 		}
