@@ -3,7 +3,7 @@ GO      ?= go
 # Each folder holds an npm oracle: transformers.js tokenizers, llama.cpp.
 ORACLES := $(dir $(wildcard internal/oracle/*/package.json))
 
-.PHONY: build test setup setup-apt setup-npm vet fuzz bench demo clean
+.PHONY: build test setup setup-apt setup-npm vet fuzz bench bench-go demo clean
 
 build:
 	$(GO) build -o bin/tune ./cmd/tune
@@ -27,8 +27,11 @@ setup-npm:
 		(cd $$d && npm install --no-audit --no-fund --ignore-scripts --omit=optional --loglevel=error) || exit 1; \
 	done
 
+# The kernel and model tests run again with the portable kernels forced, so a
+# CPU without AVX2 gets a tested path (TUNE_KERNELS; avx512 needs such a CPU).
 test: setup vet
-	$(GO) test ./...
+	$(GO) test -timeout 30m ./...
+	TUNE_KERNELS=ref $(GO) test -count=1 ./kernels ./model
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -45,8 +48,21 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./tokenizer
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./tokenizer
 	$(GO) test -run '^$$' -fuzz '^FuzzFastSplit$$' -fuzztime $(FUZZTIME) ./tokenizer
+	$(GO) test -run '^$$' -fuzz '^FuzzChatTemplate$$' -fuzztime $(FUZZTIME) ./tokenizer
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./model
+	$(GO) test -run '^$$' -fuzz '^FuzzFromPEFT$$' -fuzztime $(FUZZTIME) ./lora
 
-bench:
+# tune bench against the PyTorch peer (internal/peer) on the SmolLM2-135M and
+# Qwen2.5-0.5B shapes of issue 8, interleaved; prints tokens/s, peak RSS and the
+# ratio. BENCH_FLAGS passes compare.py flags, e.g. BENCH_FLAGS="--rounds 1
+# --shape smollm2-135m" or "--peer-only". The f32 peer (CPUs without AVX-512)
+# wants libopenblas0-pthread; without it PyTorch uses the reference BLAS.
+BENCH_FLAGS ?=
+bench: build
+	/usr/bin/python3 internal/peer/compare.py $(BENCH_FLAGS)
+
+# The Go benchmarks, one iteration each.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 clean:

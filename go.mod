@@ -3,7 +3,7 @@ module github.com/tune-dev/tune
 go 1.26.8
 
 require (
-	github.com/ardanlabs/jinja v1.8.0
+	github.com/bmatcuk/doublestar/v4 v4.10.4
 	github.com/chewxy/hm v1.0.0
 	github.com/dlclark/regexp2 v1.12.0
 	github.com/parquet-go/parquet-go v0.32.0

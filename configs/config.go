@@ -23,6 +23,9 @@ type Config struct {
 
 	// Path is the config file it came from, as given to Load ("" when none).
 	Path string `mapstructure:"-"`
+
+	// origins are where Load found each field's value, for Errorf.
+	origins map[string]origin `mapstructure:"-"`
 }
 
 // Model names the base model.

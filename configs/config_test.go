@@ -214,6 +214,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Output:     Output{Dir: filepath.Join(wd, "runs", "mine")},
 		Path:       "configs/mine.yaml",
 	}
+	cfg.origins = nil // where values came from: TestErrorfPlacesTheField
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", *cfg, want)
 	}
@@ -501,6 +502,7 @@ func checkDumpRoundTrip(t *testing.T, c *Config) {
 	if err != nil {
 		t.Fatalf("Dump output does not load: %v\n%s", err, out)
 	}
+	c.origins, c2.origins = nil, nil // the lines differ, as they should
 	if !reflect.DeepEqual(c, c2) {
 		t.Fatalf("round trip differs:\n%+v\n%+v\n%s", *c, *c2, out)
 	}
@@ -515,4 +517,22 @@ func defaults() map[string]any {
 		setNested(m, f.Path, f.Default)
 	}
 	return m
+}
+
+// TestErrorfPlacesTheField: an error found after loading is placed where the
+// value came from: the file's line, the override, or nothing set (the file).
+func TestErrorfPlacesTheField(t *testing.T) {
+	cfg, err := load("c.yaml", []byte("model:\n  path: m\ndata:\n  train: t.jsonl\n  seq_len: 4096\n"), []string{"lora.layers=[30]"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, want string }{
+		{"data.seq_len", "c.yaml:5: data.seq_len: too long"},
+		{"lora.layers[0]", "override lora.layers=[30]: lora.layers[0]: too long"},
+		{"output.dir", "c.yaml: output.dir: too long"},
+	} {
+		if got := cfg.Errorf(c.path, "too %s", "long").Error(); got != c.want {
+			t.Errorf("Errorf(%s) = %q, want %q", c.path, got, c.want)
+		}
+	}
 }

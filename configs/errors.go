@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -34,6 +35,22 @@ func (e *FieldError) Error() string {
 	}
 	b.WriteString(e.Msg)
 	return oneLine(b.String())
+}
+
+// Errorf is a problem with field path of c found after loading (against the
+// model, or the files it names), placed as Load places its own: at the line
+// of the config file that set it, or at the override or environment
+// variable that did.
+func (c *Config) Errorf(path, format string, a ...any) *FieldError {
+	e := &FieldError{File: c.Path, Path: path, Msg: fmt.Sprintf(format, a...)}
+	if o, ok := c.origins[basePath(path)]; ok {
+		if o.label != "" {
+			e.File = o.label
+		} else {
+			e.Line = o.line
+		}
+	}
+	return e
 }
 
 // Errors is every problem found; Load and Validate return it (as a value) when the

@@ -170,6 +170,7 @@ func load(file string, data []byte, overrides, environ []string) (*Config, error
 		return nil, append(errs, &FieldError{File: file, Msg: "internal error: " + oneLine(err.Error())})
 	}
 	cfg.Path = file
+	cfg.origins = origins
 	if len(cfg.LoRA.Layers) == 0 {
 		cfg.LoRA.Layers = nil
 	}

@@ -291,7 +291,7 @@ func (d *Data) build(p *part, r record, st *encodeStats) (Example, error) {
 		return *r.ex, nil
 	}
 	if r.doc != nil {
-		return d.enc.text(string(r.doc)), nil
+		return d.enc.text(string(r.doc), st)
 	}
 	o, err := parseObject(r.json)
 	if err != nil {
@@ -305,7 +305,7 @@ func (d *Data) build(p *part, r record, st *encodeStats) (Example, error) {
 		if err != nil {
 			return Example{}, err
 		}
-		return d.enc.text(s), nil
+		return d.enc.text(s, st)
 	case FormatInstruction:
 		r, err := parseInstruction(o, p.fields)
 		if err != nil {

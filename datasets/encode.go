@@ -39,7 +39,53 @@ type encoder struct {
 
 // encodeStats are the counters one encoding adds to.
 type encodeStats struct {
-	fallbacks int // turn boundaries that fell inside a token
+	fallbacks int   // turn boundaries that fell inside a token
+	work      int   // bytes rendered and tokenized for the record
+	maxWork   int   // 0: maxRecordWork
+	err       error // the first error, which ends the record's encoding
+}
+
+// maxRecordWork bounds what one record costs to encode. Masking a
+// conversation renders and tokenizes it once per assistant turn, which
+// grows as turns × length; the bound lets 500 turns of 1 KiB through.
+const maxRecordWork = 256 << 20
+
+// spend counts n bytes of work; past maxRecordWork the record is a bad one.
+func (st *encodeStats) spend(n int) bool {
+	limit := st.maxWork
+	if limit == 0 {
+		limit = maxRecordWork
+	}
+	st.work += n
+	if st.work > limit && st.err == nil {
+		st.err = fmt.Errorf("the record takes more than %d KiB of rendering and tokenization (masking renders it once per assistant turn): split it into shorter conversations", limit>>10)
+	}
+	return st.err == nil
+}
+
+// encode tokenizes dataset text: a word too long to merge (a
+// tokenizer.WordTooLongError) or work past maxRecordWork sets st.err.
+func (e *encoder) encode(s string, st *encodeStats) []int {
+	if !st.spend(len(s)) {
+		return nil
+	}
+	ids, err := e.tok.EncodeChecked(s, false)
+	if err != nil && st.err == nil {
+		st.err = err
+	}
+	return ids
+}
+
+// render applies the chat template, counting the output as work.
+func (e *encoder) render(msgs []tokenizer.Message, addGenerationPrompt bool, st *encodeStats) (string, error) {
+	out, err := e.tok.ApplyChatTemplate(msgs, addGenerationPrompt)
+	if err != nil {
+		return "", oneLineErr(err)
+	}
+	if !st.spend(len(out)) {
+		return "", st.err
+	}
+	return out, nil
 }
 
 func newEncoder(tok *tokenizer.Tokenizer, trainOnInputs bool, promptTemplate string) (*encoder, error) {
@@ -115,15 +161,18 @@ func (e *encoder) appendEOS(ids []int, train []bool, trained bool) ([]int, []boo
 }
 
 // text is a plain completion: every token trained, EOS appended.
-func (e *encoder) text(s string) Example {
-	ids := e.tok.Encode(s, false)
+func (e *encoder) text(s string, st *encodeStats) (Example, error) {
+	ids := e.encode(s, st)
+	if st.err != nil {
+		return Example{}, st.err
+	}
 	train := make([]bool, len(ids))
 	for i := range train {
 		train[i] = true
 	}
 	ids, train = e.wrap(ids, train, true)
 	ids, train = e.appendEOS(ids, train, true)
-	return example(ids, train, true)
+	return example(ids, train, true), nil
 }
 
 // example makes an Example; all means every token is trained (nil Labels).
@@ -171,8 +220,11 @@ func (e *encoder) instruction(r instruction, st *encodeStats) (Example, error) {
 		prompt = r.system + "\n\n" + prompt
 	}
 	full := prompt + r.output
-	ids := e.tok.Encode(full, false)
+	ids := e.encode(full, st)
 	b := e.boundary(full, ids, len(prompt), true, st)
+	if st.err != nil {
+		return Example{}, st.err
+	}
 	train := make([]bool, len(ids))
 	for i := range train {
 		train[i] = e.trainOnInputs || i >= b
@@ -194,7 +246,10 @@ func (e *encoder) boundary(full string, ids []int, off int, start bool, st *enco
 	if off >= len(full) {
 		return len(ids)
 	}
-	p := e.tok.Encode(full[:off], false)
+	p := e.encode(full[:off], st)
+	if st.err != nil {
+		return 0
+	}
 	if hasPrefix(ids, p) {
 		return len(p)
 	}
@@ -222,11 +277,14 @@ func (e *encoder) chat(c conversation, st *encodeStats) (Example, error) {
 	if e.tok.ChatTemplate() == "" {
 		return Example{}, errors.New("the tokenizer has no chat_template (tokenizer_config.json); chat records need one")
 	}
-	full, err := e.tok.ApplyChatTemplate(c.msgs, false)
+	full, err := e.render(c.msgs, false, st)
 	if err != nil {
-		return Example{}, oneLineErr(err)
+		return Example{}, err
 	}
-	ids := e.tok.Encode(full, false)
+	ids := e.encode(full, st)
+	if st.err != nil {
+		return Example{}, st.err
+	}
 	specials := e.specialTexts(ids)
 	memo := map[int]int{}
 	boundary := func(off int, start bool) int {
@@ -242,15 +300,18 @@ func (e *encoder) chat(c conversation, st *encodeStats) (Example, error) {
 	from, lastEnd := 0, -1
 	anyAssistant := false
 	for i, m := range c.msgs {
+		if st.err != nil {
+			return Example{}, st.err
+		}
 		if m.Role != "assistant" {
 			continue
 		}
 		anyAssistant = true
 		s := 0
 		if i > 0 {
-			prompt, err := e.tok.ApplyChatTemplate(c.msgs[:i], true)
+			prompt, err := e.render(c.msgs[:i], true, st)
 			if err != nil {
-				return Example{}, oneLineErr(err)
+				return Example{}, err
 			}
 			if !strings.HasPrefix(full, prompt) {
 				return Example{}, fmt.Errorf("chat template: the prompt before message %d is not a prefix of the whole conversation; this template cannot be masked by turns (set data.train_on_inputs)", i)
@@ -260,15 +321,16 @@ func (e *encoder) chat(c conversation, st *encodeStats) (Example, error) {
 		a, b, sp, ok := findReply(full, max(s, from), strings.TrimSpace(m.Content), specials)
 		if ok {
 			// b ends a special token: its index is found by counting.
+			st.spend(len(ids)) // afterSpecial scans the ids
 			if t, ok := afterSpecial(full, ids, b, sp); ok {
 				memo[b] = t
 			}
 		} else {
 			// No end-of-turn token after the reply: the turn ends where the
 			// conversation up to it, rendered alone, ends.
-			upto, err := e.tok.ApplyChatTemplate(c.msgs[:i+1], false)
+			upto, err := e.render(c.msgs[:i+1], false, st)
 			if err != nil {
-				return Example{}, oneLineErr(err)
+				return Example{}, err
 			}
 			if !strings.HasPrefix(full, upto) || len(upto) <= s {
 				return Example{}, fmt.Errorf("chat template: cannot find the reply of message %d in the rendered conversation", i)
@@ -294,6 +356,9 @@ func (e *encoder) chat(c conversation, st *encodeStats) (Example, error) {
 		for t := boundary(sp[0], true); t < boundary(sp[1], false) && t < end; t++ {
 			train[t] = true
 		}
+	}
+	if st.err != nil {
+		return Example{}, st.err
 	}
 	if e.trainOnInputs {
 		for i := range train {

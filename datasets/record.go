@@ -79,7 +79,7 @@ func (o object) str(name string, required bool) (string, bool, error) {
 	raw, ok := o[name]
 	if !ok || isNull(raw) {
 		if required {
-			return "", false, fieldError(name, "missing")
+			return "", false, fieldError(name, "missing%s", fieldHint(o, name))
 		}
 		return "", false, nil
 	}
@@ -241,7 +241,7 @@ func parseConversation(o object, f Fields) (conversation, error) {
 	}
 	raw, ok := o[key]
 	if !ok || isNull(raw) {
-		return c, fieldError(key, "missing (a list of {role, content} or ShareGPT {from, value})")
+		return c, fieldError(key, "missing (a list of {role, content} or ShareGPT {from, value})%s", fieldHint(o, key))
 	}
 	if raw[0] != '[' {
 		return c, fieldError(key, "expected a list of messages, got %s", jsonKind(raw))

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
 )
 
 // A source is one file (or set of text files) of records, indexed so that any
@@ -60,6 +62,13 @@ func openSource(path string) (source, error) {
 	return newDocs([]string{path}), nil
 }
 
+// CheckPath reports whether a source path names files: a file, a directory
+// holding some, or a glob matching some ("**" crosses directories).
+func CheckPath(path string) error {
+	_, _, err := expandPath(path)
+	return err
+}
+
 // expandPath lists the files of a source path: the file itself, every regular
 // file under a directory (documents: dirDocs), or the matches of a glob.
 func expandPath(path string) (files []string, dirDocs bool, err error) {
@@ -90,10 +99,11 @@ func expandPath(path string) (files []string, dirDocs bool, err error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, false, err
 	}
-	if !strings.ContainsAny(path, "*?[") {
+	if !strings.ContainsAny(path, "*?[{") {
 		return nil, false, fmt.Errorf("%s: no such file or directory", path)
 	}
-	matches, err := filepath.Glob(path)
+	// doublestar: "**" crosses directories, as in shells with globstar.
+	matches, err := doublestar.FilepathGlob(path)
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %v", path, err)
 	}

@@ -101,7 +101,12 @@ func packRef(qt []float32, ld int, src []float32, rows []flashRow, d int, mul fl
 // bits, where n = −127 gives 0 (so exp2f(−Inf) = 0).
 func exp2f(x float32) float32 {
 	x = min(max(x, -127), 127)
-	n := float32(math.RoundToEven(float64(x)))
+	// Round to nearest even by adding and removing 1.5·2²³ (exact for
+	// |x| < 2²²); the explicit conversion keeps the sum rounded to float32.
+	// math.RoundToEven is a function call on amd64 v1, and this is the
+	// elementwise kernels' exp (SwiGLU, the loss's softmax).
+	const magic = 12582912
+	n := float32(x+magic) - magic
 	r := (x - n) * float32(math.Ln2)
 	y := float32(1.9875691500e-4)
 	y = y*r + 1.3981999507e-3

@@ -89,6 +89,8 @@ func (a *Adapter) Weights() []Weight {
 type Adapter struct {
 	Spec    Spec
 	Modules []*Module
+	// BaseModel is a loaded adapter's base_model_name_or_path.
+	BaseModel string
 }
 
 // New creates an adapter for a model as PEFT does: A Kaiming-uniform with

@@ -120,10 +120,11 @@ func TestFromPEFTErrors(t *testing.T) {
 		tensors []safetensors.Tensor
 		want    string
 	}{
-		{"unknown key", append(good[:2:2], safetensors.F32("base_model.model.lm_head.lora_A.weight", []int{2, 8}, make([]float32, 16))), "not a LoRA weight"},
-		{"layer beyond the model", []safetensors.Tensor{safetensors.F32("base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))}, "not a LoRA weight"},
-		{"A without B", good[:1], "only one of lora_A and lora_B"},
+		{"unknown key", append(good[:2:2], safetensors.F32("base_model.model.lm_head.lora_A.weight", []int{2, 8}, make([]float32, 16))), "lm_head.lora_A.weight\" is not the LoRA weight of a decoder projection"},
+		{"layer beyond the model", []safetensors.Tensor{safetensors.F32("base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))}, "layer 7, but the model has 3 layers"},
+		{"A without B", good[:1], "no tensor base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight, which adapter_config.json selects"},
 		{"wrong shape", []safetensors.Tensor{good[0], safetensors.F32(good[1].Name, []int{2, 8}, make([]float32, 16))}, "shape [2 8], expected [8 2]"},
+		{"module outside target_modules", append(good[:len(good):len(good)], safetensors.F32("base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight", []int{2, 8}, make([]float32, 16))), "v_proj.lora_A.weight\" is outside what adapter_config.json selects (target_modules [q_proj]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

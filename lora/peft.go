@@ -5,7 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/checkpoints/safetensors"
@@ -34,49 +40,46 @@ func (a *Adapter) PEFTConfig(base string) peft.Config {
 	return peft.NewConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
 }
 
-// FromPEFT loads an adapter directory for a model: the spec from
-// adapter_config.json, A and B from the safetensors (F32, F16 or BF16). Every
-// key must name an existing projection with the right shape, and every
-// module needs both matrices.
+// FromPEFT loads an adapter directory for a model. The adapter goes where
+// its adapter_config.json says, as PEFT applies it: the projections that
+// target_modules selects (names matched as suffixes of the module path, a
+// string as a regular expression over it, or "all-linear"), in the layers of
+// layers_to_transform (all when absent). Everything is checked against the
+// safetensors header before any memory is allocated: every selected module
+// has both matrices, no tensor lies outside the selection, and each shape is
+// [r, in] or [out, r] for the module's r (r, or rank_pattern's) and this
+// model's projection sizes, so an adapter made for another model or a config
+// that lies about r is refused, naming the tensor. A and B are read as F32,
+// F16 or BF16.
 //
 // Modules of different ranks or scales (rank_pattern, alpha_pattern) become
 // one rank, the largest: A gets zero rows and B zero columns, which add
 // nothing and, having zero gradients, stay zero in training; B takes the
 // ratio of the module's scale to the adapter's. ΔW is unchanged.
 func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
-	f, err := openPEFT(dir, func(layer int, module string) (int, int, bool) {
-		if layer >= cfg.Layers {
-			return 0, 0, false
-		}
-		in, out := model.ProjectionShape(cfg, module)
-		return in, out, true
-	}, fmt.Sprintf(" of this %d-layer model", cfg.Layers))
+	pc, st, err := peft.Read(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	pc := f.Config
-	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRSLoRA}
-	// The targets and layers that count are the ones with weights in the file.
-	var layers []int
-	for _, m := range f.Modules {
-		if !slices.Contains(layers, m.Layer) {
-			layers = append(layers, m.Layer)
-		}
-		if !slices.Contains(spec.Targets, m.Name) {
-			spec.Targets = append(spec.Targets, m.Name)
-		}
+	cfgPath := filepath.Join(dir, peft.ConfigFile)
+	spec, err := specFromPEFT(pc, cfg)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("%s: %w", cfgPath, err)
 	}
-	if len(layers) < cfg.Layers {
-		spec.Layers = layers
+	f := &PEFTFile{Dir: dir, Config: pc, st: st}
+	defer f.Close()
+	if err := f.index(&selection{cfg: cfg, spec: spec}); err != nil {
+		return nil, err
 	}
 	if pc.RankPattern != nil || pc.AlphaPattern != nil {
 		spec.R, spec.Alpha = commonLayout(f.Modules, pc.UseRSLoRA)
 	}
 	a, err := New(spec, cfg, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
+		return nil, fmt.Errorf("%s: %w", cfgPath, err)
 	}
+	a.BaseModel = pc.BaseModelNameOrPath
 	scale := spec.Scale()
 	for _, pm := range f.Modules {
 		m := a.Module(pm.Layer, pm.Name)
@@ -139,44 +142,62 @@ type PEFTFile struct {
 	st      *safetensors.File
 }
 
-// OpenPEFT opens an adapter directory without a model: the shapes of its
-// modules come from the file, checked against their ranks.
+// OpenPEFT opens an adapter directory without a model: the modules are the
+// ones with weights in the file, and their shapes come from the file,
+// checked against their ranks.
 func OpenPEFT(dir string) (*PEFTFile, error) {
-	return openPEFT(dir, nil, "")
-}
-
-// openPEFT opens dir; shape, when not nil, gives a module's (in, out) in the
-// model, or false when the model has no such module (described by what).
-func openPEFT(dir string, shape func(layer int, module string) (in, out int, ok bool), what string) (*PEFTFile, error) {
 	pc, st, err := peft.Read(dir)
 	if err != nil {
 		return nil, err
 	}
 	f := &PEFTFile{Dir: dir, Config: pc, st: st}
-	if err := f.index(shape, what); err != nil {
+	if err := f.index(nil); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return f, nil
 }
 
-func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) error {
+// selection is what FromPEFT holds a file to: the model, and the modules
+// adapter_config.json selects in it (specFromPEFT's Targets and Layers).
+type selection struct {
+	cfg  model.Config
+	spec Spec
+}
+
+// index lists the file's modules with their ranks and scales from the
+// config's layout, checking every tensor's shape from the header alone.
+// With a selection, the file must hold exactly the selected modules and the
+// shapes are the model's; without one, they are the file's.
+func (f *PEFTFile) index(sel *selection) error {
 	layout, err := f.Config.Layout()
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.Dir, err)
 	}
+	weights := f.st.Path()
 	projections := model.Projections()
 	type found struct{ a, b bool }
 	seen := map[[2]int]*found{}
+	selected := map[[2]int]bool{}
+	if sel != nil {
+		for _, l := range sel.spec.layerList(sel.cfg) {
+			for _, name := range sel.spec.Targets {
+				selected[[2]int{l, slices.Index(projections, name)}] = true
+			}
+		}
+	}
 	for _, name := range f.st.Names() {
 		layer, module, which, ok := parseKey(name)
-		if ok && shape != nil {
-			_, _, ok = shape(layer, module)
-		}
-		if !ok {
-			return fmt.Errorf("%s: tensor %q is not a LoRA weight of a projection%s", f.Dir, name, what)
-		}
 		k := [2]int{layer, slices.Index(projections, module)}
+		switch {
+		case !ok:
+			return fmt.Errorf("%s: tensor %q is not the LoRA weight of a decoder projection", weights, name)
+		case sel == nil:
+		case layer >= sel.cfg.Layers:
+			return fmt.Errorf("%s: tensor %q is for layer %d, but the model has %d layers: the adapter was made for another model", weights, name, layer, sel.cfg.Layers)
+		case !selected[k]:
+			return fmt.Errorf("%s: tensor %q is outside what %s selects (target_modules %s, layers_to_transform %s)", weights, name, peft.ConfigFile, describeTargets(f.Config), describeLayers(sel.spec.Layers))
+		}
 		if seen[k] == nil {
 			seen[k] = &found{}
 		}
@@ -186,25 +207,38 @@ func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) 
 			seen[k].b = true
 		}
 	}
+	for k := range selected {
+		if seen[k] == nil {
+			seen[k] = &found{}
+		}
+	}
 	if len(seen) == 0 {
-		return fmt.Errorf("%s: the adapter has no LoRA weights", f.Dir)
+		return fmt.Errorf("%s: the adapter has no LoRA weights", weights)
 	}
 	keys := slices.SortedFunc(maps.Keys(seen), func(x, y [2]int) int {
 		return cmp.Or(cmp.Compare(x[0], y[0]), cmp.Compare(x[1], y[1]))
 	})
 	for _, k := range keys {
 		m := PEFTModule{Layer: k[0], Name: projections[k[1]]}
-		if !seen[k].a || !seen[k].b {
-			return fmt.Errorf("%s: %s has only one of lora_A and lora_B", f.Dir, m.Key())
+		for _, c := range []struct {
+			has   bool
+			which string
+		}{{seen[k].a, "A"}, {seen[k].b, "B"}} {
+			if c.has {
+				continue
+			}
+			if sel != nil {
+				return fmt.Errorf("%s: no tensor %s, which %s selects", weights, weightKey(m.Layer, m.Name, c.which), peft.ConfigFile)
+			}
+			return fmt.Errorf("%s: %s has only one of lora_A and lora_B", weights, m.Key())
 		}
 		name := model.LayerPrefix(m.Layer) + model.ProjectionPath(m.Name)
 		m.R = layout.Rank(name)
-		alpha := layout.Alpha(name)
-		m.Scale = Spec{R: m.R, Alpha: alpha, RSLoRA: f.Config.UseRSLoRA}.Scale()
-		ia, _ := f.st.Info(m.Key() + ".lora_A.weight")
-		ib, _ := f.st.Info(m.Key() + ".lora_B.weight")
-		if shape != nil {
-			m.In, m.Out, _ = shape(m.Layer, m.Name)
+		m.Scale = Spec{R: m.R, Alpha: layout.Alpha(name), RSLoRA: f.Config.UseRSLoRA}.Scale()
+		ia, _ := f.st.Info(weightKey(m.Layer, m.Name, "A"))
+		ib, _ := f.st.Info(weightKey(m.Layer, m.Name, "B"))
+		if sel != nil {
+			m.In, m.Out = model.ProjectionShape(sel.cfg, m.Name)
 		} else if len(ia.Shape) == 2 && len(ib.Shape) == 2 {
 			m.In, m.Out = ia.Shape[1], ib.Shape[0]
 		}
@@ -212,9 +246,14 @@ func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) 
 			info safetensors.TensorInfo
 			want []int
 		}{{ia, []int{m.R, m.In}}, {ib, []int{m.Out, m.R}}} {
-			if !slices.Equal(c.info.Shape, c.want) || m.In <= 0 || m.Out <= 0 {
-				return fmt.Errorf("%s: tensor %s: shape %v, expected %v (r = %d)", f.Dir, c.info.Name, c.info.Shape, c.want, m.R)
+			if slices.Equal(c.info.Shape, c.want) && m.In > 0 && m.Out > 0 {
+				continue
 			}
+			if sel != nil {
+				return fmt.Errorf("%s: tensor %s has shape %v, expected %v (r = %d in %s; this model's %s maps %d to %d): the adapter was made for another model or its config does not match its weights",
+					weights, c.info.Name, c.info.Shape, c.want, m.R, peft.ConfigFile, m.Name, m.In, m.Out)
+			}
+			return fmt.Errorf("%s: tensor %s has shape %v, expected %v (r = %d in %s)", weights, c.info.Name, c.info.Shape, c.want, m.R, peft.ConfigFile)
 		}
 		f.Modules = append(f.Modules, m)
 	}
@@ -224,11 +263,11 @@ func (f *PEFTFile) index(shape func(int, string) (int, int, bool), what string) 
 // Factors reads a module's A (R, In) and B (Out, R) as float32.
 func (f *PEFTFile) Factors(m PEFTModule) (a, b []float32, err error) {
 	a, b = make([]float32, m.R*m.In), make([]float32, m.Out*m.R)
-	if err := readInto(f.st, m.Key()+".lora_A.weight", []int{m.R, m.In}, a); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", f.Dir, err)
+	if err := readInto(f.st, weightKey(m.Layer, m.Name, "A"), []int{m.R, m.In}, a); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", f.st.Path(), err)
 	}
-	if err := readInto(f.st, m.Key()+".lora_B.weight", []int{m.Out, m.R}, b); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", f.Dir, err)
+	if err := readInto(f.st, weightKey(m.Layer, m.Name, "B"), []int{m.Out, m.R}, b); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", f.st.Path(), err)
 	}
 	return a, b, nil
 }
@@ -236,6 +275,123 @@ func (f *PEFTFile) Factors(m PEFTModule) (a, b []float32, err error) {
 // Close releases the weights file.
 func (f *PEFTFile) Close() error { return f.st.Close() }
 
+// specFromPEFT resolves adapter_config.json's selection against a model:
+// the projections target_modules matches, and layers_to_transform.
+func specFromPEFT(pc peft.Config, cfg model.Config) (Spec, error) {
+	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRSLoRA}
+	for _, l := range pc.LayersToTransform {
+		if l < 0 || l >= cfg.Layers {
+			return spec, fmt.Errorf("layers_to_transform: layer %d does not exist in this %d-layer model: the adapter was made for another model", l, cfg.Layers)
+		}
+	}
+	if len(pc.LayersToTransform) > 0 {
+		spec.Layers = slices.Sorted(slices.Values(slices.Compact(slices.Sorted(slices.Values(pc.LayersToTransform)))))
+	}
+	match, err := targetMatcher(pc)
+	if err != nil {
+		return spec, err
+	}
+	// PEFT matches full module paths; tune needs the same projections in
+	// every adapted layer, which lists (and "all-linear") always give.
+	layers := spec.layerList(cfg)
+	for _, name := range model.Projections() {
+		n := 0
+		for _, l := range layers {
+			if match(model.LayerPrefix(l) + model.ProjectionPath(name)) {
+				n++
+			}
+		}
+		switch n {
+		case 0:
+		case len(layers):
+			spec.Targets = append(spec.Targets, name)
+		default:
+			return spec, fmt.Errorf("target_modules %s selects %s in %d of %d layers; tune adapts the same projections in every adapted layer (use layers_to_transform)", describeTargets(pc), name, n, len(layers))
+		}
+	}
+	if len(spec.Targets) == 0 {
+		return spec, fmt.Errorf("target_modules %s selects no projection of this model (%s)", describeTargets(pc), strings.Join(model.Projections(), ", "))
+	}
+	return spec, nil
+}
+
+// targetMatcher is PEFT's check_target_module_exists for decoder projections:
+// a string is a regular expression that must match the whole module path; a
+// list entry matches the path or its last components; "all-linear" matches
+// every projection.
+func targetMatcher(pc peft.Config) (func(path string) bool, error) {
+	if pc.TargetRegex != "" {
+		if pc.TargetRegex == "all-linear" {
+			return func(string) bool { return true }, nil
+		}
+		re, err := regexp.Compile(`^(?:` + pc.TargetRegex + `)$`)
+		if err != nil {
+			return nil, fmt.Errorf("target_modules: %q is not a regular expression Go can read: %v", pc.TargetRegex, err)
+		}
+		return re.MatchString, nil
+	}
+	if len(pc.TargetModules) == 0 {
+		return nil, fmt.Errorf("target_modules: missing; expected the projections the adapter adapts")
+	}
+	return func(path string) bool {
+		for _, t := range pc.TargetModules {
+			if t == "all-linear" || path == t || strings.HasSuffix(path, "."+t) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+func describeTargets(pc peft.Config) string {
+	if pc.TargetRegex != "" {
+		return strconv.Quote(pc.TargetRegex)
+	}
+	return "[" + strings.Join(pc.TargetModules, ", ") + "]"
+}
+
+func describeLayers(layers []int) string {
+	if layers == nil {
+		return "all"
+	}
+	return fmt.Sprint(layers)
+}
+
+// layerList is the spec's layers, all of the model's when nil.
+func (s Spec) layerList(cfg model.Config) []int {
+	if s.Layers != nil {
+		return s.Layers
+	}
+	all := make([]int, cfg.Layers)
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+// BaseMismatch compares an adapter's base_model_name_or_path with the model
+// directory it is about to be applied to, and returns a warning when they
+// name different models ("" when they agree or the adapter names none). A
+// hub id and a local copy agree when their last path elements do.
+func BaseMismatch(adapterBase, modelDir string) string {
+	if adapterBase == "" {
+		return ""
+	}
+	a, errA := os.Stat(adapterBase)
+	b, errB := os.Stat(modelDir)
+	if errA == nil && errB == nil && os.SameFile(a, b) {
+		return ""
+	}
+	last := func(p string) string {
+		return strings.ToLower(path.Base(filepath.ToSlash(filepath.Clean(p))))
+	}
+	if last(adapterBase) == last(modelDir) {
+		return ""
+	}
+	return fmt.Sprintf("the adapter was trained on %s, not %s: its weights may not suit this model", adapterBase, modelDir)
+}
+
+// readInto widens a tensor of the given shape into dst.
 func readInto(st *safetensors.File, name string, shape []int, dst []float32) error {
 	t, err := st.Tensor(name)
 	if err != nil {

@@ -139,6 +139,9 @@ func ParseConfig(data []byte) (Config, error) {
 	if c.HeadDim%2 != 0 {
 		return Config{}, fmt.Errorf("head_dim: %d; rotary embeddings need an even head size", c.HeadDim)
 	}
+	if err := c.checkSizes(); err != nil {
+		return Config{}, err
+	}
 	c.RMSNormEps, c.RopeTheta = a.eps, a.ropeTheta
 	if r.RMSNormEps != nil {
 		if *r.RMSNormEps <= 0 {
@@ -174,13 +177,60 @@ func ParseConfig(data []byte) (Config, error) {
 		// qwen2/qwen3 window only the layers from max_window_layers on.
 		return Config{}, fmt.Errorf("use_sliding_window: true is not supported")
 	}
-	if r.SlidingWindow != nil && *r.SlidingWindow > 0 && r.ModelType == "mistral" {
-		c.SlidingWindow = *r.SlidingWindow
+	if r.SlidingWindow != nil {
+		// Mistral's null or 0 means full attention; a negative window is a typo.
+		if *r.SlidingWindow < 0 {
+			return Config{}, fmt.Errorf("sliding_window: %d; expected 0 (none) or a positive number of positions", *r.SlidingWindow)
+		}
+		if r.ModelType == "mistral" {
+			c.SlidingWindow = *r.SlidingWindow
+		}
 	}
 	if c.RopeScaling, err = parseRopeScaling(r.RopeScaling); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// Bounds on config.json's sizes. The largest released models stay far below
+// them (405B Llama: 126 layers, hidden 16384, 128 heads; Gemma 3: vocabulary
+// 262144); a file beyond them is corrupt or hostile, and refusing it here
+// keeps every buffer sized from it (KV cache, RoPE tables, activations) sane.
+const (
+	maxLayers       = 1024
+	maxHidden       = 1 << 16
+	maxIntermediate = 1 << 18
+	maxHeads        = 1024
+	maxHeadDim      = 1024
+	maxVocab        = 1 << 22
+	maxPositions    = 1 << 24
+	// maxProjection bounds heads·head_dim, the width of q.
+	maxProjection = 1 << 17
+)
+
+// checkSizes holds the sizes against the bounds above and against each other.
+func (c Config) checkSizes() error {
+	for _, f := range []struct {
+		name   string
+		v, max int
+	}{
+		{"num_hidden_layers", c.Layers, maxLayers},
+		{"hidden_size", c.Hidden, maxHidden},
+		{"intermediate_size", c.Intermediate, maxIntermediate},
+		{"num_attention_heads", c.Heads, maxHeads},
+		{"num_key_value_heads", c.KVHeads, maxHeads},
+		{"head_dim", c.HeadDim, maxHeadDim},
+		{"vocab_size", c.Vocab, maxVocab},
+		{"max_position_embeddings", c.MaxPositions, maxPositions},
+	} {
+		if f.v > f.max {
+			return fmt.Errorf("%s: %d; tune reads models with at most %d (a larger value is a corrupt config.json)", f.name, f.v, f.max)
+		}
+	}
+	if q := c.Heads * c.HeadDim; q > maxProjection {
+		return fmt.Errorf("num_attention_heads × head_dim: %d × %d = %d; expected at most %d", c.Heads, c.HeadDim, q, maxProjection)
+	}
+	return nil
 }
 
 func parseRopeScaling(raw json.RawMessage) (kernels.RopeScaling, error) {

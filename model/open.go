@@ -27,3 +27,18 @@ func Open(dir string) (*Model, *hf.Dir, error) {
 	}
 	return m, md, nil
 }
+
+// OpenFinite is Open for a model to compute with: a weight that is NaN or
+// infinite is an error naming its tensor (see CheckFinite). Open alone reads
+// the headers, not every weight.
+func OpenFinite(dir string) (*Model, *hf.Dir, error) {
+	m, md, err := Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := CheckFinite(md); err != nil {
+		md.Close()
+		return nil, nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return m, md, nil
+}

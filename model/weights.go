@@ -77,6 +77,14 @@ func ProjectionPath(module string) string {
 func Load(cfg Config, src Source) (*Model, error) {
 	l := loader{src: src}
 	c := cfg
+	// The number of layers is checked against the weights before anything
+	// is sized from it: the last one must be there, and no layer after it.
+	if last := LayerPrefix(c.Layers-1) + "input_layernorm.weight"; !src.Has(last) {
+		return nil, fmt.Errorf("config.json says num_hidden_layers %d, but there is no tensor %s", c.Layers, last)
+	}
+	if next := LayerPrefix(c.Layers) + "input_layernorm.weight"; src.Has(next) {
+		return nil, fmt.Errorf("config.json says num_hidden_layers %d, but the weights hold more layers (%s)", c.Layers, next)
+	}
 	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	proj := func(p, name string) kernels.Matrix {
 		in, out := ProjectionShape(c, name)
@@ -91,7 +99,8 @@ func Load(cfg Config, src Source) (*Model, error) {
 	default:
 		m.LMHead = m.Embed
 	}
-	for i := range c.Layers {
+	m.Layers = make([]Layer, 0, c.Layers)
+	for i := 0; i < c.Layers && l.err == nil; i++ {
 		p := LayerPrefix(i)
 		ly := Layer{
 			AttnNorm: l.vector(p+"input_layernorm.weight", c.Hidden),

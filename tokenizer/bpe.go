@@ -16,27 +16,31 @@ type bpe struct {
 	idToTok []string             // model vocab only; "" for holes
 	merges  map[uint64]mergeInfo // key: pairKey(left, right)
 
-	unkID         int // -1 when there is no unk token
-	fuseUnk       bool
-	byteFallback  bool
-	ignoreMerges  bool
-	contPrefix    string
-	endSuffix     string
-	byteTokenIDs  [256]int // id of "<0xNN>", -1 if absent
+	unkID        int // -1 when there is no unk token
+	fuseUnk      bool
+	byteFallback bool
+	ignoreMerges bool
+	contPrefix   string
+	endSuffix    string
+	byteTokenIDs [256]int // id of "<0xNN>", -1 if absent
+	// spaceSplit: no token has "▁" after another character, so no merge
+	// crosses the start of a "▁" run, and a SentencePiece-style text (one
+	// word to the pre-tokenizer) can be merged a piece at a time.
+	spaceSplit    bool
 	cacheMu       sync.RWMutex
 	cache         map[string][]int
 	cacheCapacity int
 }
 
 type mergeInfo struct {
-	rank, id int
+	rank, id int32
 }
 
 const maxCachedWordLen = 256
 
 // pairKey packs two ids (< 2^32) into one map key; hashing one word is
 // noticeably faster than a [2]int in the merge loop.
-func pairKey(a, b int) uint64 { return uint64(a)<<32 | uint64(uint32(b)) }
+func pairKey[T int | int32](a, b T) uint64 { return uint64(a)<<32 | uint64(uint32(b)) }
 
 func parseBPE(o jsonObj) (*bpe, error) {
 	m := &bpe{unkID: -1, cache: map[string][]int{}, cacheCapacity: 10000}
@@ -103,6 +107,7 @@ func parseBPE(o jsonObj) (*bpe, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.spaceSplit = m.canSplitAtSpaces()
 	m.merges = make(map[uint64]mergeInfo, len(pairs))
 	mpath := joinPath(o.path, "merges")
 	for i, p := range pairs {
@@ -121,7 +126,7 @@ func parseBPE(o jsonObj) (*bpe, error) {
 			return nil, errAt(indexPath(mpath, i), "merge result %q is not in model.vocab", merged)
 		}
 		// A repeated merge keeps its last rank, as in HF (Rust and JS).
-		m.merges[pairKey(ia, ib)] = mergeInfo{rank: i, id: id}
+		m.merges[pairKey(ia, ib)] = mergeInfo{rank: int32(i), id: int32(id)}
 	}
 	return m, nil
 }
@@ -194,7 +199,68 @@ func parseMerge(path string, raw json.RawMessage) (string, string, error) {
 	return "", "", bad
 }
 
-// tokenize turns one pre-token into ids.
+// metaspace is SentencePiece's visible space.
+const metaspace = "\u2581"
+
+// canSplitAtSpaces reports whether BPE over a word equals BPE over its
+// pieces cut before each "▁" that follows another character: true when no
+// token has such a "▁" inside (a merge result is a token, so no merge can
+// join across the cut), the cut's "▁" is a token (an unknown-character run
+// cannot be fused across it), and no option makes the first character of a
+// word special.
+func (m *bpe) canSplitAtSpaces() bool {
+	if _, ok := m.vocab[metaspace]; !ok || m.contPrefix != "" || m.endSuffix != "" || m.ignoreMerges {
+		return false
+	}
+	for tok := range m.vocab {
+		// A "▁" after the leading run follows another character.
+		if strings.Contains(strings.TrimLeft(tok, metaspace), metaspace) {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxWordBytes bounds the BPE merging of one word (a pre-token, or the
+// part of a SentencePiece-style text between spaces): merging takes memory
+// in proportion to the word, some 40 bytes a character. Encode merges a
+// longer word in pieces of this size; EncodeChecked refuses it.
+const MaxWordBytes = 1 << 20
+
+// WordTooLongError is EncodeChecked's error for a word over MaxWordBytes.
+type WordTooLongError struct{ Bytes int }
+
+func (e *WordTooLongError) Error() string {
+	return fmt.Sprintf("a word of %d bytes with no space in it: tune tokenizes words of at most %d KiB", e.Bytes, MaxWordBytes>>10)
+}
+
+// tokenizeInto appends the ids of one pre-token to ids. A word over
+// MaxWordBytes is an error when strict, else merged in pieces.
+func (m *bpe) tokenizeInto(ids []int, word string, strict bool) ([]int, error) {
+	for word != "" {
+		piece := word
+		if m.spaceSplit {
+			// Up to the next "▁" that follows another character.
+			if i := strings.Index(strings.TrimLeft(word, metaspace), metaspace); i >= 0 {
+				piece = word[:len(word)-len(strings.TrimLeft(word, metaspace))+i]
+			}
+		}
+		if len(piece) > MaxWordBytes {
+			if strict {
+				return ids, &WordTooLongError{Bytes: len(piece)}
+			}
+			piece = piece[:MaxWordBytes]
+			for !utf8.RuneStart(word[len(piece)]) {
+				piece = piece[:len(piece)-1]
+			}
+		}
+		ids = append(ids, m.tokenize(piece)...)
+		word = word[len(piece):]
+	}
+	return ids, nil
+}
+
+// tokenize turns one word into ids.
 func (m *bpe) tokenize(word string) []int {
 	if word == "" {
 		return nil
@@ -224,10 +290,12 @@ func (m *bpe) tokenize(word string) []int {
 	return ids
 }
 
+// symbol and mergeCand are int32 (ids, and positions in a word of at most
+// MaxWordBytes): merging takes some 16 bytes a symbol plus 12 a candidate.
 type symbol struct {
-	id         int
-	prev, next int // indexes into the symbol slice, -1 at the ends
-	length     int // 0 once merged into its left neighbour
+	id         int32
+	prev, next int32 // indexes into the symbol slice, -1 at the ends
+	length     int32 // 0 once merged into its left neighbour
 }
 
 // mergeWord is tokenizers' Word::merge_all: start from characters (or their
@@ -237,7 +305,7 @@ func (m *bpe) mergeWord(word string) []int {
 	pendingUnk := -1 // for fuse_unk
 	flushUnk := func() {
 		if pendingUnk >= 0 {
-			syms = append(syms, symbol{id: pendingUnk, length: 1})
+			syms = append(syms, symbol{id: int32(pendingUnk), length: 1})
 			pendingUnk = -1
 		}
 	}
@@ -251,7 +319,7 @@ func (m *bpe) mergeWord(word string) []int {
 		}
 		if id, ok := m.vocab[s]; ok {
 			flushUnk()
-			syms = append(syms, symbol{id: id, length: 1})
+			syms = append(syms, symbol{id: int32(id), length: 1})
 			continue
 		}
 		if m.byteFallback {
@@ -264,7 +332,7 @@ func (m *bpe) mergeWord(word string) []int {
 			if len(ids) == utf8.RuneLen(r) {
 				flushUnk()
 				for _, id := range ids {
-					syms = append(syms, symbol{id: id, length: 1})
+					syms = append(syms, symbol{id: int32(id), length: 1})
 				}
 				continue
 			}
@@ -279,7 +347,7 @@ func (m *bpe) mergeWord(word string) []int {
 	}
 	flushUnk()
 	for i := range syms {
-		syms[i].prev, syms[i].next = i-1, i+1
+		syms[i].prev, syms[i].next = int32(i-1), int32(i+1)
 	}
 	if len(syms) > 0 {
 		syms[len(syms)-1].next = -1
@@ -288,7 +356,7 @@ func (m *bpe) mergeWord(word string) []int {
 	h := &mergeHeap{}
 	for i := 0; i+1 < len(syms); i++ {
 		if mi, ok := m.merges[pairKey(syms[i].id, syms[i+1].id)]; ok {
-			h.items = append(h.items, mergeCand{pos: i, rank: mi.rank, newID: mi.id})
+			h.items = append(h.items, mergeCand{pos: int32(i), rank: mi.rank, newID: mi.id})
 		}
 	}
 	heap.Init(h)
@@ -323,14 +391,14 @@ func (m *bpe) mergeWord(word string) []int {
 		}
 	}
 	out := make([]int, 0, len(syms))
-	for i := 0; i >= 0 && i < len(syms); i = syms[i].next {
-		out = append(out, syms[i].id)
+	for i := int32(0); i >= 0 && int(i) < len(syms); i = syms[i].next {
+		out = append(out, int(syms[i].id))
 	}
 	return out
 }
 
 type mergeCand struct {
-	pos, rank, newID int
+	pos, rank, newID int32
 }
 
 type mergeHeap struct{ items []mergeCand }

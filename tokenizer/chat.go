@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/ardanlabs/jinja"
+	"github.com/tune-dev/tune/tokenizer/internal/jinja"
 )
 
 // Message is one turn of a conversation for ApplyChatTemplate.
@@ -25,8 +25,11 @@ type chatCache struct {
 // transformers' apply_chat_template(tokenize=False): Jinja with
 // trim_blocks/lstrip_blocks, raise_exception, strftime_now and tojson, and
 // the config's special tokens (bos_token, eos_token, ...) in the context.
-// github.com/ardanlabs/jinja does the rendering; it is built for HF chat
-// templates and checked byte for byte against @huggingface/jinja in tests.
+// The engine is github.com/ardanlabs/jinja (built for HF chat templates and
+// checked byte for byte against @huggingface/jinja in tests), kept in
+// internal/jinja with limits added: a template comes with any downloaded
+// model, and one that loops, recurses or builds without end fails here with
+// an error (see chatLimits) instead of taking the machine's memory.
 func (t *Tokenizer) ApplyChatTemplate(messages []Message, addGenerationPrompt bool) (string, error) {
 	if t.chatTemplate == "" {
 		return "", errors.New("tokenizer: no chat_template in tokenizer_config.json")
@@ -37,6 +40,15 @@ func (t *Tokenizer) ApplyChatTemplate(messages []Message, addGenerationPrompt bo
 	if t.chat.err != nil {
 		return "", fmt.Errorf("tokenizer: chat_template: %w", t.chat.err)
 	}
+	out, err := renderChat(t.chat.tmpl, messages, addGenerationPrompt, t.specialNames, chatLimits(messages))
+	if err != nil {
+		return "", fmt.Errorf("tokenizer: chat_template: %w", err)
+	}
+	return out, nil
+}
+
+// renderChat renders a compiled chat template over messages within lim.
+func renderChat(tmpl *jinja.Template, messages []Message, addGenerationPrompt bool, specials map[string]string, lim jinja.Limits) (string, error) {
 	msgs := make([]any, len(messages))
 	for i, m := range messages {
 		msgs[i] = map[string]any{"role": m.Role, "content": m.Content}
@@ -47,12 +59,24 @@ func (t *Tokenizer) ApplyChatTemplate(messages []Message, addGenerationPrompt bo
 		"tools":                 nil,
 		"documents":             nil,
 	}
-	for k, v := range t.specialNames {
+	for k, v := range specials {
 		ctx[k] = v
 	}
-	out, err := t.chat.tmpl.Render(ctx)
-	if err != nil {
-		return "", fmt.Errorf("tokenizer: chat_template: %w", err)
+	return tmpl.RenderLimited(ctx, lim)
+}
+
+// chatLimits bounds one render by what goes in. Real templates write each
+// message once with some markup around it, in some hundreds of steps (the
+// tool-calling ones in a few thousand); these bounds are ten times that
+// and more, and keep memory within a small multiple of the conversation.
+func chatLimits(messages []Message) jinja.Limits {
+	in := 0
+	for _, m := range messages {
+		in += len(m.Role) + len(m.Content) + 256
 	}
-	return out, nil
+	return jinja.Limits{
+		Steps:  10_000_000 + 10_000*int64(len(messages)),
+		Output: 2*in + 1<<20,
+		Alloc:  16*int64(in) + 64<<20,
+	}
 }

@@ -373,11 +373,24 @@ func (t *Tokenizer) readChatTemplate(c jsonObj) error {
 // special tokens (BOS/EOS) are added, as HF's add_special_tokens=True.
 // Added tokens written inside text ("<|im_start|>") are always recognised.
 // Invalid UTF-8 is replaced by U+FFFD first (HF only takes valid strings).
+// A word longer than MaxWordBytes is merged in pieces, so that the cost
+// stays bounded (HF would merge it whole, taking memory without bound).
 func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
+	ids, _ := t.encode(text, addSpecial, false)
+	return ids
+}
+
+// EncodeChecked is Encode for text from a dataset: a word longer than
+// MaxWordBytes is a *WordTooLongError, not merged in pieces.
+func (t *Tokenizer) EncodeChecked(text string, addSpecial bool) ([]int, error) {
+	return t.encode(text, addSpecial, true)
+}
+
+func (t *Tokenizer) encode(text string, addSpecial, strict bool) ([]int, error) {
 	if !utf8.ValidString(text) {
 		text = utf8Lossy([]byte(text))
 	}
-	ids := []int{}
+	ids := make([]int, 0, min(len(text)/4, 1<<16)) // about a token per 4 bytes of text
 	for _, seg := range t.findAdded(text, t.rawTrie, true) {
 		if seg.tok >= 0 {
 			ids = append(ids, t.added[seg.tok].id)
@@ -392,29 +405,35 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 				ids = append(ids, t.added[sub.tok].id)
 				continue
 			}
-			ids = t.encodeText(sub, ids)
+			var err error
+			if ids, err = t.encodeText(sub, ids, strict); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if t.post != nil {
 		ids = t.post.process(ids, addSpecial)
 	}
-	return ids
+	return ids, nil
 }
 
 // encodeText pre-tokenizes one normalized run of text and appends the
 // model's ids.
-func (t *Tokenizer) encodeText(seg segment, ids []int) []int {
+func (t *Tokenizer) encodeText(seg segment, ids []int, strict bool) ([]int, error) {
 	if seg.text == "" {
-		return ids
+		return ids, nil
 	}
 	pieces := []piece{{s: seg.text, start: seg.start}}
 	if t.preTok != nil {
 		pieces = t.preTok.preTokenize(pieces)
 	}
 	for _, p := range pieces {
-		ids = append(ids, t.model.tokenize(p.s)...)
+		var err error
+		if ids, err = t.model.tokenizeInto(ids, p.s, strict); err != nil {
+			return nil, err
+		}
 	}
-	return ids
+	return ids, nil
 }
 
 // token returns the string of id ("" and false if unknown).

@@ -39,7 +39,7 @@ type PreTokenizerStep struct {
 func (t *Tokenizer) Vocabulary() Vocabulary {
 	v := Vocabulary{Tokens: t.model.vocab, ByteFallback: t.model.byteFallback, Unknown: t.model.unkID}
 	type merge struct {
-		rank int
+		rank int32
 		s    string
 	}
 	ms := make([]merge, 0, len(t.model.merges))

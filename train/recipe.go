@@ -11,6 +11,7 @@ import (
 	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
+	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -32,6 +33,7 @@ type recipe struct {
 	metrics *metricsFile
 	bar     progress
 	res     Result
+	unlock  func() // releases output.dir (LockOutputDir)
 }
 
 // setup opens the model and the data, makes (or loads) the adapter and the
@@ -48,8 +50,19 @@ func setup(cfg *configs.Config, opt Options) (*recipe, error) {
 func (r *recipe) open() (err error) {
 	cfg, opt := r.cfg, r.opt
 	t := cfg.Train
+	if err := CheckConfig(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(r.outDir, 0o755); err != nil {
 		return err
+	}
+	if r.unlock, err = LockOutputDir(cfg); err != nil {
+		return err
+	}
+	if opt.Resume == "" {
+		if steps, _ := listSteps(r.ckptDir); len(steps) > 0 {
+			return cfg.Errorf("output.dir", "%s already holds checkpoints of an earlier run (up to step %d): continue it with --resume, or set output.dir elsewhere", r.ckptDir, steps[len(steps)-1])
+		}
 	}
 
 	// Model.
@@ -57,13 +70,10 @@ func (r *recipe) open() (err error) {
 		return err
 	}
 	r.res.ModelDir = r.modelPath
-	if r.base, r.baseFiles, err = model.Open(r.modelPath); err != nil {
+	if r.base, r.baseFiles, err = model.OpenFinite(r.modelPath); err != nil {
 		return err
 	}
-	mc := r.base.Config
-	if cfg.Data.SeqLen > mc.MaxPositions {
-		return &configs.FieldError{File: cfg.Path, Path: "data.seq_len", Msg: fmt.Sprintf("%d exceeds the model's max_position_embeddings %d", cfg.Data.SeqLen, mc.MaxPositions)}
-	}
+	mc := r.base.Config // data.seq_len fits it: CheckConfig saw to it
 
 	// Data: indexed and counted here, read row by row as training goes.
 	if r.data, err = OpenData(cfg, r.modelPath, mc.Vocab); err != nil {
@@ -71,7 +81,7 @@ func (r *recipe) open() (err error) {
 	}
 	logData(r.logf, r.data.Stats)
 	if t.EvalEvery > 0 && (r.data.Val == nil || r.data.Val.Examples() == 0) {
-		return &configs.FieldError{File: cfg.Path, Path: "train.eval_every", Msg: "set, but the validation set is empty: raise data.val_ratio or give data.val"}
+		return cfg.Errorf("train.eval_every", "set, but the validation set is empty: raise data.val_ratio or give data.val")
 	}
 	r.loader, err = r.data.Train.Loader(datasets.LoaderOptions{Seq: cfg.Data.SeqLen, Packing: cfg.Data.Packing, Shuffle: cfg.Data.Shuffle, Seed: t.Seed})
 	if err != nil {
@@ -90,11 +100,6 @@ func (r *recipe) open() (err error) {
 	if err := r.sched.Check(); err != nil {
 		return err
 	}
-	if opt.Resume == "" {
-		if steps, _ := listSteps(r.ckptDir); len(steps) > 0 {
-			return fmt.Errorf("%s already holds checkpoints of an earlier run (up to step %d): continue it with --resume, or set output.dir elsewhere", r.ckptDir, steps[len(steps)-1])
-		}
-	}
 
 	// Adapter, optimizer and graph.
 	if err := checkComputeDType(cfg); err != nil {
@@ -103,6 +108,9 @@ func (r *recipe) open() (err error) {
 	adapter, err := newAdapter(cfg, mc)
 	if err != nil {
 		return err
+	}
+	if w := lora.BaseMismatch(adapter.BaseModel, r.modelPath); w != "" {
+		r.logf("warning: lora.init_from: %s", w)
 	}
 	if r.trainer, err = newTrainer(r.base, adapter, t, cfg.Data.SeqLen, t.ActivationCheckpointing); err != nil {
 		return err
@@ -296,6 +304,9 @@ func (r *recipe) close() {
 	}
 	if r.baseFiles != nil {
 		r.baseFiles.Close()
+	}
+	if r.unlock != nil {
+		r.unlock()
 	}
 }
 

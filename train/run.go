@@ -135,11 +135,7 @@ func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
 		}
 		return a, err
 	}
-	for i, l := range cfg.LoRA.Layers {
-		if l >= mc.Layers {
-			return nil, &configs.FieldError{File: cfg.Path, Path: fmt.Sprintf("lora.layers[%d]", i), Msg: fmt.Sprintf("layer %d does not exist: the model has %d (0 to %d)", l, mc.Layers, mc.Layers-1)}
-		}
-	}
+	// lora.layers are in range: CheckConfig saw to it.
 	spec := lora.Spec{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.TargetModules, Layers: cfg.LoRA.Layers, RSLoRA: cfg.LoRA.UseRSLoRA}
 	if n := cfg.LoRA.LastLayers; n > 0 {
 		spec.Layers = nil

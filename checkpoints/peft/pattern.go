@@ -96,10 +96,10 @@ func (c Config) Layout() (*ModuleLayout, error) {
 		dst     *[]compiledPattern
 	}{{"rank_pattern", c.RankPattern, true, &l.ranks}, {"alpha_pattern", c.AlphaPattern, false, &l.alphas}} {
 		for _, e := range p.pat {
-			if !(e.Value > 0) || math.IsInf(e.Value, 0) || (p.integer && (e.Value != math.Trunc(e.Value) || e.Value > math.MaxInt32)) {
+			if !(e.Value > 0) || math.IsInf(e.Value, 0) || (p.integer && (e.Value != math.Trunc(e.Value) || e.Value > MaxLoRARank)) {
 				kind := "a positive number"
 				if p.integer {
-					kind = "a positive integer"
+					kind = fmt.Sprintf("a positive integer at most %d", MaxLoRARank)
 				}
 				return nil, fmt.Errorf("%s[%s]: %v; expected %s", p.name, strconv.Quote(e.Key), e.Value, kind)
 			}

@@ -61,6 +61,7 @@ func TestReadPatternErrors(t *testing.T) {
 	for _, c := range []struct{ cfg, want string }{
 		{`"rank_pattern": {"q_proj": 2.5}`, `rank_pattern["q_proj"]: 2.5; expected a positive integer`},
 		{`"rank_pattern": {"q_proj": 0}`, `rank_pattern["q_proj"]: 0; expected a positive integer`},
+		{`"rank_pattern": {"q_proj": 262145}`, `rank_pattern["q_proj"]: 262145; expected a positive integer at most 262144`},
 		{`"alpha_pattern": {"q_proj": "x"}`, `field alpha_pattern: "q_proj": got "x", expected a number`},
 		{`"alpha_pattern": [1]`, `field alpha_pattern: not a JSON object`},
 		{`"rank_pattern": {"(?=q)_proj": 2}`, `rank_pattern: key "(?=q)_proj" is not a regular expression tune can match`},

@@ -38,10 +38,17 @@ type Config struct {
 	RankPattern         Pattern  `json:"rank_pattern"`
 	Revision            any      `json:"revision"`
 	TargetModules       []string `json:"target_modules"`
-	TaskType            string   `json:"task_type"`
-	UseDora             bool     `json:"use_dora"`
-	UseRSLoRA           bool     `json:"use_rslora"`
+	// TargetRegex is target_modules given as one string, which PEFT reads
+	// as a regular expression over module paths.
+	TargetRegex string `json:"-"`
+	TaskType    string `json:"task_type"`
+	UseDora     bool   `json:"use_dora"`
+	UseRSLoRA   bool   `json:"use_rslora"`
 }
+
+// MaxLoRARank bounds adapter_config.json's r: a rank is at most a
+// projection's width, and no model tune reads is wider (model config bounds).
+const MaxLoRARank = 1 << 18
 
 // NewConfig fills the fields that are the same for every tune adapter.
 func NewConfig(base string, r int, alpha, dropout float64, targets []string, layers []int, rslora bool) Config {
@@ -100,6 +107,10 @@ func Read(dir string) (Config, *safetensors.File, error) {
 		return cfg, nil, fmt.Errorf("%s: peft_type %q: tune reads LORA adapters", path, cfg.PeftType)
 	case cfg.R <= 0:
 		return cfg, nil, fmt.Errorf("%s: r: %d; expected a positive integer", path, cfg.R)
+	case cfg.R > MaxLoRARank:
+		return cfg, nil, fmt.Errorf("%s: r: %d; expected at most %d", path, cfg.R, MaxLoRARank)
+	case !(cfg.LoraDropout >= 0 && cfg.LoraDropout < 1):
+		return cfg, nil, fmt.Errorf("%s: lora_dropout: %g; expected a number in [0, 1)", path, cfg.LoraDropout)
 	case cfg.LoraAlpha <= 0:
 		return cfg, nil, fmt.Errorf("%s: lora_alpha: %g; expected a positive number", path, cfg.LoraAlpha)
 	case cfg.FanInFanOut:
@@ -141,13 +152,12 @@ func decodeConfig(b []byte, cfg *Config) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return checkpoints.JSONError(err)
 	}
-	if tm, ok := raw["target_modules"]; ok {
-		var one string
-		if json.Unmarshal(tm, &one) == nil {
-			raw["target_modules"], _ = json.Marshal([]string{one})
+	if tm, ok := raw["target_modules"]; ok && string(tm) != "null" {
+		if json.Unmarshal(tm, &cfg.TargetRegex) == nil {
+			delete(raw, "target_modules")
 		}
 	}
-	if lt, ok := raw["layers_to_transform"]; ok {
+	if lt, ok := raw["layers_to_transform"]; ok && string(lt) != "null" {
 		var one int
 		if json.Unmarshal(lt, &one) == nil {
 			raw["layers_to_transform"], _ = json.Marshal([]int{one})

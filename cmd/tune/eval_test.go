@@ -146,7 +146,7 @@ func TestEvalAndInspectErrors(t *testing.T) {
 		want  string
 		usage bool
 	}{
-		{"no flags", []string{"eval"}, "needs --model", true},
+		{"no flags", []string{"eval"}, "eval needs a CONFIG, or --model DIR and --data FILE", true},
 		{"unknown flag", []string{"eval", "--modle", dir}, "unknown flag", true},
 		{"bad record", []string{"eval", "--model", dir, "--data", bad}, "bad.jsonl:2: field input_ids", false},
 		{"id outside vocab", []string{"eval", "--model", dir, "--data", big}, "big.jsonl:1: token 5000", false},
@@ -247,18 +247,26 @@ func TestEvalTextMatchesPyTorch(t *testing.T) {
 	}
 }
 
+// TestLs: one name everywhere: tune ls prints it, --show takes it, and
+// summaries are whole sentences, not a first line cut mid-phrase.
 func TestLs(t *testing.T) {
 	out, err := runTune(t, "ls")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"configs/demo.yaml", "configs/coder-7b.yaml", "configs/smollm2-135m-cpu.yaml", "configs/qwen2.5-0.5b-cpu.yaml", "configs/llama3.2-1b.yaml"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("tune ls lacks %s:\n%s", want, out)
+	for _, want := range []string{"\ndemo ", "coder-7b ", "smollm2-135m-cpu ", "qwen2.5-0.5b-cpu ", "llama3.2-1b ",
+		"(7.6B parameters, qwen2 architecture) with the base weights kept in bf16, for one 24 GB RTX card (RTX 3090 / 4090).", "tune run NAME"} {
+		if !strings.Contains("\n"+out, want) {
+			t.Errorf("tune ls lacks %q:\n%s", want, out)
 		}
 	}
-	shown, err := runTune(t, "ls", "--show", "demo")
-	if err != nil || !strings.Contains(shown, "path: builtin:tiny") {
-		t.Fatalf("tune ls --show demo: %v\n%s", err, shown)
+	if strings.Contains(out, "configs/") || strings.Contains(out, "demo.yaml") {
+		t.Errorf("tune ls prints file paths, not the names tune run takes:\n%s", out)
+	}
+	for _, name := range []string{"demo", "demo.yaml", "configs/demo.yaml"} {
+		shown, err := runTune(t, "ls", "--show", name)
+		if err != nil || !strings.Contains(shown, "path: builtin:tiny") {
+			t.Fatalf("tune ls --show %s: %v\n%s", name, err, shown)
+		}
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +20,7 @@ import (
 func newExportCmd() *cobra.Command {
 	var baseDir, adapterDir, format, out, dtype string
 	var shardGiB float64
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "export [--model BASE] [--adapter DIR] --format FORMAT --out PATH",
 		Short: "Write an adapter or merged model for an inference server (PEFT, GGUF, safetensors, Ollama)",
@@ -28,19 +32,28 @@ func newExportCmd() *cobra.Command {
   ollama        a directory with base.gguf, adapter.gguf and a Modelfile for ollama create
 
 DIR is a PEFT adapter directory or one of tune's step checkpoints. BASE defaults
-to the adapter's base_model_name_or_path.`,
+to the adapter's base_model_name_or_path. An existing --out file is replaced
+only with --force; an existing directory only when it holds an earlier export.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format == "" || out == "" {
 				return usageError{fmt.Errorf("export needs --format and --out")}
 			}
-			if baseDir == "" && adapterDir != "" {
+			dtype = strings.ToLower(dtype)
+			if err := checkExportFlags(format, out, dtype, shardGiB, force); err != nil {
+				return err
+			}
+			if adapterDir != "" {
 				pc, st, err := peft.Read(adapterDir)
 				if err != nil {
 					return err
 				}
 				st.Close()
-				baseDir = pc.BaseModelNameOrPath
+				if baseDir == "" {
+					baseDir = pc.BaseModelNameOrPath
+				} else {
+					warnBase(cmd, pc.BaseModelNameOrPath, baseDir)
+				}
 			}
 			if baseDir == "" {
 				return usageError{fmt.Errorf("export needs --model BASE (or an --adapter that names its base)")}
@@ -67,8 +80,6 @@ to the adapter's base_model_name_or_path.`,
 				err = export.GGUF(baseDir, adapterDir, out, orDefault(dtype, "f16"))
 			case "ollama":
 				err = exportOllama(baseDir, adapterDir, out, orDefault(dtype, "f16"))
-			default:
-				return usageError{fmt.Errorf("--format %q: expected peft, gguf-adapter, merged, gguf or ollama", format)}
 			}
 			if err != nil {
 				return err
@@ -84,7 +95,55 @@ to the adapter's base_model_name_or_path.`,
 	f.StringVar(&out, "out", "", "output file (gguf, gguf-adapter) or directory")
 	f.StringVar(&dtype, "dtype", "", "f32, f16, bf16 (gguf also q8_0)")
 	f.Float64Var(&shardGiB, "shard-size", float64(export.DefaultShardBytes)/(1<<30), "merged: largest safetensors shard, GiB")
+	f.BoolVar(&force, "force", false, "replace an existing --out file")
 	return cmd
+}
+
+// exportDTypes are the --dtype values each format takes ("" = its default).
+var exportDTypes = map[string][]string{
+	"peft":         {""},
+	"gguf-adapter": {"", "f32", "f16", "bf16"},
+	"merged":       {"", "f32", "f16", "bf16"},
+	"gguf":         {"", "f32", "f16", "bf16", "q8_0"},
+	"ollama":       {"", "f32", "f16", "bf16", "q8_0"},
+}
+
+// checkExportFlags refuses what export would otherwise do wrong quietly:
+// replace a file the user owns, ignore --dtype, write a shard per tensor.
+func checkExportFlags(format, out, dtype string, shardGiB float64, force bool) error {
+	dtypes, ok := exportDTypes[format]
+	if !ok {
+		return usageError{fmt.Errorf("--format %q: expected peft, gguf-adapter, merged, gguf or ollama", format)}
+	}
+	if !slices.Contains(dtypes, dtype) {
+		if format == "peft" {
+			return usageError{fmt.Errorf("--dtype %s: --format peft keeps the adapter's float32 weights, as PEFT reads them; drop --dtype", dtype)}
+		}
+		return usageError{fmt.Errorf("--dtype %q: --format %s takes %s", dtype, format, strings.Join(dtypes[1:], ", "))}
+	}
+	if !(shardGiB > 0) || math.IsInf(shardGiB, 0) {
+		return usageError{fmt.Errorf("--shard-size %g: expected a positive number of GiB", shardGiB)}
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		return nil // nothing there (or nothing we can see: writing will say)
+	}
+	writesFile := format == "gguf" || format == "gguf-adapter"
+	switch {
+	case writesFile && fi.IsDir():
+		return usageError{fmt.Errorf("--out %s is a directory; --format %s writes one file", out, format)}
+	case !writesFile && !fi.IsDir():
+		return usageError{fmt.Errorf("--out %s is a file; --format %s writes a directory", out, format)}
+	case writesFile && !force:
+		return usageError{fmt.Errorf("--out %s already exists; choose another path, or add --force to replace it", out)}
+	case format == "ollama" && !force:
+		for _, name := range []string{"base.gguf", "adapter.gguf", "Modelfile"} {
+			if _, err := os.Stat(filepath.Join(out, name)); err == nil {
+				return usageError{fmt.Errorf("--out %s already holds %s; choose another directory, or add --force to replace it", out, name)}
+			}
+		}
+	}
+	return nil
 }
 
 func orDefault(v, def string) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -27,7 +28,10 @@ func newGenerateCmd() *cobra.Command {
 			if modelDir == "" || prompt == "" {
 				return usageError{fmt.Errorf("generate needs --model DIR and --prompt TEXT")}
 			}
-			base, md, err := model.Open(modelDir)
+			if err := checkSampling(opt); err != nil {
+				return err
+			}
+			base, md, err := model.OpenFinite(modelDir)
 			if err != nil {
 				return err
 			}
@@ -42,6 +46,7 @@ func newGenerateCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				warnBase(cmd, a.BaseModel, modelDir)
 				delta = a
 			}
 			var ids []int
@@ -65,6 +70,9 @@ func newGenerateCmd() *cobra.Command {
 				if id, ok := tok.TokenID(s); ok {
 					opt.Stop = append(opt.Stop, int32(id))
 				}
+			}
+			if maxPos := base.Config.MaxPositions; len(in) >= maxPos {
+				return usageError{fmt.Errorf("--prompt: %d tokens leave no room in the model's max_position_embeddings %d", len(in), maxPos)}
 			}
 			pool := kernels.NewPool(0)
 			defer pool.Close()
@@ -96,4 +104,25 @@ func newGenerateCmd() *cobra.Command {
 	f.Float64Var(&opt.TopP, "top-p", 1, "nucleus sampling: keep the top tokens up to this probability")
 	f.Uint64Var(&opt.Seed, "seed", 0, "random seed for sampling")
 	return cmd
+}
+
+// checkSampling refuses sampling options outside their ranges.
+func checkSampling(o model.SampleOptions) error {
+	switch {
+	case o.MaxTokens < 1:
+		return usageError{fmt.Errorf("--max-tokens %d: expected at least 1", o.MaxTokens)}
+	case !(o.Temperature >= 0) || math.IsInf(o.Temperature, 0):
+		return usageError{fmt.Errorf("--temperature %g: expected 0 (greedy) or a positive number", o.Temperature)}
+	case !(o.TopP > 0 && o.TopP <= 1):
+		return usageError{fmt.Errorf("--top-p %g: expected a number in (0, 1]", o.TopP)}
+	}
+	return nil
+}
+
+// warnBase prints a warning when an adapter was trained on another model
+// than the one it is applied to.
+func warnBase(cmd *cobra.Command, adapterBase, modelDir string) {
+	if w := lora.BaseMismatch(adapterBase, modelDir); w != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "tune: warning:", w)
+	}
 }

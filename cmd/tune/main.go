@@ -33,6 +33,14 @@ func main() {
 		os.Exit(130)
 	}()
 	root := newRoot()
+	// A panic is a bug in tune, whatever the input: one line and exit code
+	// 3, never a stack trace whose exit code 2 reads as a usage error.
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "tune: internal error: %v (a bug in tune; please report it with the command that caused it)\n", r)
+			os.Exit(3)
+		}
+	}()
 	if err := root.ExecuteContext(ctx); err != nil {
 		msg := err.Error()
 		if strings.HasPrefix(msg, "unknown command") {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -13,23 +14,62 @@ import (
 	"github.com/tune-dev/tune/train"
 )
 
-// loadConfig reads a config with overrides; its errors are usage errors (exit 2).
+// loadConfig reads a config with overrides: a file, or when no file has that
+// name, a shipped config by the name tune ls prints. Its errors are usage
+// errors (exit 2).
 func loadConfig(path string, overrides []string) (*configs.Config, error) {
-	cfg, err := configs.Load(path, overrides)
+	var cfg *configs.Config
+	var err error
+	if sc, ok := configs.ShippedNamed(path); ok && !fileExists(path) {
+		cfg, err = configs.LoadShipped(sc, overrides)
+	} else {
+		cfg, err = configs.Load(path, overrides)
+	}
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return cfg, nil
 }
 
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// splitResume finds the value of a bare --resume among the arguments. Its
+// value is optional, so cobra takes `--resume DIR` (or `--resume latest`)
+// as the flag alone and DIR as an argument, wherever it stood; the value is
+// "latest" or a step directory, the config a file or a shipped config's name.
+func splitResume(resume string, args []string) (string, []string) {
+	if resume != "latest" {
+		return resume, args
+	}
+	var bare []int // arguments that are not key=value overrides
+	for i, a := range args {
+		if !strings.Contains(a, "=") {
+			bare = append(bare, i)
+		}
+	}
+	if len(bare) != 2 {
+		return resume, args
+	}
+	for _, i := range bare {
+		if st, err := os.Stat(args[i]); args[i] == "latest" || (err == nil && st.IsDir()) {
+			return args[i], append(args[:i:i], args[i+1:]...)
+		}
+	}
+	return resume, args
+}
+
 func newRunCmd() *cobra.Command {
 	var resume string
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:   "run CONFIG [key=value ...]",
+		Use:   "run CONFIG [key=value ...] [--resume [DIR]]",
 		Short: "Train a LoRA adapter as a YAML config says",
-		Long: `Trains a LoRA adapter. Values of the config can be overridden on the command
-line, torchtune style: tune run configs/demo.yaml train.lr=1e-3 lora.r=16
+		Long: `Trains a LoRA adapter. CONFIG is a YAML file or the name of a config that
+comes with tune (tune ls). Values of the config can be overridden on the command
+line, torchtune style: tune run demo train.lr=1e-3 lora.r=16
 
 Writes to output.dir: metrics.jsonl, loss.png, checkpoints/step-N (adapter,
 optimizer and data cursor; resumable) and adapter/ (a PEFT adapter).
@@ -43,13 +83,8 @@ one named) exactly as if the run had not stopped.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			overrides := args[1:]
-			if resume == "latest" && len(overrides) > 0 && !strings.Contains(overrides[0], "=") {
-				// `--resume DIR`: the flag's value is optional, so cobra hands
-				// DIR over as an argument.
-				resume, overrides = overrides[0], overrides[1:]
-			}
-			cfg, err := loadConfig(args[0], overrides)
+			resume, args = splitResume(resume, args)
+			cfg, err := loadConfig(args[0], args[1:])
 			if err != nil {
 				return err
 			}
@@ -88,7 +123,7 @@ func newValidateCmd() *cobra.Command {
 	var show bool
 	cmd := &cobra.Command{
 		Use:   "validate CONFIG [key=value ...]",
-		Short: "Check a config: every error with its field path; --show prints the effective config",
+		Short: "Check a config and the files it names, as far as can be without training; --show prints the effective config",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return usageError{errors.New("validate needs a config file")}
@@ -98,6 +133,9 @@ func newValidateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(args[0], args[1:])
 			if err != nil {
+				return err
+			}
+			if err := train.CheckConfig(cfg); err != nil {
 				return err
 			}
 			if show {
@@ -120,23 +158,22 @@ func newLsCmd() *cobra.Command {
 	var show string
 	cmd := &cobra.Command{
 		Use:   "ls [--show NAME]",
-		Short: "List the configs that come with tune (configs/ in the repository); --show prints one",
+		Short: "List the configs that come with tune; tune run NAME trains with one, --show NAME prints it",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			for _, c := range configs.Shipped() {
-				if show != "" {
-					if c.Name == show || strings.TrimSuffix(c.Name, ".yaml") == show {
-						_, err := out.Write(c.YAML)
-						return err
-					}
-					continue
-				}
-				fmt.Fprintf(out, "configs/%-24s %s\n", c.Name, c.Summary)
-			}
 			if show != "" {
-				return usageError{fmt.Errorf("--show %q: no such config (tune ls lists them)", show)}
+				c, ok := configs.ShippedNamed(show)
+				if !ok {
+					return usageError{fmt.Errorf("--show %q: no such config (tune ls lists them)", show)}
+				}
+				_, err := out.Write(c.YAML)
+				return err
 			}
+			for _, c := range configs.Shipped() {
+				fmt.Fprintf(out, "%-20s %s\n", c.Name, c.Summary)
+			}
+			fmt.Fprintln(out, "\ntune run NAME trains with one (from any directory); tune ls --show NAME > my.yaml makes a copy to edit.")
 			return nil
 		},
 	}

@@ -20,7 +20,8 @@ func newTokenizeCmd() *cobra.Command {
 		Long:  "DIR needs only tokenizer.json (and tokenizer_config.json for BOS/EOS rules and the chat template).",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" || (text == "") == (file == "") {
+			// --text "" is a text: the empty one (BOS only).
+			if dir == "" || cmd.Flags().Changed("text") == (file != "") {
 				return usageError{fmt.Errorf("tokenize needs --model DIR and one of --text or --file")}
 			}
 			if file != "" {

@@ -104,7 +104,7 @@ func rel(path string) string {
 // tests read files back with, and the file tests' shared checks.
 func testOnly(path string) bool {
 	r := rel(path)
-	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture"} {
+	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture", "internal/peer"} {
 		if r == p || strings.HasPrefix(r, p+"/") {
 			return true
 		}
@@ -152,14 +152,15 @@ var rank = map[string]int{
 	"internal/dtype": 0, // element types and half-float conversions
 	"internal/mmap":  0,
 
-	"kernels":                 1,
-	"checkpoints":             1,
-	"checkpoints/safetensors": 1,
-	"checkpoints/hf":          1,
-	"checkpoints/peft":        1,
-	"checkpoints/gguf":        1,
-	"tokenizer":               1,
-	"configs":                 1,
+	"kernels":                  1,
+	"checkpoints":              1,
+	"checkpoints/safetensors":  1,
+	"checkpoints/hf":           1,
+	"checkpoints/peft":         1,
+	"checkpoints/gguf":         1,
+	"tokenizer":                1,
+	"tokenizer/internal/jinja": 1, // the chat template engine, bounded
+	"configs":                  1,
 
 	"model":         2,
 	"model/builtin": 2,
