@@ -29,7 +29,7 @@ func AttentionForward(out, q, k, v []float32, seg []int32, s AttentionShape) {
 				clear(oi)
 				for j := 0; j <= i; j++ {
 					if p[j] != 0 {
-						axpy(p[j], v[(rows+j)*kw+kh*d:(rows+j)*kw+kh*d+d], oi)
+						Axpy(p[j], v[(rows+j)*kw+kh*d:(rows+j)*kw+kh*d+d], oi)
 					}
 				}
 			}
@@ -89,9 +89,9 @@ func AttentionBackward(dq, dk, dv, dout, out, q, k, v []float32, seg []int32, s 
 						kv := (rows+j)*kw + kh*d
 						vj := v[kv : kv+d]
 						ds := p[j] * (dot(doi, vj) - delta) * scale
-						axpy(ds, k[kv:kv+d], dqi)
-						axpy(ds, qi, dk[kv:kv+d])
-						axpy(p[j], doi, dv[kv:kv+d])
+						Axpy(ds, k[kv:kv+d], dqi)
+						Axpy(ds, qi, dk[kv:kv+d])
+						Axpy(p[j], doi, dv[kv:kv+d])
 					}
 				}
 			}
@@ -133,7 +133,7 @@ func CachedAttention(out, q, k, v []float32, start int, s AttentionShape) {
 				oi := out[i*qw+h*d : i*qw+(h+1)*d]
 				clear(oi)
 				for j := first; j <= pos; j++ {
-					axpy(p[j]/sum, v[j*kw+kh*d:j*kw+kh*d+d], oi)
+					Axpy(p[j]/sum, v[j*kw+kh*d:j*kw+kh*d+d], oi)
 				}
 			}
 		}

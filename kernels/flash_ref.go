@@ -29,7 +29,7 @@ func mulRef(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []fl
 			}
 		}
 		for l := range k {
-			axpy(a[i*ars+l*acs], b[l*ldb:l*ldb+n], ci)
+			Axpy(a[i*ars+l*acs], b[l*ldb:l*ldb+n], ci)
 		}
 	}
 }

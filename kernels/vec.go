@@ -17,10 +17,17 @@ func dot(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// axpy adds alpha*x to y.
-func axpy(alpha float32, x, y []float32) {
+// Axpy adds alpha·x to y.
+func Axpy(alpha float32, x, y []float32) {
 	y = y[:len(x)]
 	for i, v := range x {
 		y[i] += alpha * v
+	}
+}
+
+// Scale multiplies v by alpha.
+func Scale(v []float32, alpha float32) {
+	for i := range v {
+		v[i] *= alpha
 	}
 }

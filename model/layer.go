@@ -284,7 +284,7 @@ func (s *stack) project(i int, y, x []float32, ly *Layer, lo *LoRAs, a *acts, se
 	kernels.Linear(p, u, in, n, kernels.MatrixF32(ad.R, wm.Cols, ad.A), nil)
 	yl := s.ws.yl[:n*wm.Rows]
 	kernels.Linear(p, yl, u, n, kernels.MatrixF32(wm.Rows, ad.R, ad.B), nil)
-	axpy(ad.Scale, yl, y)
+	kernels.Axpy(ad.Scale, yl, y)
 }
 
 // projectBack is project's gradient: dx = dy·W (added with accumulate) plus
@@ -302,7 +302,7 @@ func (s *stack) projectBack(i int, dx []float32, accumulate bool, dy, x []float3
 	kernels.LinearDW(p, g[i].B, dy, a.u[i][:n*r], n, out, r, ad.Scale, false)
 	t := s.ws.t[:n*r]
 	kernels.LinearDX(p, t, dy, n, kernels.MatrixF32(out, r, ad.B), false)
-	scale(t, ad.Scale)
+	kernels.Scale(t, ad.Scale)
 	aMat := kernels.MatrixF32(r, in, ad.A)
 	if ad.Dropout <= 0 {
 		kernels.LinearDW(p, g[i].A, t, x, n, r, in, 1, false)
@@ -314,23 +314,11 @@ func (s *stack) projectBack(i int, dx []float32, accumulate bool, dy, x []float3
 	kernels.LinearDW(p, g[i].A, t, xd, n, r, in, 1, false)
 	kernels.LinearDX(p, xd, t, n, aMat, false)
 	kernels.Dropout(p, xd, xd, ad.Dropout, ad.Salt, seed)
-	axpy(1, xd, dx)
+	kernels.Axpy(1, xd, dx)
 }
 
 func add(dst, a, b []float32) {
 	for i := range dst {
 		dst[i] = a[i] + b[i]
-	}
-}
-
-func axpy(alpha float32, x, y []float32) {
-	for i, v := range x {
-		y[i] += alpha * v
-	}
-}
-
-func scale(v []float32, alpha float32) {
-	for i := range v {
-		v[i] *= alpha
 	}
 }

@@ -107,7 +107,7 @@ func (tr *trainer) micro(b model.Batch, seed int32) (lossSum float64, tokens int
 			return 0, 0, err
 		}
 		g := gv.Data().([]float32)
-		axpyF32(float32(n), g, tr.grads[i])
+		kernels.Axpy(float32(n), g, tr.grads[i])
 		clear(g) // Gorgonia adds each run's gradient to the last
 	}
 	return float64(tr.gr.Loss.Value().Data().(float32)) * float64(n), n, nil
@@ -123,7 +123,7 @@ func (tr *trainer) update(lossSum float64, tokens int, lr float64) (loss, norm f
 		}
 	}()
 	for _, g := range tr.grads {
-		scaleF32(g, 1/float32(tokens))
+		kernels.Scale(g, 1/float32(tokens))
 	}
 	loss = lossSum / float64(tokens)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -154,16 +154,4 @@ func (tr *trainer) boundHeap() {
 		return // a lower limit is already set (GOMEMLIMIT): keep it
 	}
 	debug.SetMemoryLimit(limit)
-}
-
-func axpyF32(alpha float32, x, y []float32) {
-	for i, v := range x {
-		y[i] += alpha * v
-	}
-}
-
-func scaleF32(v []float32, alpha float32) {
-	for i := range v {
-		v[i] *= alpha
-	}
 }
