@@ -267,7 +267,7 @@ func Fields() []Field {
 		{"train.max_grad_norm", TypeFloat, 1.0, "clip the global gradient norm to this; 0 = no clipping"},
 		{"train.eval_every", TypeInt, 0, "evaluate every N steps; 0 = no periodic evaluation"},
 		{"train.eval_batches", TypeInt, 0, "batches per evaluation; 0 = the whole validation set"},
-		{"train.log_every", TypeInt, 1, "log metrics every N steps"},
+		{"train.log_every", TypeInt, 1, "print a progress line every N steps when the output is not a terminal (a terminal shows a bar; metrics.jsonl gets every step)"},
 		{"train.threads", TypeInt, 0, "CPU threads; 0 = all cores"},
 		{"train.activation_checkpointing", TypeBool, false, "keep only each layer's input and recompute the rest in the backward pass: less memory, about a third more compute"},
 		{"train.compute_dtype", TypeString, "auto", "precision of the frozen-weight products: auto (bf16 where the weights are bf16 and the CPU has bf16 dot products), bf16 or f32"},

@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -69,6 +70,9 @@ type Spec struct {
 	BuiltinExamples int
 	// Workers encode records in parallel in the counting pass (0: GOMAXPROCS).
 	Workers int
+	// Context, when cancelled, stops Open between files and in the counting
+	// pass, which then returns its error (nil: never).
+	Context context.Context
 }
 
 // NeedsTokenizer reports whether some source is not pre-tokenized.
@@ -94,6 +98,7 @@ type Stats struct {
 	Untrainable int   `json:"untrainable"` // dropped: no token left to train on
 	Skipped     int   `json:"skipped"`     // bad records skipped (skip_bad_records)
 	NotText     int   `json:"not_text"`    // binary files skipped in directories
+	NotUTF8     int   `json:"not_utf8"`    // records with bytes that are not UTF-8 (read as U+FFFD)
 	Fallbacks   int   `json:"fallbacks"`   // label boundaries inside a token (moved to include it)
 	// FirstBad are the messages of the first skipped records (at most 3).
 	FirstBad []string `json:"first_bad,omitempty"`
@@ -179,6 +184,9 @@ func Open(spec Spec) (*Data, error) {
 		val  bool
 	}{{spec.Train, false}, {spec.Val, true}} {
 		for _, s := range group.srcs {
+			if ctx := spec.Context; ctx != nil && ctx.Err() != nil {
+				return nil, fmt.Errorf("data: stopped while reading: %w", ctx.Err())
+			}
 			if err := d.addSource(s, group.val); err != nil {
 				return nil, err
 			}
@@ -280,6 +288,7 @@ type outcome struct {
 	dropped   bool // too long
 	untrained bool
 	notText   bool
+	notUTF8   bool // bytes that are not UTF-8, read as U+FFFD
 	fallbacks int
 	err       error
 }
@@ -335,6 +344,7 @@ func (d *Data) prepare(p *part, r record) (Example, outcome) {
 		o.notText = true
 		return Example{}, o
 	}
+	o.notUTF8 = r.json != nil && !utf8.Valid(r.json)
 	var st encodeStats
 	ex, err := d.build(p, r, &st)
 	o.fallbacks = st.fallbacks
@@ -495,6 +505,16 @@ func (d *Data) count() error {
 		wg.Wait()
 		close(results)
 	}()
+	if ctx := d.spec.Context; ctx != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				halt()
+			case <-stop:
+			}
+		}()
+		defer halt() // ends that goroutine
+	}
 
 	st := &d.Stats
 	var firstErr error
@@ -509,6 +529,9 @@ func (d *Data) count() error {
 			o := r.o
 			st.Records++
 			st.Fallbacks += o.fallbacks
+			if o.notUTF8 {
+				st.NotUTF8++
+			}
 			switch {
 			case o.err != nil:
 				if !d.spec.SkipBadRecords {
@@ -540,6 +563,9 @@ func (d *Data) count() error {
 				}
 			}
 		}
+	}
+	if ctx := d.spec.Context; ctx != nil && ctx.Err() != nil {
+		return fmt.Errorf("data: stopped while reading: %w", ctx.Err())
 	}
 	if firstErr != nil {
 		return firstErr

@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,5 +65,31 @@ func TestRecordWorkIsBounded(t *testing.T) {
 	st = encodeStats{}
 	if _, err := e.chat(c, &st); err != nil {
 		t.Fatalf("under the default bound: %v", err)
+	}
+}
+
+// TestJSONArrayErrorLines: an element of a JSON array is named by the line
+// it starts on, not line 1; non-UTF-8 bytes are counted; "**" globs cross
+// directories.
+func TestJSONArrayErrorLines(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.json")
+	os.WriteFile(path, []byte("[\n  {\"input_ids\": [1, 2]},\n  {\"input_ids\": [3, 4]},\n\n  {\"input_ids\": \"x\"}\n]\n"), 0o644)
+	_, err := Open(Spec{Train: []Source{{Path: path, Format: FormatPretokenized}}, MaxLen: 16})
+	if err == nil || !strings.Contains(err.Error(), path+":5: field input_ids") {
+		t.Fatalf("error %v, want line 5", err)
+	}
+
+	sub := filepath.Join(dir, "deep", "er")
+	os.MkdirAll(sub, 0o755)
+	writeJSONL(t, filepath.Join(sub, "x.jsonl"), map[string]any{"input_ids": []int{1, 2, 3}})
+	os.WriteFile(filepath.Join(dir, "deep", "y.jsonl"), []byte("{\"input_ids\": [4, 5], \"note\": \"\xff\xfe\"}\n"), 0o644)
+	d, err := Open(Spec{Train: []Source{{Path: filepath.Join(dir, "**", "*.jsonl"), Format: FormatPretokenized}}, MaxLen: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Stats.Examples != 2 || d.Stats.NotUTF8 != 1 {
+		t.Fatalf("**/*.jsonl: %d examples, %d with bytes that are not UTF-8; want 2 and 1", d.Stats.Examples, d.Stats.NotUTF8)
 	}
 }

@@ -439,4 +439,14 @@ func TestOllamaModelfile(t *testing.T) {
 	if strings.Contains(mf, "TEMPLATE") && !strings.Contains(mf, "set TEMPLATE") || strings.Contains(mf, "ADAPTER") || !strings.Contains(mf, "#   {{ custom }}") {
 		t.Errorf("unknown template:\n%s", mf)
 	}
+	// Every form ends with a newline, as text files do.
+	for _, tmpl := range []string{"", "{{ custom }}", "{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}\n"} {
+		if err := Ollama(dir, base, "", tmpl); err != nil {
+			t.Fatal(err)
+		}
+		b, _ = os.ReadFile(filepath.Join(dir, "Modelfile"))
+		if !strings.HasSuffix(string(b), "\n") || strings.HasSuffix(string(b), "\n\n\n") {
+			t.Errorf("template %q: the Modelfile ends %q", tmpl, b[max(0, len(b)-20):])
+		}
+	}
 }

@@ -4,16 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"image/color"
 	"io"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/tune-dev/tune/checkpoints"
 	"gonum.org/v1/plot"
@@ -23,15 +19,19 @@ import (
 
 // StepRecord is one line of metrics.jsonl per optimizer step.
 type StepRecord struct {
-	Step         int     `json:"step"`
-	Epoch        int     `json:"epoch"`
-	Loss         float64 `json:"loss"`
-	LR           float64 `json:"lr"`
-	GradNorm     float64 `json:"grad_norm"`
-	Tokens       int     `json:"tokens"`
-	TokensPerS   float64 `json:"tokens_per_s"`
-	StepTimeS    float64 `json:"step_time_s"`
-	PeakMemBytes int64   `json:"peak_mem_bytes"`
+	Step       int     `json:"step"`
+	Epoch      int     `json:"epoch"`
+	Loss       float64 `json:"loss"`
+	LR         float64 `json:"lr"`
+	GradNorm   float64 `json:"grad_norm"`
+	Tokens     int     `json:"tokens"`       // trained: tokens with a label
+	TokensPerS float64 `json:"tokens_per_s"` // trained tokens a second
+	// Processed counts every token the model ran through (masked prompt
+	// tokens too, padding not); its rate is the speed of the machine.
+	Processed     int     `json:"processed_tokens"`
+	ProcessedPerS float64 `json:"processed_tokens_per_s"`
+	StepTimeS     float64 `json:"step_time_s"`
+	PeakMemBytes  int64   `json:"peak_mem_bytes"`
 }
 
 // EvalRecord is one line of metrics.jsonl per evaluation.
@@ -95,48 +95,6 @@ func (m *metricsFile) Close() error {
 	}
 	m.closed = true
 	return m.f.Close()
-}
-
-// progress is the terminal progress bar: step, loss, learning rate, tokens/s, ETA.
-type progress struct{ bar *progressbar.ProgressBar }
-
-func newProgress(w io.Writer, total, done int) progress {
-	if w == nil {
-		return progress{}
-	}
-	bar := progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionSetWidth(24),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
-	)
-	_ = bar.Set(done)
-	return progress{bar}
-}
-
-func (p progress) Step(step int, loss, lr, tps float64) {
-	if p.bar == nil {
-		return
-	}
-	p.bar.Describe(fmt.Sprintf("loss %.4f  lr %.2e  %5.0f tok/s", loss, lr, tps))
-	_ = p.bar.Set(step)
-}
-
-// Clear erases the bar's line, so that a log line does not land in it; the
-// next Step redraws it.
-func (p progress) Clear() {
-	if p.bar != nil {
-		_ = p.bar.Clear()
-	}
-}
-
-func (p progress) Finish() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-	}
 }
 
 // peakRSS is the process's peak resident memory (VmHWM on Linux), or the Go
@@ -208,7 +166,15 @@ func PlotLoss(metricsPath, pngPath string) error {
 		p.Add(l)
 		p.Legend.Add(s.name, l)
 	}
+	// The legend goes in headroom above the curves, inside the frame (at
+	// its edge the frame cut it and the curves ran through it).
 	p.Legend.Top = true
+	p.Legend.XOffs, p.Legend.YOffs = -3*vg.Millimeter, -2*vg.Millimeter
+	p.Legend.Padding = vg.Millimeter
+	p.Title.Padding = 2 * vg.Millimeter
+	if lo, hi := p.Y.Min, p.Y.Max; hi > lo {
+		p.Y.Max = hi + 0.2*(hi-lo)
+	}
 	var buf bytes.Buffer
 	wt, err := p.WriterTo(8*vg.Inch, 4.5*vg.Inch, "png")
 	if err != nil {

@@ -29,25 +29,26 @@ type recipe struct {
 	sched     Schedule
 	total     int
 	*trainer
-	st      State
-	metrics *metricsFile
-	bar     progress
-	res     Result
-	unlock  func() // releases output.dir (LockOutputDir)
+	st        State
+	processed int // tokens the step's micro-batches ran, padding aside
+	metrics   *metricsFile
+	bar       *progress
+	res       Result
+	unlock    func() // releases output.dir (LockOutputDir)
 }
 
 // setup opens the model and the data, makes (or loads) the adapter and the
 // optimizer, resumes from a checkpoint when asked, and builds the graph.
-func setup(cfg *configs.Config, opt Options) (*recipe, error) {
+func setup(ctx context.Context, cfg *configs.Config, opt Options) (*recipe, error) {
 	r := &recipe{cfg: cfg, opt: opt, outDir: cfg.Output.Dir, ckptDir: filepath.Join(cfg.Output.Dir, "checkpoints")}
-	if err := r.open(); err != nil {
+	if err := r.open(ctx); err != nil {
 		r.close()
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *recipe) open() (err error) {
+func (r *recipe) open(ctx context.Context) (err error) {
 	cfg, opt := r.cfg, r.opt
 	t := cfg.Train
 	if err := CheckConfig(cfg); err != nil {
@@ -70,14 +71,22 @@ func (r *recipe) open() (err error) {
 		return err
 	}
 	r.res.ModelDir = r.modelPath
-	if r.base, r.baseFiles, err = model.OpenFinite(r.modelPath); err != nil {
+	// Headers and shapes now; every weight is read (checked for NaN) once
+	// the data are read, so that Ctrl-C during a long data pass is quick.
+	if r.base, r.baseFiles, err = model.Open(r.modelPath); err != nil {
 		return err
 	}
 	mc := r.base.Config // data.seq_len fits it: CheckConfig saw to it
 
 	// Data: indexed and counted here, read row by row as training goes.
-	if r.data, err = OpenData(cfg, r.modelPath, mc.Vocab); err != nil {
+	if r.data, err = OpenData(ctx, cfg, r.modelPath, mc.Vocab); err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err // Ctrl-C while the data were read: build and train nothing
+	}
+	if err := model.CheckFinite(r.baseFiles); err != nil {
+		return fmt.Errorf("%s: %w", r.modelPath, err)
 	}
 	logData(r.logf, r.data.Stats)
 	if t.EvalEvery > 0 && (r.data.Val == nil || r.data.Val.Examples() == 0) {
@@ -126,7 +135,8 @@ func (r *recipe) open() (err error) {
 	if r.metrics, err = openMetrics(filepath.Join(r.outDir, "metrics.jsonl"), r.st.Step); err != nil {
 		return err
 	}
-	r.bar = newProgress(opt.Progress, r.total, r.st.Step)
+	r.res.Step = r.st.Step
+	r.bar = newProgress(opt.Progress, r.total, r.st.Step, t.LogEvery)
 	r.logf("training %d adapter parameters (%d modules, r=%d) on %d rows of %d tokens: %d steps", adapter.ParamCount(), len(adapter.Modules), adapter.Spec.R, r.loader.RowsInEpoch(r.loader.Epoch()), cfg.Data.SeqLen, r.total)
 	return nil
 }
@@ -167,6 +177,7 @@ func (r *recipe) step() (StepRecord, error) {
 	start := time.Now()
 	var lossSum float64
 	tokens := 0
+	r.processed = 0
 	for micro := range t.GradAccum {
 		if t.MaxSteps <= 0 && r.loader.Epoch() >= t.Epochs {
 			break // the data of the last epoch is used up: a shorter last step
@@ -196,6 +207,7 @@ func (r *recipe) step() (StepRecord, error) {
 	elapsed := time.Since(start)
 	rec.Epoch, rec.Tokens, rec.StepTimeS = r.st.Data.Epoch, tokens, elapsed.Seconds()
 	rec.TokensPerS = float64(tokens) / elapsed.Seconds()
+	rec.Processed, rec.ProcessedPerS = r.processed, float64(r.processed)/elapsed.Seconds()
 	rec.PeakMemBytes = peakRSS()
 	return rec, nil
 }
@@ -215,6 +227,11 @@ func (r *recipe) nextBatch() (model.Batch, error) {
 		b.Labels = append(b.Labels, row.Labels...)
 		b.Positions = append(b.Positions, row.Positions...)
 		b.Segments = append(b.Segments, row.Segments...)
+		for _, seg := range row.Segments {
+			if seg != 0 { // segment 0 is padding
+				r.processed++
+			}
+		}
 	}
 	if r.loader.Done() {
 		r.loader.NextEpoch()
@@ -240,7 +257,7 @@ func (r *recipe) afterStep(ctx context.Context, rec StepRecord) (stop bool, err 
 			r.opt.OnStep(rec)
 		}
 	}
-	r.bar.Step(r.st.Step, rec.Loss, rec.LR, rec.TokensPerS)
+	r.bar.Step(rec)
 
 	t := r.cfg.Train
 	if t.EvalEvery > 0 && r.data.Val != nil && (r.st.Step%t.EvalEvery == 0 || r.st.Step == r.total) {
@@ -261,8 +278,8 @@ func (r *recipe) afterStep(ctx context.Context, rec StepRecord) (stop bool, err 
 		}
 	}
 	if stopping {
-		r.res.Interrupted = true
-		r.logf("stopped at step %d; resume with --resume", r.st.Step)
+		r.res.Interrupted = true // the caller says how to resume
+		r.bar.End()
 	}
 	return stopping, nil
 }
@@ -281,7 +298,7 @@ func (r *recipe) checkpoint() error {
 // finish writes the outputs: the PEFT adapter and the loss curve (the caller
 // exports the merged model on request: export is above train).
 func (r *recipe) finish() error {
-	r.bar.Finish()
+	r.bar.End()
 	r.res.AdapterDir = filepath.Join(r.outDir, "adapter")
 	if err := peft.Write(r.res.AdapterDir, r.adapter.PEFTConfig(r.modelPath), r.adapter.PEFTTensors()); err != nil {
 		return err
@@ -316,5 +333,6 @@ func (r *recipe) logf(format string, a ...any) {
 	if r.opt.Log != nil {
 		r.bar.Clear()
 		fmt.Fprintf(r.opt.Log, format+"\n", a...)
+		r.bar.Redraw()
 	}
 }

@@ -55,7 +55,10 @@ var ErrNonFinite = errors.New("not a finite number")
 // Cancelling ctx (SIGINT/SIGTERM) finishes the current step, writes a
 // checkpoint and returns with Interrupted set.
 func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) {
-	r, err := setup(cfg, opt)
+	r, err := setup(ctx, cfg, opt)
+	if errors.Is(err, context.Canceled) {
+		return Result{Interrupted: true}, nil // stopped before training: nothing to save
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -100,9 +103,10 @@ func builtinName(path string) string {
 
 // OpenData opens the data a config names for a model: its tokenizer (from
 // modelDir, when some source is not pre-tokenized) and its vocabulary size.
-func OpenData(cfg *configs.Config, modelDir string, vocab int) (*datasets.Data, error) {
+// Cancelling ctx stops the reading.
+func OpenData(ctx context.Context, cfg *configs.Config, modelDir string, vocab int) (*datasets.Data, error) {
 	spec := dataSpec(cfg)
-	spec.Vocab = vocab
+	spec.Vocab, spec.Context = vocab, ctx
 	if spec.NeedsTokenizer() {
 		tok, err := tokenizer.Load(modelDir)
 		if err != nil {
@@ -121,6 +125,9 @@ func logData(logf func(string, ...any), s datasets.Stats) {
 	}
 	if s.Skipped > 0 {
 		logf("data: %d bad records skipped (data.skip_bad_records), the first: %s", s.Skipped, strings.Join(s.FirstBad, "; "))
+	}
+	if s.NotUTF8 > 0 {
+		logf("data: %d records held bytes that are not UTF-8, read as U+FFFD", s.NotUTF8)
 	}
 }
 

@@ -44,10 +44,15 @@ func Open(dir string) (*Dir, error) {
 	cfgPath := filepath.Join(dir, ConfigFile)
 	cfg, err := os.ReadFile(cfgPath)
 	if err != nil {
+		// The path once: "model dir D: config.json: no such file or directory".
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == cfgPath {
+			err = fmt.Errorf("%s: %w", ConfigFile, pe.Err)
+		}
 		return nil, fmt.Errorf("model dir %s: %w", dir, err)
 	}
 	if !json.Valid(cfg) {
-		return nil, fmt.Errorf("model dir %s: %s is not valid JSON", dir, cfgPath)
+		return nil, fmt.Errorf("model dir %s: %s is not valid JSON", dir, ConfigFile)
 	}
 	m := &Dir{Path: dir, Config: cfg, where: map[string]*safetensors.File{}}
 	if err := m.open(); err != nil {

@@ -50,7 +50,7 @@ exactly what the model is trained to produce.`,
 			if err != nil {
 				return err
 			}
-			data, err := train.OpenData(cfg, modelDir, vocab)
+			data, err := train.OpenData(cmd.Context(), cfg, modelDir, vocab)
 			if err != nil {
 				return err
 			}
@@ -137,6 +137,9 @@ func printDataStats(w io.Writer, cfg *configs.Config, s datasets.Stats, rows int
 	}
 	if s.NotText > 0 {
 		fmt.Fprintf(w, "not text:     %d files skipped\n", s.NotText)
+	}
+	if s.NotUTF8 > 0 {
+		fmt.Fprintf(w, "not UTF-8:    %d records held bytes that are not UTF-8, read as U+FFFD\n", s.NotUTF8)
 	}
 	if s.Fallbacks > 0 {
 		fmt.Fprintf(w, "boundaries:   %d label boundaries fell inside a token (the token is trained)\n", s.Fallbacks)

@@ -64,7 +64,7 @@ them. With --adapter, base and base + adapter side by side.`,
 				cfg.Data.SeqLen = maxPos
 			}
 			seq := cfg.Data.SeqLen
-			d, err := train.OpenData(cfg, dir, base.Config.Vocab)
+			d, err := train.OpenData(cmd.Context(), cfg, dir, base.Config.Vocab)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model"
 )
 
@@ -23,13 +25,13 @@ func newInspectCmd() *cobra.Command {
 				return err
 			}
 			defer md.Close()
-			printModel(cmd.OutOrStdout(), args[0], base, md.Files())
+			printModel(cmd.OutOrStdout(), args[0], base, md)
 			return nil
 		},
 	}
 }
 
-func printModel(out io.Writer, dir string, m *model.Model, files []string) {
+func printModel(out io.Writer, dir string, m *model.Model, md *hf.Dir) {
 	c := m.Config
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
@@ -50,7 +52,17 @@ func printModel(out io.Writer, dir string, m *model.Model, files []string) {
 		row("sliding window", c.SlidingWindow)
 	}
 	row("parameters", humanCount(m.ParamCount()))
-	dts := m.DTypes()
+	// As stored: the model widens norm and bias vectors to f32 in memory.
+	dts := map[dtype.DType]int64{}
+	for _, name := range md.Names() {
+		if info, ok := md.Info(name); ok {
+			n := int64(1)
+			for _, d := range info.Shape {
+				n *= int64(d)
+			}
+			dts[info.DType] += n
+		}
+	}
 	var names []string
 	for dt, n := range dts {
 		names = append(names, fmt.Sprintf("%s %s", strings.ToLower(string(dt)), humanCount(n)))
@@ -58,7 +70,7 @@ func printModel(out io.Writer, dir string, m *model.Model, files []string) {
 	sort.Strings(names)
 	row("dtypes", names)
 	row("weight memory", humanBytes(m.WeightBytes()))
-	row("files", len(files))
+	row("files", len(md.Files()))
 	w.Flush()
 }
 

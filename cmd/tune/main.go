@@ -27,8 +27,8 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sigs
-		fmt.Fprintln(os.Stderr, "\ntune: stopping (press Ctrl-C again to quit now)")
 		cancel()
+		fmt.Fprintln(os.Stderr, "\ntune: finishing the current step, then saving (Ctrl-C again quits at once)")
 		<-sigs
 		os.Exit(130)
 	}()

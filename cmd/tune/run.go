@@ -97,8 +97,15 @@ one named) exactly as if the run had not stopped.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if res.Interrupted {
-				fmt.Fprintf(out, "interrupted after step %d; checkpoint %s\n", res.Step, res.Checkpoint)
+			switch {
+			case res.Interrupted && res.Checkpoint == "":
+				fmt.Fprintln(out, "stopped before training: nothing was saved")
+				return nil
+			case res.Interrupted:
+				fmt.Fprintf(out, "stopped after step %d; checkpoint %s\nresume with: %s\n", res.Step, res.Checkpoint, resumeCommand(args))
+				return nil
+			case res.Steps == 0:
+				fmt.Fprintf(out, "nothing to train: the run already completed its %d steps\nadapter: %s\n", res.Step, res.AdapterDir)
 				return nil
 			}
 			fmt.Fprintf(out, "trained %d steps: loss %.4f -> %.4f\nadapter: %s\nmetrics: %s\n",
@@ -179,4 +186,24 @@ func newLsCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&show, "show", "", "print a config, to copy and edit")
 	return cmd
+}
+
+// resumeCommand is the command that continues a stopped run: the config and
+// overrides it was given, with --resume.
+func resumeCommand(args []string) string {
+	parts := []string{"tune", "run"}
+	for _, a := range args {
+		parts = append(parts, shellQuote(a))
+	}
+	return strings.Join(append(parts, "--resume"), " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

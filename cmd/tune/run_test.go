@@ -139,8 +139,10 @@ func TestSIGINTWritesCheckpoint(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGINT: %v (want 0)", err)
 	}
-	if !strings.Contains(stdout.String(), "interrupted after step") {
-		t.Fatalf("stdout %q", stdout.String())
+	// One message, with the command that resumes.
+	want := "resume with: tune run ../../configs/demo.yaml output.dir=" + out + " train.max_steps=100000 checkpoint.every=0 train.eval_every=0 data.val_ratio=0 --resume\n"
+	if !strings.HasPrefix(stdout.String(), "stopped after step ") || !strings.HasSuffix(stdout.String(), want) {
+		t.Fatalf("stdout %q, want the step, the checkpoint and %q", stdout.String(), want)
 	}
 	matches, _ := filepath.Glob(filepath.Join(out, "checkpoints", "step-*", "trainer_state.json"))
 	if len(matches) != 1 {
