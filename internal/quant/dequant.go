@@ -110,16 +110,25 @@ func scaleMinK4(j int, q []byte) (sc, m byte) {
 	return q[j+4]&0xf | (q[j-4]>>6)<<4, q[j+4]>>4 | (q[j]>>6)<<4
 }
 
+// ScalesK writes the multipliers of a Q4_K or Q5_K block b's eight
+// sub-blocks: sm[2j] = d·sc and sm[2j+1] = dmin·m of sub-block j, the 6-bit
+// sc and m unpacked by get_scale_min_k4. (kernels' assembly takes them so.)
+func ScalesK(sm *[16]float32, b []byte) {
+	d, dmin := f16(b), f16(b[2:])
+	for j := range 8 {
+		sc, m := scaleMinK4(j, b[4:16])
+		sm[2*j], sm[2*j+1] = d*float32(sc), float32(dmin*float32(m))
+	}
+}
+
 // dequantQ4_K: eight sub-blocks of 32, y = d·sc·q - dmin·m, the 64 values of
 // a pair of sub-blocks from the low then high nibbles of 32 bytes.
 func dequantQ4_K(y []float32, b []byte) {
-	d, dmin := f16(b), f16(b[2:])
-	scales, qs := b[4:16], b[16:144]
+	var sm [16]float32
+	ScalesK(&sm, b)
+	qs := b[16:144]
 	for g := range 4 {
-		sc, m := scaleMinK4(2*g, scales)
-		d1, m1 := d*float32(sc), float32(dmin*float32(m))
-		sc, m = scaleMinK4(2*g+1, scales)
-		d2, m2 := d*float32(sc), float32(dmin*float32(m))
+		d1, m1, d2, m2 := sm[4*g], sm[4*g+1], sm[4*g+2], sm[4*g+3]
 		q := qs[32*g : 32*g+32]
 		out := y[64*g : 64*g+64]
 		for l, v := range q {
@@ -131,14 +140,12 @@ func dequantQ4_K(y []float32, b []byte) {
 
 // dequantQ5_K is dequantQ4_K with a fifth bit per value from qh.
 func dequantQ5_K(y []float32, b []byte) {
-	d, dmin := f16(b), f16(b[2:])
-	scales, qh, qs := b[4:16], b[16:48], b[48:176]
+	var sm [16]float32
+	ScalesK(&sm, b)
+	qh, qs := b[16:48], b[48:176]
 	u1, u2 := byte(1), byte(2)
 	for g := range 4 {
-		sc, m := scaleMinK4(2*g, scales)
-		d1, m1 := d*float32(sc), float32(dmin*float32(m))
-		sc, m = scaleMinK4(2*g+1, scales)
-		d2, m2 := d*float32(sc), float32(dmin*float32(m))
+		d1, m1, d2, m2 := sm[4*g], sm[4*g+1], sm[4*g+2], sm[4*g+3]
 		q := qs[32*g : 32*g+32]
 		out := y[64*g : 64*g+64]
 		for l, v := range q {
