@@ -188,7 +188,7 @@ func TestGGUFTypes(t *testing.T) {
 	ids := []int32{1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203, 29889}
 	for _, typ := range []string{"f32", "f16", "bf16", "q8_0"} {
 		path := filepath.Join(out, typ+".gguf")
-		if err := GGUF(base, adapter, path, typ); err != nil {
+		if _, err := GGUF(base, adapter, path, typ); err != nil {
 			t.Fatal(err)
 		}
 		runs = append(runs, scoreRun{Model: path, IDs: ids})
