@@ -14,6 +14,8 @@ import (
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/ggufread"
 	"github.com/tune-dev/tune/lora"
+	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // TestFitType: the fallback of a matrix whose rows are not whole blocks, as
@@ -48,40 +50,8 @@ func TestGGUFQuantized(t *testing.T) {
 	// Rows of 256 values take Q4_K; ffn_down's rows of 288 do not, and fall
 	// back to Q5_0 (whole 32-value blocks).
 	spec.Hidden, spec.Intermediate = 256, 288
-	base := writeModel(t, spec, "llama2")
-	cfg := loadConfig(t, base)
-	adapter := randomAdapter(t, base, cfg, false, 9)
-	a, err := lora.FromPEFT(adapter, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := hf.Open(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.Close()
-	want := map[string][]float32{} // the merged, permuted float32 weights, by GGUF name
-	hfName := map[string]string{}
-	for _, name := range md.Names() {
-		gname, layer, module, skip, err := ggufName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if skip {
-			continue
-		}
-		tn, _ := md.Tensor(name)
-		v, _ := gguf.Decode(gguf.F32, tn.Data)
-		if m := a.Module(layer, module); m != nil && strings.HasSuffix(name, ".weight") {
-			for i, d := range a.Delta(m) {
-				v[i] += d
-			}
-		}
-		if h := qkHeads(cfg, module); h > 0 {
-			v = permuteRows(v, tn.Shape[0], len(v)/tn.Shape[0], h)
-		}
-		want[gname], hfName[gname] = v, name
-	}
+	c := newMergeCase(t, spec, 9)
+	base, adapter, cfg, md, want, hfName := c.base, c.adapter, c.cfg, c.md, c.want, c.hfName
 	ids := []int32{1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203, 29889}
 	f32 := tuneForward(t, base, adapter, ids)
 	f32LP, _, _ := nextTokenStats(f32.Logits, cfg.Vocab, ids)
@@ -192,6 +162,62 @@ func TestGGUFQuantized(t *testing.T) {
 			t.Errorf("%s: llama.cpp loss %.4f, tune f32 %.4f: differ by %.3g", typ, loss, tuneF32, d)
 		}
 	}
+}
+
+// A mergeCase is a llama model (with Llama 2's tokenizer) and a random
+// adapter, and the float32 weights the GGUF export of the two merged must
+// hold (permuted as it writes them), by GGUF name.
+type mergeCase struct {
+	base, adapter string
+	cfg           model.Config
+	md            *hf.Dir
+	want          map[string][]float32
+	hfName        map[string]string // the HF name of each GGUF tensor
+}
+
+func newMergeCase(t *testing.T, spec builtin.Spec, seed uint64) mergeCase {
+	t.Helper()
+	c := mergeCase{base: writeModel(t, spec, "llama2")}
+	c.cfg = loadConfig(t, c.base)
+	c.adapter = randomAdapter(t, c.base, c.cfg, false, seed)
+	a, err := lora.FromPEFT(c.adapter, c.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.md, err = hf.Open(c.base); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.md.Close() })
+	c.want, c.hfName = mergedWeights(t, c.md, a, c.cfg)
+	return c
+}
+
+// mergedWeights are the float32 weights of md merged with a and permuted as
+// the GGUF export writes them, by GGUF name, and the HF name of each.
+func mergedWeights(t *testing.T, md *hf.Dir, a *lora.Adapter, cfg model.Config) (map[string][]float32, map[string]string) {
+	t.Helper()
+	want, hfName := map[string][]float32{}, map[string]string{}
+	for _, name := range md.Names() {
+		gname, layer, module, skip, err := ggufName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if skip {
+			continue
+		}
+		tn, _ := md.Tensor(name)
+		v, _ := gguf.Decode(gguf.F32, tn.Data)
+		if m := a.Module(layer, module); m != nil && strings.HasSuffix(name, ".weight") {
+			for i, d := range a.Delta(m) {
+				v[i] += d
+			}
+		}
+		if h := qkHeads(cfg, module); h > 0 {
+			v = permuteRows(v, tn.Shape[0], len(v)/tn.Shape[0], h)
+		}
+		want[gname], hfName[gname] = v, name
+	}
+	return want, hfName
 }
 
 // moduleName is the projection an HF tensor name belongs to ("q_proj"...).

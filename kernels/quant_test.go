@@ -1,7 +1,6 @@
 package kernels
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -105,30 +104,6 @@ func TestQuantProducts(t *testing.T) {
 	}
 }
 
-// randomQuantBytes is n blocks of random bytes whose f16 scales are finite:
-// every bit pattern a block may hold.
-func randomQuantBytes(r *rand.Rand, dt dtype.DType, n int) []byte {
-	_, size := dt.Block()
-	b := make([]byte, n*size)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	halves := map[dtype.DType][]int{dtype.Q4_1: {0, 2}, dtype.Q5_1: {0, 2}, dtype.Q4_K: {0, 2}, dtype.Q5_K: {0, 2}, dtype.Q6_K: {208}}[dt]
-	if halves == nil {
-		halves = []int{0}
-	}
-	for blk := range n {
-		for _, off := range halves {
-			h := uint16(r.Uint32())
-			for h&0x7c00 == 0x7c00 {
-				h = uint16(r.Uint32())
-			}
-			binary.LittleEndian.PutUint16(b[blk*size+off:], h)
-		}
-	}
-	return b
-}
-
 // TestQuantPackersVariants: every variant's dequantizer equals
 // internal/quant's (ggml's formulas) bit for bit on random blocks, and its
 // packed panels of a quantized W equal the reference packers' panels of the
@@ -139,7 +114,7 @@ func TestQuantPackersVariants(t *testing.T) {
 		values, size := dt.Block()
 		const rows = 40
 		cols := 3 * values
-		raw := randomQuantBytes(r, dt, rows*cols/values)
+		raw := quant.RandomBlocks(r, dt, rows*cols/values)
 		want := make([]float32, rows*cols)
 		quant.Dequantize(dt, want, raw)
 		w, err := NewMatrix(dt, rows, cols, raw)
@@ -189,7 +164,7 @@ func TestQuantMatrix(t *testing.T) {
 	for _, dt := range dtype.QuantTypes() {
 		values, size := dt.Block()
 		rows, cols := 5, 2*values
-		raw := randomQuantBytes(r, dt, rows*2)
+		raw := quant.RandomBlocks(r, dt, rows*2)
 		want := make([]float32, rows*cols)
 		quant.Dequantize(dt, want, raw)
 		w, err := NewMatrix(dt, rows, cols, raw)
@@ -223,27 +198,5 @@ func TestQuantMatrix(t *testing.T) {
 	}
 	if _, err := NewMatrix("Q2_K", 1, 256, make([]byte, 84)); err == nil || !strings.Contains(err.Error(), "Q2_K") {
 		t.Errorf("Q2_K: err = %v", err)
-	}
-}
-
-// TestQuantProductsAllocateNothing: quantized weights keep the products free
-// of allocation, packed and dot paths alike.
-func TestQuantProductsAllocateNothing(t *testing.T) {
-	r := rand.New(rand.NewPCG(27, 28))
-	p := NewPool(2)
-	defer p.Close()
-	const m, n, k = 64, 96, 512
-	for _, dt := range []dtype.DType{dtype.Q4_0, dtype.Q4_K} {
-		w, _ := quantWeight(t, r, dt, n, k)
-		x, y, dy, dx := randF32(r, m*k, 1), make([]float32, m*n), randF32(r, m*n, 1), make([]float32, m*k)
-		step := func() {
-			Linear(p, y, x, m, w, nil)
-			LinearDX(p, dx, dy, m, w, false)
-			Linear(p, y, x, 2, w, nil)
-		}
-		step()
-		if a := testing.AllocsPerRun(10, step); a != 0 {
-			t.Errorf("%s: products allocate %g times", dt, a)
-		}
 	}
 }

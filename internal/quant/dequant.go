@@ -15,31 +15,37 @@ func Dequantize(t dtype.DType, dst []float32, src []byte) {
 	if values == 0 || len(dst)%values != 0 || len(src) != len(dst)/values*size {
 		panic(fmt.Sprintf("quant: Dequantize %s: %d bytes into %d values", t, len(src), len(dst)))
 	}
-	block := blockFunc(t)
+	block := formatOf(t).dequant
 	for i := range len(dst) / values {
 		block(dst[i*values:(i+1)*values], src[i*size:(i+1)*size])
 	}
 }
 
-// blockFunc is the dequantizer of one block of t.
-func blockFunc(t dtype.DType) func(y []float32, b []byte) {
+// A format is the code of one block format: one block at a time.
+type format struct {
+	dequant func(y []float32, b []byte)
+	quant   func(b []byte, x []float32)
+}
+
+// formatOf is t's code; t must be a block format (callers check Block).
+func formatOf(t dtype.DType) format {
 	switch t {
 	case dtype.Q4_0:
-		return dequantQ4_0
+		return format{dequantQ4_0, quantQ4_0}
 	case dtype.Q4_1:
-		return dequantQ4_1
+		return format{dequantQ4_1, quantQ4_1}
 	case dtype.Q5_0:
-		return dequantQ5_0
+		return format{dequantQ5_0, quantQ5_0}
 	case dtype.Q5_1:
-		return dequantQ5_1
+		return format{dequantQ5_1, quantQ5_1}
 	case dtype.Q8_0:
-		return dequantQ8_0
+		return format{dequantQ8_0, quantQ8_0}
 	case dtype.Q4_K:
-		return dequantQ4_K
+		return format{dequantQ4_K, quantQ4_K}
 	case dtype.Q5_K:
-		return dequantQ5_K
+		return format{dequantQ5_K, quantQ5_K}
 	case dtype.Q6_K:
-		return dequantQ6_K
+		return format{dequantQ6_K, quantQ6_K}
 	}
 	panic("quant: no block format " + string(t))
 }

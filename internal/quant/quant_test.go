@@ -40,31 +40,6 @@ func oracle(t *testing.T, op string, typ dtype.DType, in []byte) []byte {
 	return out
 }
 
-// halfFields are the byte offsets of the f16 scales in a block of each type.
-var halfFields = map[dtype.DType][]int{
-	dtype.Q4_0: {0}, dtype.Q4_1: {0, 2}, dtype.Q5_0: {0}, dtype.Q5_1: {0, 2}, dtype.Q8_0: {0},
-	dtype.Q4_K: {0, 2}, dtype.Q5_K: {0, 2}, dtype.Q6_K: {208},
-}
-
-// randomBlocks is n blocks of random bytes whose f16 scales are finite.
-func randomBlocks(rng *rand.Rand, t dtype.DType, n int) []byte {
-	_, size := t.Block()
-	b := make([]byte, n*size)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	for blk := range n {
-		for _, off := range halfFields[t] {
-			h := uint16(rng.Uint32())
-			for h&0x7c00 == 0x7c00 { // inf or NaN
-				h = uint16(rng.Uint32())
-			}
-			binary.LittleEndian.PutUint16(b[blk*size+off:], h)
-		}
-	}
-	return b
-}
-
 // TestDequantizeOracle: for every format, Dequantize equals the numpy
 // rendering of ggml's dequantize_row_* bit for bit on random blocks.
 func TestDequantizeOracle(t *testing.T) {
@@ -73,7 +48,7 @@ func TestDequantizeOracle(t *testing.T) {
 		t.Run(string(typ), func(t *testing.T) {
 			values, _ := typ.Block()
 			const n = 64
-			src := randomBlocks(rng, typ, n)
+			src := RandomBlocks(rng, typ, n)
 			got := make([]float32, n*values)
 			Dequantize(typ, got, src)
 			want := oracle(t, "dequant", typ, src)

@@ -22,25 +22,7 @@ func Quantize(t dtype.DType, dst []byte, src []float32) error {
 	if len(dst) != len(src)/values*size {
 		return fmt.Errorf("quantize %s: %d values need %d bytes, given %d", t, len(src), len(src)/values*size, len(dst))
 	}
-	var block func(b []byte, x []float32)
-	switch t {
-	case dtype.Q4_0:
-		block = quantQ4_0
-	case dtype.Q4_1:
-		block = quantQ4_1
-	case dtype.Q5_0:
-		block = quantQ5_0
-	case dtype.Q5_1:
-		block = quantQ5_1
-	case dtype.Q8_0:
-		block = quantQ8_0
-	case dtype.Q4_K:
-		block = quantQ4_K
-	case dtype.Q5_K:
-		block = quantQ5_K
-	case dtype.Q6_K:
-		block = quantQ6_K
-	}
+	block := formatOf(t).quant
 	for i := range len(src) / values {
 		block(dst[i*size:(i+1)*size], src[i*values:(i+1)*values])
 	}
