@@ -68,16 +68,6 @@ func types() map[Type]dtype.DType {
 // take it; "" for a type tune does not handle.
 func (t Type) DType() dtype.DType { return types()[t] }
 
-// TypeOf is the tensor type of an element type; false when GGUF has none.
-func TypeOf(d dtype.DType) (Type, bool) {
-	for t, dt := range types() {
-		if dt == d {
-			return t, true
-		}
-	}
-	return 0, false
-}
-
 // ggmlNames are ggml.h's names of the types tune refuses, for the message.
 var ggmlNames = [...]string{9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4"}
 
