@@ -28,7 +28,7 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 	if err != nil {
 		return err
 	}
-	if typ == gguf.Q8_0 {
+	if typ.DType().Quantized() {
 		return fmt.Errorf("GGUF adapter type %q: expected f32, f16 or bf16 (llama.cpp adds adapters in full precision)", dtype)
 	}
 	cfg, err := readConfig(baseDir)

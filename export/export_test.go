@@ -76,13 +76,13 @@ func TestLlamaCppAgreement(t *testing.T) {
 			adapter := randomAdapter(t, base, cfg, c.rslora, 11)
 			out := t.TempDir()
 			baseGGUF, adapterGGUF, mergedGGUF := filepath.Join(out, "base.gguf"), filepath.Join(out, "adapter.gguf"), filepath.Join(out, "merged.gguf")
-			if err := GGUF(base, "", baseGGUF, "f32"); err != nil {
+			if _, err := GGUF(base, "", baseGGUF, "f32"); err != nil {
 				t.Fatal(err)
 			}
 			if err := GGUFAdapter(adapter, base, adapterGGUF, "f32"); err != nil {
 				t.Fatal(err)
 			}
-			if err := GGUF(base, adapter, mergedGGUF, "f32"); err != nil {
+			if _, err := GGUF(base, adapter, mergedGGUF, "f32"); err != nil {
 				t.Fatal(err)
 			}
 

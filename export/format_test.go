@@ -13,7 +13,6 @@ import (
 	"text/template"
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
-	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/ggufread"
 	"github.com/tune-dev/tune/lora"
@@ -152,43 +151,14 @@ func TestGGUFTypes(t *testing.T) {
 	requireOracle(t)
 	spec := small("llama", 32000)
 	spec.Intermediate = 48 // ffn_down rows of 48 values: no whole Q8_0 blocks, so F16
-	base := writeModel(t, spec, "llama2")
-	cfg := loadConfig(t, base)
-	adapter := randomAdapter(t, base, cfg, false, 5)
-	a, err := lora.FromPEFT(adapter, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := hf.Open(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.Close()
-	// The merged, permuted float32 weights, by GGUF name.
-	want := map[string][]float32{}
-	for _, hf := range md.Names() {
-		name, layer, module, _, err := ggufName(hf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tn, _ := md.Tensor(hf)
-		v, _ := gguf.Decode(gguf.F32, tn.Data)
-		if m := a.Module(layer, module); m != nil && strings.HasSuffix(hf, ".weight") {
-			for i, d := range a.Delta(m) {
-				v[i] += d
-			}
-		}
-		if h := qkHeads(cfg, module); h > 0 {
-			v = permuteRows(v, tn.Shape[0], len(v)/tn.Shape[0], h)
-		}
-		want[name] = v
-	}
+	c := newMergeCase(t, spec, 5)
+	base, adapter, want := c.base, c.adapter, c.want
 	out := t.TempDir()
 	runs := []scoreRun{}
 	ids := []int32{1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203, 29889}
 	for _, typ := range []string{"f32", "f16", "bf16", "q8_0"} {
 		path := filepath.Join(out, typ+".gguf")
-		if err := GGUF(base, adapter, path, typ); err != nil {
+		if _, err := GGUF(base, adapter, path, typ); err != nil {
 			t.Fatal(err)
 		}
 		runs = append(runs, scoreRun{Model: path, IDs: ids})

@@ -15,10 +15,12 @@ import (
 
 // GGUF writes the model in baseDir, merged with the PEFT adapter in
 // adapterDir ("" for none), as one GGUF file llama.cpp and Ollama run
-// directly. typ is f32, f16, bf16 or q8_0: it applies to the matrices;
-// norms, biases and other 1-D tensors stay F32 as llama.cpp requires, and
-// under q8_0 a matrix whose rows are not whole 32-value blocks falls back to
-// F16 (as convert_hf_to_gguf does).
+// directly. typ is f32, f16, bf16, q8_0, q4_0 or q4_k: it applies to the
+// matrices, quantized with ggml's reference rounding (internal/quant); norms,
+// biases and other 1-D tensors stay F32 as llama.cpp requires. A matrix whose
+// rows are not whole blocks of the type falls back as llama-quantize's
+// llama_tensor_get_type does: Q4_K to Q5_0 (rows of 32-value blocks), and
+// anything else to F16. The fallbacks are returned, for the user to be told.
 //
 // Tensors are produced one at a time while the file is written: each base
 // tensor is read from the memory-mapped checkpoint, the adapter's delta
@@ -28,36 +30,37 @@ import (
 // the architecture's prefix, rope scaling (linear as rope.scaling.*, llama3
 // as a rope_freqs tensor of per-frequency divisors, as convert_hf_to_gguf
 // emits it), and the tokenizer with its chat template.
-func GGUF(baseDir, adapterDir, outPath, typ string) error {
+func GGUF(baseDir, adapterDir, outPath, typ string) ([]Fallback, error) {
 	t, err := ParseType(typ)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var fallbacks []Fallback
 	// model.Open checks every tensor the architecture needs is there with
 	// the right shape and a float dtype; it maps, it does not copy.
 	m, md, err := model.Open(baseDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer md.Close()
 	cfg := m.Config
 	arch, err := ggufArch(cfg.ModelType)
 	if err != nil {
-		return fmt.Errorf("%s: %w", baseDir, err)
+		return nil, fmt.Errorf("%s: %w", baseDir, err)
 	}
 	var adapter *lora.Adapter
 	if adapterDir != "" {
 		if adapter, err = lora.FromPEFT(adapterDir, cfg); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	kv, err := modelKV(cfg, arch, t, filepath.Base(filepath.Clean(baseDir)))
 	if err != nil {
-		return fmt.Errorf("%s: %w", baseDir, err)
+		return nil, fmt.Errorf("%s: %w", baseDir, err)
 	}
 	vkv, err := vocabKV(baseDir, cfg.Vocab)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	kv = append(kv, vkv...)
 
@@ -76,7 +79,7 @@ func GGUF(baseDir, adapterDir, outPath, typ string) error {
 	for _, hf := range md.Names() {
 		name, layer, module, skip, err := ggufName(hf)
 		if err != nil {
-			return fmt.Errorf("%s: %w", baseDir, err)
+			return nil, fmt.Errorf("%s: %w", baseDir, err)
 		}
 		if !skip {
 			entries = append(entries, entry{hf, name, layer, module})
@@ -110,20 +113,42 @@ func GGUF(baseDir, adapterDir, outPath, typ string) error {
 			heads = qkHeads(cfg, e.module)
 		}
 		out := t
-		switch {
-		case len(info.Shape) < 2:
+		if len(info.Shape) < 2 {
 			out = gguf.F32
-		case t == gguf.Q8_0 && info.Shape[len(info.Shape)-1]%gguf.Q8_0BlockSize != 0:
-			out = gguf.F16
+		} else if out = fitType(t, info.Shape[len(info.Shape)-1]); out != t {
+			fallbacks = append(fallbacks, Fallback{Tensor: e.name, Type: out})
 		}
 		hf := e.hf
 		tensors = append(tensors, gguf.Tensor{Name: e.name, Dims: ggufDims(info.Shape), Type: out,
 			Data: func() ([]byte, error) { return convertTensor(md, hf, out, adapter, mod, heads) }})
 	}
 	if err := gguf.Write(outPath, kv, tensors); err != nil {
-		return fmt.Errorf("GGUF: %w", err)
+		return nil, fmt.Errorf("GGUF: %w", err)
 	}
-	return nil
+	return fallbacks, nil
+}
+
+// A Fallback is a matrix the GGUF export stored as Type rather than the type
+// asked for, its rows not being whole blocks of that type.
+type Fallback struct {
+	Tensor string
+	Type   gguf.Type
+}
+
+// fitType is the type a matrix with rows of cols values is stored as when t
+// is asked for: t if the rows are whole blocks of t, else llama-quantize's
+// fallback (Q4_K -> Q5_0 -> F16, the others -> F16).
+func fitType(t gguf.Type, cols int) gguf.Type {
+	for {
+		if _, err := t.DType().RowBytes(cols); err == nil {
+			return t
+		}
+		if t == gguf.Q4_K {
+			t = gguf.Q5_0
+			continue
+		}
+		return gguf.F16
+	}
 }
 
 // convertTensor produces one output tensor: base (+ delta), permuted rows

@@ -34,7 +34,7 @@ func TestMergedAdapterInLlamaCpp(t *testing.T) {
 	}
 	out := t.TempDir()
 	baseGGUF := filepath.Join(out, "base.gguf")
-	if err := GGUF(base, "", baseGGUF, "f32"); err != nil {
+	if _, err := GGUF(base, "", baseGGUF, "f32"); err != nil {
 		t.Fatal(err)
 	}
 	runs := []scoreRun{{Model: baseGGUF, IDs: ids}}

@@ -51,7 +51,7 @@ func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) er
 	var want dtype.DType
 	if outType != "" {
 		t, err := ParseType(outType)
-		if err != nil || t == gguf.Q8_0 {
+		if err != nil || t.DType().Quantized() {
 			return fmt.Errorf("merged dtype %q: expected f32, f16 or bf16", outType)
 		}
 		want = map[gguf.Type]dtype.DType{gguf.F32: dtype.F32, gguf.F16: dtype.F16, gguf.BF16: dtype.BF16}[t]

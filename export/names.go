@@ -128,7 +128,8 @@ func qkHeads(cfg model.Config, module string) int {
 	return 0
 }
 
-// ParseType reads a GGUF tensor type as users write it: f32, f16, bf16, q8_0.
+// ParseType reads a GGUF tensor type as users write it: f32, f16, bf16,
+// q8_0, q4_0, q4_k.
 func ParseType(s string) (gguf.Type, error) {
 	switch strings.ToLower(s) {
 	case "f32":
@@ -139,8 +140,12 @@ func ParseType(s string) (gguf.Type, error) {
 		return gguf.BF16, nil
 	case "q8_0":
 		return gguf.Q8_0, nil
+	case "q4_0":
+		return gguf.Q4_0, nil
+	case "q4_k":
+		return gguf.Q4_K, nil
 	}
-	return 0, fmt.Errorf("GGUF type %q: expected f32, f16, bf16 or q8_0", s)
+	return 0, fmt.Errorf("GGUF type %q: expected f32, f16, bf16, q8_0, q4_0 or q4_k", s)
 }
 
 // fileType is general.file_type, llama.cpp's llama_ftype for a whole model.
@@ -150,6 +155,10 @@ func fileType(t gguf.Type) uint32 {
 		return 1 // LLAMA_FTYPE_MOSTLY_F16
 	case gguf.Q8_0:
 		return 7 // LLAMA_FTYPE_MOSTLY_Q8_0
+	case gguf.Q4_0:
+		return 2 // LLAMA_FTYPE_MOSTLY_Q4_0
+	case gguf.Q4_K:
+		return 14 // LLAMA_FTYPE_MOSTLY_Q4_K_S: every matrix Q4_K where it fits
 	case gguf.BF16:
 		return 32 // LLAMA_FTYPE_MOSTLY_BF16
 	}

@@ -19,3 +19,7 @@ func packAVX2(qt []float32, ld int, src []float32, rows []flashRow, d int, mul f
 }
 
 func prefetchRows(s []float32, off, rows, stride, n int) {}
+
+func mulAVX2(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, mode int, rs []float32) {
+	mulRef(m, n, k, a, ars, acs, b, ldb, c, ldc, mode, rs)
+}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/quant"
 )
 
 // The three products of training, packed and cache-blocked in the manner of
@@ -195,7 +196,7 @@ func (g *gemm) part(p *Pool, w int) {
 	defer p.release(buf)
 	if g.dot {
 		for c := g.take(); c < g.chunks; c = g.take() {
-			g.dotBlock((*[12]float32)(buf), c*g.chunk, min((c+1)*g.chunk, g.n))
+			g.dotBlock((*[12]float32)(buf), buf[12:], c*g.chunk, min((c+1)*g.chunk, g.n))
 		}
 		return
 	}
@@ -215,14 +216,36 @@ func (g *gemm) part(p *Pool, w int) {
 func (g *gemm) take() int { return int(atomic.AddInt64(&g.next, 1) - 1) }
 
 // scratchSize is the float32s a worker packs into: a kc×nc block of B, the
-// zero-padded rows of A's last tile, and one tile of C.
+// zero-padded rows of A's last tile, one tile of C, and for a quantized W
+// the rows it widens before packing (qtmpSize).
 func (g *gemm) scratchSize() int {
 	if g.dot {
+		if g.w.quantized() { // and the rows dot3x4Quant widens
+			return 12 + dotQuantScratch
+		}
 		return 12 // one 3×4 block of dot products
 	}
 	kcb, mr, nr := kcBlock(g.k), g.ks.mr, g.ks.nr
-	return kcb*min(ncMax, roundUp(g.chunk, nr)) + mr*kcb + mr*nr
+	ncb := min(ncMax, roundUp(g.chunk, nr))
+	return kcb*ncb + mr*kcb + mr*nr + g.qtmpSize(kcb, ncb)
 }
+
+// qtmpSize is the float32s a quantized W is widened into before packing: one
+// panel's nr rows of kc values (Linear), or the kc×nc block of B (LinearDX,
+// whose panels cut across blocks, so the block is widened once for all).
+func (g *gemm) qtmpSize(kcb, ncb int) int {
+	switch {
+	case !g.w.quantized():
+		return 0
+	case g.trans:
+		return g.ks.nr*kcb + maxBlock
+	}
+	return kcb*ncb + maxBlock
+}
+
+// maxBlock is the most values a block of any format holds: the scratch
+// dequantRow widens a partial block into.
+const maxBlock = 256
 
 // block computes C[i0:i1, j0:j1], the loops of Goto's algorithm: for each
 // nc-column block, for each kc-slice of the reduction, pack B once, then run
@@ -233,12 +256,13 @@ func (g *gemm) block(buf []float32, i0, i1, j0, j1 int) {
 	mcb := max(mr, mcMax-mcMax%mr)
 	bp := buf[:kcb*ncb]
 	apad := buf[kcb*ncb : kcb*ncb+mr*kcb]
-	tile := buf[kcb*ncb+mr*kcb:]
+	tile := buf[kcb*ncb+mr*kcb : kcb*ncb+mr*kcb+mr*nr]
+	qtmp := buf[kcb*ncb+mr*kcb+mr*nr:]
 	for jc := j0; jc < j1; jc += ncb {
 		nc := min(ncb, j1-jc)
 		for pc := 0; pc < g.k; pc += kcb {
 			kc := min(kcb, g.k-pc)
-			g.packB(bp, pc, kc, jc, nc)
+			g.packB(bp, qtmp, pc, kc, jc, nc)
 			// Tiles before the first slice start from the bias, or zero.
 			first := pc == 0
 			acc := !first || g.acc || g.bias != nil
@@ -299,9 +323,9 @@ const dotMaxRows = 16
 // dotBlock computes y[:, j0:j1] of Linear (C = x·Wᵀ + bias) as dot products
 // of three rows of x with four rows of W at a time; W is read in blocks that
 // stay in L2 while every group of three rows passes over them.
-func (g *gemm) dotBlock(out *[12]float32, j0, j1 int) {
+func (g *gemm) dotBlock(out *[12]float32, qbuf []float32, j0, j1 int) {
 	k := g.k
-	block := max(4, (256<<10)/(k*g.w.DType.Size())&^3)
+	block := max(4, (256<<10)/int(max(1, g.w.Bytes()/int64(max(1, g.w.Rows))))&^3)
 	for jb := j0; jb < j1; jb += block {
 		je := min(jb+block, j1)
 		for i := 0; i < g.m; i += 3 {
@@ -309,7 +333,11 @@ func (g *gemm) dotBlock(out *[12]float32, j0, j1 int) {
 			x0, x1, x2 := g.a[i*k:], g.a[min(i+1, g.m-1)*k:], g.a[min(i+2, g.m-1)*k:]
 			j := jb
 			for ; j+4 <= je; j += 4 {
-				g.ks.dot3x4(k, x0, x1, x2, g.w, j, out)
+				if g.w.quantized() {
+					dot3x4Quant(g.ks, k, x0, x1, x2, g.w, j, out, qbuf)
+				} else {
+					g.ks.dot3x4(k, x0, x1, x2, g.w, j, out)
+				}
 				for r := range rows {
 					c := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+4]
 					for jj := range c {
@@ -322,7 +350,7 @@ func (g *gemm) dotBlock(out *[12]float32, j0, j1 int) {
 			}
 			for ; j < je; j++ { // the last rows of an N not a multiple of 4
 				for r := range rows {
-					v := dotRow(g.a[(i+r)*k:(i+r+1)*k], g.w, j)
+					v := dotRow(g.a[(i+r)*k:(i+r+1)*k], g.w, j, qbuf)
 					if g.bias != nil {
 						v += g.bias[j]
 					}
@@ -333,10 +361,21 @@ func (g *gemm) dotBlock(out *[12]float32, j0, j1 int) {
 	}
 }
 
-// dotRow is x·W(j, :).
-func dotRow(x []float32, w Matrix, j int) float32 {
+// dotRow is x·W(j, :); a quantized W is widened into qbuf
+// (dotQuantScratch values) a chunk at a time.
+func dotRow(x []float32, w Matrix, j int, qbuf []float32) float32 {
 	var s float32
 	row := j * w.Cols
+	if w.quantized() {
+		for l0 := 0; l0 < len(x); l0 += dotQuantChunk {
+			v := qbuf[:min(dotQuantChunk, len(x)-l0)]
+			dequantRow(quant.Dequantize, w, j, l0, v, nil) // whole blocks: no scratch
+			for l, f := range v {
+				s += x[l0+l] * f
+			}
+		}
+		return s
+	}
 	switch w.DType {
 	case dtype.F32:
 		for l, v := range w.f32[row : row+len(x)] {
@@ -355,9 +394,14 @@ func dotRow(x []float32, w Matrix, j int) float32 {
 }
 
 // packB packs B(pc:pc+kc, jc:jc+nc) as panels of 16 columns, the last one
-// padded with zeros: panel q holds columns jc+16q… at bp[16q·kc:].
-func (g *gemm) packB(bp []float32, pc, kc, jc, nc int) {
+// padded with zeros: panel q holds columns jc+16q… at bp[16q·kc:]. A
+// quantized W is first widened into qtmp (packQuant).
+func (g *gemm) packB(bp, qtmp []float32, pc, kc, jc, nc int) {
 	nr := g.ks.nr
+	if g.w.quantized() {
+		g.packQuant(bp, qtmp, pc, kc, jc, nc)
+		return
+	}
 	for jr := 0; jr < nc; jr += nr {
 		dst := bp[jr*kc : (jr+nr)*kc]
 		cols := min(nr, nc-jr)
@@ -402,3 +446,68 @@ func kcBlock(k int) int {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 func roundUp(a, b int) int { return ceilDiv(a, b) * b }
+
+// packQuant is packB for a quantized W: the variant's dequantizer widens the
+// blocks the panels need into qtmp, and the variant's float32 packers pack
+// that, so a packed panel equals the one of the dequantized matrix bit for
+// bit. For Linear each panel's nr rows of W(j, pc:pc+kc) are widened in
+// turn; for LinearDX the rows W(pc+l, jc:jc+nc) once for the whole block.
+func (g *gemm) packQuant(bp, qtmp []float32, pc, kc, jc, nc int) {
+	nr := g.ks.nr
+	if g.trans {
+		for jr := 0; jr < nc; jr += nr {
+			rows := min(nr, nc-jr)
+			for j := range rows {
+				dequantRow(g.ks.dequant, g.w, jc+jr+j, pc, qtmp[j*kc:(j+1)*kc], qtmp[nr*kc:])
+			}
+			view := Matrix{DType: dtype.F32, Rows: rows, Cols: kc, f32: qtmp[:rows*kc]}
+			dst := bp[jr*kc : (jr+nr)*kc]
+			if rows == nr {
+				g.ks.packT(dst, view, 0, 0, kc)
+			} else {
+				packTRef(dst, nr, view, 0, rows, 0, kc)
+			}
+		}
+		return
+	}
+	for l := range kc {
+		dequantRow(g.ks.dequant, g.w, pc+l, jc, qtmp[l*nc:(l+1)*nc], qtmp[kc*nc:])
+	}
+	view := Matrix{DType: dtype.F32, Rows: kc, Cols: nc, f32: qtmp[:kc*nc]}
+	for jr := 0; jr < nc; jr += nr {
+		dst := bp[jr*kc : (jr+nr)*kc]
+		if cols := min(nr, nc-jr); cols == nr {
+			g.ks.packN(dst, view, 0, kc, jr)
+		} else {
+			packNRef(dst, nr, view, 0, kc, jr, cols)
+		}
+	}
+}
+
+// dotQuantChunk is the values of a quantized row the dot path widens at a
+// time: a multiple of every block, small enough for L1.
+const dotQuantChunk = 512
+
+// dotQuantScratch is the float32s dot3x4Quant needs: four widened chunks
+// and a 3×4 block of partial sums.
+const dotQuantScratch = 4*dotQuantChunk + 12
+
+// dot3x4Quant is kernelSet.dot3x4 for a quantized W: four rows are widened a
+// chunk at a time by the variant's dequantizer (into qbuf, dotQuantScratch
+// values) and the variant's float32 dot3x4 takes each chunk; the chunks'
+// sums are added in order.
+func dot3x4Quant(ks *kernelSet, k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32, qbuf []float32) {
+	buf, part := qbuf[:4*dotQuantChunk], (*[12]float32)(qbuf[4*dotQuantChunk:])
+	*out = [12]float32{}
+	for l0 := 0; l0 < k; l0 += dotQuantChunk {
+		n := min(dotQuantChunk, k-l0)
+		for j := range 4 {
+			dequantRow(ks.dequant, w, j0+j, l0, buf[j*n:(j+1)*n], nil) // whole blocks
+		}
+		view := Matrix{DType: dtype.F32, Rows: 4, Cols: n, f32: buf[:4*n]}
+		ks.dot3x4(n, x0[l0:l0+n], x1[l0:l0+n], x2[l0:l0+n], view, 0, part)
+		for i, v := range part {
+			out[i] += v
+		}
+	}
+}

@@ -32,14 +32,15 @@ func unavailableReason(name string) string {
 }
 
 var avx2Kernels = &kernelSet{
-	name:   "avx2",
-	simd:   simdAVX2,
-	mr:     6,
-	nr:     16,
-	mul:    mul6x16AVX2Checked,
-	packT:  packTAVX2,
-	packN:  packNAVX2,
-	dot3x4: dot3x4AVX2Checked,
+	name:    "avx2",
+	simd:    simdAVX2,
+	mr:      6,
+	nr:      16,
+	mul:     mul6x16AVX2Checked,
+	packT:   packTAVX2,
+	packN:   packNAVX2,
+	dot3x4:  dot3x4AVX2Checked,
+	dequant: dequantAVX2,
 }
 
 // The assembly routines trust their arguments; the Go wrappers below check

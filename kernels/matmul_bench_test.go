@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/quant"
 )
 
 // The frozen-weight products of training (M = 512 rows): each model's
@@ -162,6 +163,66 @@ func BenchmarkLinearFewRows(b *testing.B) {
 				b.ReportMetric(2*float64(m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				b.ReportMetric(float64(s.n*s.k*2)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weight_GB/s")
 			})
+		}
+	}
+}
+
+// BenchmarkQuantProducts times Linear (fwd) and LinearDX (dx) at
+// Qwen2.5-0.5B's shapes (M = 512 rows, and M = 1 for decoding) on 2 threads
+// with the weight quantized to Q4_0, Q8_0 and (where K is whole 256-value
+// blocks) Q4_K, each run right after the same product on bf16 weights so
+// both see the same load. x_bf16 is the quantized product's GFLOP/s over
+// bf16's (the issue asks ≥ 0.8 of bf16's tokens/s for the whole model).
+func BenchmarkQuantProducts(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	p := NewPool(2)
+	defer p.Close()
+	for _, s := range trainingShapes {
+		if s.model != "qwen" || s.n == 128 || s.n == 151936 {
+			continue
+		}
+		wf := randF32(r, s.n*s.k, 0.05)
+		weights := map[dtype.DType]Matrix{dtype.BF16: bf16Matrix(s.n, s.k, wf)}
+		types := []dtype.DType{dtype.Q4_0, dtype.Q8_0, dtype.Q4_K}
+		for _, dt := range types {
+			if size, err := dt.RowBytes(s.k); err == nil {
+				raw := make([]byte, s.n*size)
+				if err := quant.Quantize(dt, raw, wf); err != nil {
+					b.Fatal(err)
+				}
+				weights[dt], _ = NewMatrix(dt, s.n, s.k, raw)
+			}
+		}
+		for _, c := range []struct {
+			prod string
+			m    int
+		}{{"fwd", 512}, {"dx", 512}, {"fwd", 1}} {
+			m := c.m
+			x, dy := randF32(r, m*s.k, 1), randF32(r, m*s.n, 1)
+			out := make([]float32, m*max(s.n, s.k))
+			var bf16 float64
+			for _, dt := range append([]dtype.DType{dtype.BF16}, types...) {
+				w, ok := weights[dt]
+				if !ok {
+					continue
+				}
+				b.Run(fmt.Sprintf("qwen_%dx%d/%s/m%d/%s", s.n, s.k, c.prod, m, dt), func(b *testing.B) {
+					for b.Loop() {
+						if c.prod == "fwd" {
+							Linear(p, out, x, m, w, nil)
+						} else {
+							LinearDX(p, out, dy, m, w, false)
+						}
+					}
+					gflops := 2 * float64(m*s.n*s.k) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+					b.ReportMetric(gflops, "GFLOP/s")
+					if dt == dtype.BF16 {
+						bf16 = gflops
+					} else if bf16 > 0 {
+						b.ReportMetric(gflops/bf16, "x_bf16")
+					}
+				})
+			}
 		}
 	}
 }

@@ -310,25 +310,32 @@ func TestPackersVariants(t *testing.T) {
 }
 
 // TestProductsAllocateNothing: with a pool, a product in the steady state of
-// training, or of decoding, allocates nothing (its packing buffers are the
-// pool's).
+// training, or of decoding, allocates nothing (its packing buffers, and the
+// blocks a quantized W is widened into, are the pool's).
 func TestProductsAllocateNothing(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	p := NewPool(2)
 	defer p.Close()
-	const m, n, k = 64, 96, 80
-	w, _ := weight(r, dtype.BF16, n, k)
-	x, y, dy, dx, dw := randF32(r, m*k, 1), make([]float32, m*n), randF32(r, m*n, 1), make([]float32, m*k), make([]float32, n*k)
-	step := func() {
-		Linear(p, y, x, m, w, nil)
-		LinearDX(p, dx, dy, m, w, false)
-		LinearDW(p, dw, dy, x, m, n, k, 1, true)
-		Linear(p, y, x, 1, w, nil)                      // decoding: the dot path
-		LinearDW(p, dw[:8*k], dy, x, 2, 8, k, 1, false) // too small to share
-	}
-	step()
-	if a := testing.AllocsPerRun(20, step); a != 0 {
-		t.Errorf("a step of three products allocates %g times", a)
+	const m, n, k = 64, 96, 512
+	for _, dt := range []dtype.DType{dtype.BF16, dtype.Q4_0, dtype.Q4_K} {
+		var w Matrix
+		if dt.Quantized() {
+			w, _ = quantWeight(t, r, dt, n, k)
+		} else {
+			w, _ = weight(r, dt, n, k)
+		}
+		x, y, dy, dx, dw := randF32(r, m*k, 1), make([]float32, m*n), randF32(r, m*n, 1), make([]float32, m*k), make([]float32, n*k)
+		step := func() {
+			Linear(p, y, x, m, w, nil)
+			LinearDX(p, dx, dy, m, w, false)
+			LinearDW(p, dw, dy, x, m, n, k, 1, true)
+			Linear(p, y, x, 1, w, nil)                      // decoding: the dot path
+			LinearDW(p, dw[:8*k], dy, x, 2, 8, k, 1, false) // too small to share
+		}
+		step()
+		if a := testing.AllocsPerRun(10, step); a != 0 {
+			t.Errorf("%s: a step of three products allocates %g times", dt, a)
+		}
 	}
 }
 

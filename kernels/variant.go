@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/quant"
 )
 
 // A kernelSet is one instruction-set variant of the matrix-product kernels:
@@ -33,6 +36,10 @@ type kernelSet struct {
 	// i < 3, j < 4: the product of a few rows (decoding) with four rows of
 	// w read in place, with no packing.
 	dot3x4 func(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32)
+
+	// dequant widens whole blocks of a block format (src) into dst, bit for
+	// bit as internal/quant.Dequantize (ggml's dequantize_row_*) does.
+	dequant func(t dtype.DType, dst []float32, src []byte)
 
 	// simd is the variant of the vector helpers: flash attention's tiles
 	// and the elementwise kernels (SwiGLU, the loss's softmax).
@@ -90,4 +97,5 @@ var refKernels = &kernelSet{
 	dot3x4: func(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32) {
 		dot3x4Ref(x0, x1, x2, w, j0, 0, k, out)
 	},
+	dequant: quant.Dequantize,
 }

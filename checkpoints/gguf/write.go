@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/tune-dev/tune/checkpoints"
+	"github.com/tune-dev/tune/internal/dtype"
 )
 
 // GGUF is the file format of llama.cpp and Ollama: a header of typed
@@ -33,31 +34,49 @@ const (
 // Type is a tensor element type, numbered as in ggml.h.
 type Type uint32
 
-// The tensor types tune reads and writes. Other ggml types (K-quants and so
-// on) are refused by name rather than guessed at.
+// The tensor types tune reads and writes: the floats and the block formats
+// of internal/quant. Other ggml types (Q2_K, Q3_K, the IQ formats...) are
+// refused by name rather than guessed at.
 const (
 	F32  Type = 0
 	F16  Type = 1
+	Q4_0 Type = 2
+	Q4_1 Type = 3
+	Q5_0 Type = 6
+	Q5_1 Type = 7
 	Q8_0 Type = 8
+	Q4_K Type = 12
+	Q5_K Type = 13
+	Q6_K Type = 14
 	BF16 Type = 30
 )
 
-// Q8_0 stores blocks of 32 values as an f16 scale and 32 signed bytes.
-const (
-	Q8_0BlockSize  = 32
-	q8_0BlockBytes = 2 + Q8_0BlockSize
-)
+// Q8_0BlockSize is the values of one Q8_0 block (and of Q4_0, Q4_1, Q5_0,
+// Q5_1); a row of a tensor in one of these must be a multiple of it.
+const Q8_0BlockSize = 32
+
+// types maps the tensor types tune handles to their element types.
+func types() map[Type]dtype.DType {
+	return map[Type]dtype.DType{
+		F32: dtype.F32, F16: dtype.F16, BF16: dtype.BF16,
+		Q4_0: dtype.Q4_0, Q4_1: dtype.Q4_1, Q5_0: dtype.Q5_0, Q5_1: dtype.Q5_1, Q8_0: dtype.Q8_0,
+		Q4_K: dtype.Q4_K, Q5_K: dtype.Q5_K, Q6_K: dtype.Q6_K,
+	}
+}
+
+// DType is the element type of t, as kernels.NewMatrix and internal/quant
+// take it; "" for a type tune does not handle.
+func (t Type) DType() dtype.DType { return types()[t] }
+
+// ggmlNames are ggml.h's names of the types tune refuses, for the message.
+var ggmlNames = [...]string{9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4"}
 
 func (t Type) String() string {
-	switch t {
-	case F32:
-		return "F32"
-	case F16:
-		return "F16"
-	case Q8_0:
-		return "Q8_0"
-	case BF16:
-		return "BF16"
+	if d := t.DType(); d != "" {
+		return string(d)
+	}
+	if int(t) < len(ggmlNames) && ggmlNames[t] != "" {
+		return ggmlNames[t]
 	}
 	return "type " + strconv.FormatUint(uint64(t), 10)
 }
@@ -65,13 +84,12 @@ func (t Type) String() string {
 // layout is how many values one block holds and how many bytes it takes; ok
 // is false for types tune does not handle.
 func (t Type) layout() (values, bytes int64, ok bool) {
-	switch t {
-	case F32:
-		return 1, 4, true
-	case F16, BF16:
-		return 1, 2, true
-	case Q8_0:
-		return Q8_0BlockSize, q8_0BlockBytes, true
+	d := t.DType()
+	if v, b := d.Block(); v != 0 {
+		return int64(v), int64(b), true
+	}
+	if s := d.Size(); s != 0 {
+		return 1, int64(s), true
 	}
 	return 0, 0, false
 }
@@ -82,7 +100,7 @@ func (t Type) layout() (values, bytes int64, ok bool) {
 func ByteSize(t Type, dims []uint64) (int64, error) {
 	values, size, ok := t.layout()
 	if !ok {
-		return 0, fmt.Errorf("unsupported tensor type %s (tune handles F32, F16, BF16 and Q8_0)", t)
+		return 0, fmt.Errorf("unsupported tensor type %s (tune handles F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K)", t)
 	}
 	n := uint64(1)
 	for i, d := range dims {

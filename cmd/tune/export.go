@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -28,7 +30,7 @@ func newExportCmd() *cobra.Command {
   peft          adapter_config.json + adapter_model.safetensors (PEFT, vLLM, TGI, LoRAX)
   gguf-adapter  a GGUF LoRA adapter for llama.cpp (--lora) and Ollama (ADAPTER); --dtype f32|f16|bf16
   merged        the base with the adapter merged, a Hugging Face directory; --dtype (default: the base's)
-  gguf          the merged model (or the base, without --adapter) as one GGUF; --dtype f32|f16|bf16|q8_0
+  gguf          the merged model (or the base, without --adapter) as one GGUF; --dtype f32|f16|bf16|q8_0|q4_0|q4_k
   ollama        a directory with base.gguf, adapter.gguf and a Modelfile for ollama create
 
 DIR is a PEFT adapter directory or one of tune's step checkpoints. BASE defaults
@@ -77,9 +79,13 @@ only with --force; an existing directory only when it holds an earlier export.`,
 			case "merged":
 				err = export.Merged(baseDir, adapterDir, out, dtype, int64(shardGiB*(1<<30)))
 			case "gguf":
-				err = export.GGUF(baseDir, adapterDir, out, orDefault(dtype, "f16"))
+				var fb []export.Fallback
+				fb, err = export.GGUF(baseDir, adapterDir, out, orDefault(dtype, "f16"))
+				printFallbacks(cmd.OutOrStdout(), dtype, fb)
 			case "ollama":
-				err = exportOllama(baseDir, adapterDir, out, orDefault(dtype, "f16"))
+				var fb []export.Fallback
+				fb, err = exportOllama(baseDir, adapterDir, out, orDefault(dtype, "f16"))
+				printFallbacks(cmd.OutOrStdout(), dtype, fb)
 			}
 			if err != nil {
 				return err
@@ -93,7 +99,7 @@ only with --force; an existing directory only when it holds an earlier export.`,
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory or step checkpoint")
 	f.StringVar(&format, "format", "", "peft, gguf-adapter, merged, gguf or ollama")
 	f.StringVar(&out, "out", "", "output file (gguf, gguf-adapter) or directory")
-	f.StringVar(&dtype, "dtype", "", "f32, f16, bf16 (gguf also q8_0)")
+	f.StringVar(&dtype, "dtype", "", "f32, f16, bf16 (gguf and ollama also q8_0, q4_0, q4_k)")
 	f.Float64Var(&shardGiB, "shard-size", float64(export.DefaultShardBytes)/(1<<30), "merged: largest safetensors shard, GiB")
 	f.BoolVar(&force, "force", false, "replace an existing --out file")
 	return cmd
@@ -104,8 +110,8 @@ var exportDTypes = map[string][]string{
 	"peft":         {""},
 	"gguf-adapter": {"", "f32", "f16", "bf16"},
 	"merged":       {"", "f32", "f16", "bf16"},
-	"gguf":         {"", "f32", "f16", "bf16", "q8_0"},
-	"ollama":       {"", "f32", "f16", "bf16", "q8_0"},
+	"gguf":         {"", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k"},
+	"ollama":       {"", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k"},
 }
 
 // checkExportFlags refuses what export would otherwise do wrong quietly:
@@ -167,25 +173,57 @@ func exportPEFT(baseDir, adapterDir, out string) error {
 	return peft.Write(out, a.PEFTConfig(baseDir), a.PEFTTensors())
 }
 
-// exportOllama writes base.gguf, adapter.gguf and a Modelfile into out.
-func exportOllama(baseDir, adapterDir, out, dtype string) error {
+// exportOllama writes base.gguf, adapter.gguf and a Modelfile into out; the
+// fallbacks are base.gguf's.
+func exportOllama(baseDir, adapterDir, out, dtype string) ([]export.Fallback, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	baseGGUF := filepath.Join(out, "base.gguf")
-	if err := export.GGUF(baseDir, "", baseGGUF, dtype); err != nil {
-		return err
+	fb, err := export.GGUF(baseDir, "", baseGGUF, dtype)
+	if err != nil {
+		return nil, err
 	}
 	adapterGGUF := ""
 	if adapterDir != "" {
 		adapterGGUF = filepath.Join(out, "adapter.gguf")
 		if err := export.GGUFAdapter(adapterDir, baseDir, adapterGGUF, "f32"); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	tok, err := tokenizer.Load(baseDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return export.Ollama(out, baseGGUF, adapterGGUF, tok.ChatTemplate())
+	return fb, export.Ollama(out, baseGGUF, adapterGGUF, tok.ChatTemplate())
 }
+
+// printFallbacks says which matrices a GGUF export could not store as
+// --dtype asked (rows not whole blocks of it) and what they are instead,
+// one line per type, layers folded: "blk.*.ffn_down.weight".
+func printFallbacks(w io.Writer, dtype string, fb []export.Fallback) {
+	byType := map[string][]string{}
+	var types []string
+	for _, f := range fb {
+		t := f.Type.String()
+		name := layerNumber.ReplaceAllString(f.Tensor, "blk.*.")
+		if _, ok := byType[t]; !ok {
+			types = append(types, t)
+		}
+		if !slices.Contains(byType[t], name) {
+			byType[t] = append(byType[t], name)
+		}
+	}
+	for _, t := range types {
+		n := 0
+		for _, f := range fb {
+			if f.Type.String() == t {
+				n++
+			}
+		}
+		fmt.Fprintf(w, "%d tensors stored as %s, their rows not whole %s blocks: %s\n", n, t, strings.ToUpper(dtype), strings.Join(byType[t], ", "))
+	}
+}
+
+// layerNumber matches the layer index of a GGUF tensor name.
+var layerNumber = regexp.MustCompile(`^blk\.[0-9]+\.`)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/internal/ggufread"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -109,5 +110,43 @@ func TestExportMergedShardedAndPEFT(t *testing.T) {
 	mf, err := os.ReadFile(filepath.Join(ollama, "Modelfile"))
 	if err != nil || !strings.Contains(string(mf), "FROM ./base.gguf") || !strings.Contains(string(mf), "ADAPTER ./adapter.gguf") {
 		t.Fatalf("Modelfile: %v\n%s", err, mf)
+	}
+}
+
+// TestExportGGUFQuantizedSummary: `tune export --format gguf --dtype q4_k`
+// says which matrices it could not store as Q4_K and what they are instead
+// (rows of 32 values: Q5_0; ffn_down's rows of 48: F16), one line per type,
+// layers folded; the file holds those types; an unknown --dtype is
+// refused with the list.
+func TestExportGGUFQuantizedSummary(t *testing.T) {
+	dir := modelWithTokenizer(t)
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	out, err := runTune(t, "export", "--model", dir, "--format", "gguf", "--dtype", "q4_k", "--out", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"14 tensors stored as Q5_0, their rows not whole Q4_K blocks: token_embd.weight, blk.*.ffn_gate.weight, blk.*.ffn_up.weight, blk.*.attn_k.weight, blk.*.attn_output.weight, blk.*.attn_q.weight, blk.*.attn_v.weight, output.weight\n",
+		"2 tensors stored as F16, their rows not whole Q4_K blocks: blk.*.ffn_down.weight\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	g, err := ggufread.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	types := map[string]string{}
+	for _, ti := range g.Tensors {
+		types[ti.Name] = ti.Type.String()
+	}
+	if types["blk.1.attn_v.weight"] != "Q5_0" || types["blk.0.ffn_down.weight"] != "F16" || types["blk.0.attn_norm.weight"] != "F32" {
+		t.Errorf("tensor types %v", types)
+	}
+	_, err = runTune(t, "export", "--model", dir, "--format", "gguf", "--dtype", "q5_k", "--out", path+"2")
+	if err == nil || !strings.Contains(err.Error(), "takes f32, f16, bf16, q8_0, q4_0, q4_k") {
+		t.Errorf("--dtype q5_k: err = %v", err)
 	}
 }

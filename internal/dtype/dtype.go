@@ -52,8 +52,9 @@ func (d DType) Bits() int {
 	return 0
 }
 
-// Size is the number of bytes per element, 0 if the dtype is unknown or its
-// elements are smaller than a byte (F4, F6_*; use Bits for those).
+// Size is the number of bytes per element, 0 if the dtype is unknown, its
+// elements are smaller than a byte (F4, F6_*; use Bits for those), or it is a
+// block format (Q4_0 and the rest; use RowBytes for those).
 func (d DType) Size() int {
 	b := d.Bits()
 	if b%8 != 0 {
@@ -62,7 +63,8 @@ func (d DType) Size() int {
 	return b / 8
 }
 
-// Valid reports whether d is a dtype the safetensors format defines.
+// Valid reports whether d is a dtype the safetensors format defines (the
+// block formats of GGUF are not).
 func (d DType) Valid() bool { return d.Bits() != 0 }
 
 // BF16ToF32 widens a bfloat16 bit pattern exactly.

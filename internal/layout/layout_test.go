@@ -151,24 +151,25 @@ func TestBinaryRunsNoPrograms(t *testing.T) {
 var rank = map[string]int{
 	"internal/dtype": 0, // element types and half-float conversions
 	"internal/mmap":  0,
+	"internal/quant": 1, // ggml's block formats, below kernels and checkpoints/gguf
 
-	"kernels":                  1,
-	"checkpoints":              1,
-	"checkpoints/safetensors":  1,
-	"checkpoints/hf":           1,
-	"checkpoints/peft":         1,
-	"checkpoints/gguf":         1,
-	"tokenizer":                1,
-	"tokenizer/internal/jinja": 1, // the chat template engine, bounded
-	"configs":                  1,
+	"kernels":                  2,
+	"checkpoints":              2,
+	"checkpoints/safetensors":  2,
+	"checkpoints/hf":           2,
+	"checkpoints/peft":         2,
+	"checkpoints/gguf":         2,
+	"tokenizer":                2,
+	"tokenizer/internal/jinja": 2, // the chat template engine, bounded
+	"configs":                  2,
 
-	"model":         2,
-	"model/builtin": 2,
-	"lora":          3,
-	"datasets":      4,
-	"train":         5,
-	"export":        6,
-	"cmd/tune":      7,
+	"model":         3,
+	"model/builtin": 3,
+	"lora":          4,
+	"datasets":      5,
+	"train":         6,
+	"export":        7,
+	"cmd/tune":      8,
 }
 
 // tree is the top folder of a package path: checkpoints for checkpoints/hf.
