@@ -15,7 +15,7 @@ import (
 	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/internal/dtype"
-	"github.com/tune-dev/tune/internal/ggufread"
+	"github.com/tune-dev/tune/internal/fixture"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
@@ -67,7 +67,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 				if err := GGUFAdapter(adapterDir, base, path, typName); err != nil {
 					t.Fatal(err)
 				}
-				g, err := ggufread.Read(path)
+				g, err := gguf.Open(path)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -192,7 +192,7 @@ func TestGGUFTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 		runs = append(runs, scoreRun{Model: path, IDs: ids})
-		g, err := ggufread.Read(path)
+		g, err := gguf.Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +237,7 @@ func TestGGUFTypes(t *testing.T) {
 			case gguf.Q8_0:
 				got, _ := g.Float32(ti.Name)
 				for blk := range len(w) / 32 {
-					d16, bound := ggufread.Q8_0Quantum(w[blk*32 : blk*32+32])
+					d16, bound := fixture.Q8_0Quantum(w[blk*32 : blk*32+32])
 					for i := blk * 32; i < blk*32+32; i++ {
 						e := math.Abs(float64(got[i] - w[i]))
 						worstQ = max(worstQ, e/d16)

@@ -59,6 +59,9 @@ func (t Type) String() string {
 	case BF16:
 		return "BF16"
 	}
+	if n := ggmlName(t); n != "" {
+		return n
+	}
 	return "type " + strconv.FormatUint(uint64(t), 10)
 }
 
@@ -82,7 +85,7 @@ func (t Type) layout() (values, bytes int64, ok bool) {
 func ByteSize(t Type, dims []uint64) (int64, error) {
 	values, size, ok := t.layout()
 	if !ok {
-		return 0, fmt.Errorf("unsupported tensor type %s (tune handles F32, F16, BF16 and Q8_0)", t)
+		return 0, errUnsupported(t)
 	}
 	n := uint64(1)
 	for i, d := range dims {

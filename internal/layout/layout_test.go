@@ -100,11 +100,11 @@ func rel(path string) string {
 }
 
 // testOnly are the packages only tests may import: the runners of PyTorch
-// and node (os/exec) that tune is compared with, the GGUF reader the export
-// tests read files back with, and the file tests' shared checks.
+// and node (os/exec) that tune is compared with, and the file tests' shared
+// checks.
 func testOnly(path string) bool {
 	r := rel(path)
-	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture", "internal/peer"} {
+	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/fixture", "internal/peer"} {
 		if r == p || strings.HasPrefix(r, p+"/") {
 			return true
 		}
