@@ -21,25 +21,6 @@ import (
 	"github.com/tune-dev/tune/tokenizer"
 )
 
-// TestPermuteRows pins the permutation to convert_hf_to_gguf's
-// reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2) on a small case.
-func TestPermuteRows(t *testing.T) {
-	// 2 heads of 4 rows, 1 column: per head [0 1 | 2 3] -> [0 2 1 3].
-	got := permuteRows([]float32{0, 1, 2, 3, 4, 5, 6, 7}, 8, 1, 2)
-	if want := []float32{0, 2, 1, 3, 4, 6, 5, 7}; !slices.Equal(got, want) {
-		t.Fatalf("permuteRows = %v, want %v", got, want)
-	}
-	// 1 head of 6 rows, 2 columns: rows [a b c | d e f] -> [a d b e c f].
-	w := []float32{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5}
-	got = permuteRows(w, 6, 2, 1)
-	if want := []float32{0, 0, 3, 3, 1, 1, 4, 4, 2, 2, 5, 5}; !slices.Equal(got, want) {
-		t.Fatalf("permuteRows = %v, want %v", got, want)
-	}
-	if back := unpermuteRows(got, 6, 2, 1); !slices.Equal(back, w) {
-		t.Fatalf("unpermuteRows = %v, want %v", back, w)
-	}
-}
-
 // TestAdapterRoundTrip: PEFT -> GGUF adapter -> ReadGGUF -> inverse
 // permutation gives A and B back bit for bit in f32, and f16/bf16 adapters
 // hold exactly dtype.F32ToF16/F32ToBF16 of them.
@@ -87,7 +68,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 				}
 				typ, _ := ParseType(typName)
 				for _, m := range a.Modules {
-					name := "blk." + strconv.Itoa(m.Layer) + "." + ggufModule[m.Name] + ".weight"
+					name := "blk." + strconv.Itoa(m.Layer) + "." + gguf.ModuleName(m.Name) + ".weight"
 					wantB := m.B
 					for _, suffix := range []string{".lora_a", ".lora_b"} {
 						info, ok := g.Info(name + suffix)
@@ -104,9 +85,9 @@ func TestAdapterRoundTrip(t *testing.T) {
 					gotA, _ := g.Float32(name + ".lora_a")
 					dataA, _ := g.TensorData(name + ".lora_a")
 					if h := qkHeads(cfg, m.Name); h > 0 && wantArch == "llama" {
-						gotB = unpermuteRows(gotB, m.Out, 4, h)
+						gotB = gguf.UnpermuteRows(gotB, m.Out, h)
 						// the file holds the permuted rows
-						permuted := permuteRows(m.B, m.Out, 4, h)
+						permuted := gguf.PermuteRows(m.B, m.Out, h)
 						if typName == "f32" && slices.Equal(permuted, m.B) {
 							t.Fatalf("%s: permutation is the identity, the test proves nothing", name)
 						}
@@ -179,7 +160,7 @@ func TestGGUFTypes(t *testing.T) {
 			}
 		}
 		if h := qkHeads(cfg, module); h > 0 {
-			v = permuteRows(v, tn.Shape[0], len(v)/tn.Shape[0], h)
+			v = gguf.PermuteRows(v, tn.Shape[0], h)
 		}
 		want[name] = v
 	}
@@ -264,6 +245,16 @@ func TestGGUFTypes(t *testing.T) {
 		}
 	}
 }
+
+// llama.cpp's token types (llama_token_type / gguf TokenType).
+const (
+	tokNormal      int32 = 1
+	tokUnknown     int32 = 2
+	tokControl     int32 = 3
+	tokUserDefined int32 = 4
+	tokUnused      int32 = 5
+	tokByte        int32 = 6
+)
 
 // TestVocabMetadata checks the tokenizer metadata against what
 // convert_hf_to_gguf writes for the real tokenizers.

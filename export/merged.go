@@ -116,7 +116,7 @@ func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) er
 				return err
 			}
 		}
-		if err := writeConfig(md.Config, outType, filepath.Join(tmp, hf.ConfigFile)); err != nil {
+		if err := writeConfig(md.ConfigJSON(), outType, filepath.Join(tmp, hf.ConfigFile)); err != nil {
 			return err
 		}
 		for _, f := range tokenizerFiles {

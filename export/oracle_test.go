@@ -136,7 +136,7 @@ func randomSpecAdapter(t *testing.T, baseDir string, cfg model.Config, spec lora
 
 func loadConfig(t *testing.T, dir string) model.Config {
 	t.Helper()
-	cfg, err := readConfig(dir)
+	cfg, err := model.ReadConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

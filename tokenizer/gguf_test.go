@@ -1,0 +1,131 @@
+package tokenizer
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tune-dev/tune/checkpoints/gguf"
+)
+
+// TestGGUFRoundTrip writes the tokenizer.* metadata of real tokenizers
+// (Llama 2's SentencePiece BPE; Llama 3's, Qwen3's and cl100k's byte-level
+// BPE) into a GGUF file, as `tune export --format gguf` does, reads the
+// tokenizer back from the GGUF, and requires it to encode the corpus (hard
+// cases and generated text, with and without special tokens) exactly as the
+// tokenizer.json it came from, decode the same, and keep its special tokens
+// and chat template.
+func TestGGUFRoundTrip(t *testing.T) {
+	requireOracle(t)
+	texts := corpus()
+	// cl100k is named llama-bpe in GGUF, whose decoding cleans up spaces as
+	// llama.cpp and Llama 3 do; its tokenizer_config.json does not.
+	for _, name := range []string{"llama2", "llama3_1", "qwen3", "gpt35turbo"} {
+		decode := name != "gpt35turbo"
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			want, err := Load(tokenizerDir(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kv, err := want.GGUFMetadata(want.VocabSize(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "vocab.gguf")
+			if err := gguf.Write(path, append([]gguf.KV{{Key: "general.architecture", Value: "llama"}}, kv...), nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.VocabSize() != want.VocabSize() {
+				t.Errorf("vocabulary of %d, want %d", got.VocabSize(), want.VocabSize())
+			}
+			for _, f := range []func(*Tokenizer) (int, bool){(*Tokenizer).BOS, (*Tokenizer).EOS, (*Tokenizer).PAD} {
+				g, gok := f(got)
+				w, wok := f(want)
+				if g != w || gok != wok {
+					t.Errorf("special token %d %v, want %d %v", g, gok, w, wok)
+				}
+			}
+			if got.ChatTemplate() != want.ChatTemplate() {
+				t.Errorf("chat template differs")
+			}
+			bad := 0
+			for _, text := range texts {
+				for _, special := range []bool{false, true} {
+					g, w := got.Encode(text, special), want.Encode(text, special)
+					if !slices.Equal(g, w) {
+						if bad++; bad <= 5 {
+							t.Errorf("%q (special %v): GGUF tokenizer gives %v, tokenizer.json %v", text, special, g, w)
+						}
+					}
+				}
+				ids := want.Encode(text, true)
+				if g, w := got.Decode(ids, false), want.Decode(ids, false); decode && g != w {
+					if bad++; bad <= 5 {
+						t.Errorf("decode of %q: %q, want %q", text, g, w)
+					}
+				}
+				if g, w := got.Decode(ids, true), want.Decode(ids, true); decode && g != w {
+					if bad++; bad <= 5 {
+						t.Errorf("decode (skipping special tokens) of %q: %q, want %q", text, g, w)
+					}
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%d of %d texts differ", bad, len(texts))
+			}
+		})
+	}
+}
+
+// TestGGUFBadMetadata: metadata that names no tokenizer tune can build is a
+// one-line error naming the key.
+func TestGGUFBadMetadata(t *testing.T) {
+	ok := []gguf.KV{
+		{Key: "tokenizer.ggml.model", Value: "gpt2"}, {Key: "tokenizer.ggml.pre", Value: "qwen2"},
+		{Key: "tokenizer.ggml.tokens", Value: []string{"a", "b", "ab"}}, {Key: "tokenizer.ggml.merges", Value: []string{"a b"}},
+	}
+	with := func(key string, v any) []gguf.KV {
+		out := slices.Clone(ok)
+		for i := range out {
+			if out[i].Key == key {
+				if v == nil {
+					return slices.Delete(out, i, i+1)
+				}
+				out[i].Value = v
+				return out
+			}
+		}
+		return append(out, gguf.KV{Key: key, Value: v})
+	}
+	for _, c := range []struct {
+		name string
+		kv   []gguf.KV
+		want string
+	}{
+		{"no tokenizer", with("tokenizer.ggml.model", nil), "tokenizer.ggml.model: missing"},
+		{"bert", with("tokenizer.ggml.model", "bert"), `tokenizer.ggml.model: "bert" is not supported`},
+		{"pre", with("tokenizer.ggml.pre", "falcon"), `tokenizer.ggml.pre: "falcon" is not a pre-tokenizer tune reproduces`},
+		{"tokens type", with("tokenizer.ggml.tokens", []int32{1}), "tokenizer.ggml.tokens: expected []string, got []int32"},
+		{"types length", with("tokenizer.ggml.token_type", []int32{1}), "tokenizer.ggml.token_type: 1 entries for 3 tokens"},
+		{"bos", with("tokenizer.ggml.bos_token_id", uint32(3)), "tokenizer.ggml.bos_token_id: 3; expected a token id below 3"},
+		{"merge", with("tokenizer.ggml.merges", []string{"b a"}), `merge result "ba" is not in model.vocab`},
+		{"no merges", with("tokenizer.ggml.merges", nil), "tokenizer.ggml.merges: missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bad.gguf")
+			if err := gguf.Write(path, c.kv, nil); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), path) {
+				t.Fatalf("err = %v, want one line naming %s and %q", err, path, c.want)
+			}
+		})
+	}
+}
