@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -86,10 +87,10 @@ func newGGUFFile(f *gguf.File) (*ggufFile, error) {
 	return g, nil
 }
 
-func (g *ggufFile) Names() []string   { return slices.Clone(g.names) }
-func (g *ggufFile) Files() []string   { return []string{g.f.Path} }
+func (g *ggufFile) Names() []string    { return slices.Clone(g.names) }
+func (g *ggufFile) Files() []string    { return []string{g.f.Path} }
 func (g *ggufFile) ConfigJSON() []byte { return slices.Clone(g.config) }
-func (g *ggufFile) Close() error      { return g.f.Close() }
+func (g *ggufFile) Close() error       { return g.f.Close() }
 
 func (g *ggufFile) Has(name string) bool {
 	_, ok := g.byHF[name]
@@ -315,7 +316,9 @@ func anyNumber(key string, v any) (float64, error) {
 	case int64:
 		return float64(x), nil
 	case float32:
-		return float64(x), nil
+		// The shortest decimal that rounds to x: the config.json value
+		// (1e-5, not 9.9999997e-06) whenever it was written from one.
+		return strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
 	case float64:
 		return x, nil
 	}
