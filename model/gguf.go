@@ -92,6 +92,13 @@ func (g *ggufFile) Files() []string    { return []string{g.f.Path} }
 func (g *ggufFile) ConfigJSON() []byte { return slices.Clone(g.config) }
 func (g *ggufFile) Close() error       { return g.f.Close() }
 
+func (g *ggufFile) label(hf string) string {
+	name, _, _ := gguf.TensorName(hf)
+	return name + " (" + hf + ")"
+}
+
+func (g *ggufFile) layersKey() string { return g.arch() + ".block_count is" }
+
 func (g *ggufFile) Has(name string) bool {
 	_, ok := g.byHF[name]
 	return ok
@@ -118,8 +125,7 @@ func torchShape(dims []uint64) []int {
 func (g *ggufFile) Tensor(name string) (safetensors.Tensor, error) {
 	gname, ok := g.byHF[name]
 	if !ok {
-		want, _, _ := gguf.TensorName(name)
-		return safetensors.Tensor{}, fmt.Errorf("%s: no tensor %s (%s)", g.f.Path, want, name)
+		return safetensors.Tensor{}, fmt.Errorf("%s: no tensor %s", g.f.Path, g.label(name))
 	}
 	info, _ := g.Info(name)
 	data, err := g.f.TensorData(gname)
@@ -392,4 +398,36 @@ func llama3Scaling(f *gguf.File, cfg Config) (kernels.RopeScaling, error) {
 		}
 	}
 	return kernels.RopeScaling{}, fmt.Errorf("tensor %s: per-frequency factors that no Llama 3 rope_scaling (low_freq_factor 1, high_freq_factor 4) gives; tune cannot reproduce them", name)
+}
+
+// OriginalModel names the model a GGUF checkpoint was converted from, for a
+// PEFT adapter's base_model_name_or_path: the Hugging Face repository of
+// general.base_model.0 (its repo_url, or organization/name) as
+// convert_hf_to_gguf records it, with exact true; else general.name, with
+// exact false (a display name, perhaps not a repository). It is "", false
+// for a Hugging Face directory or a GGUF file that names nothing.
+func OriginalModel(ck Checkpoint) (name string, exact bool) {
+	g, ok := ck.(*ggufFile)
+	if !ok {
+		return "", false
+	}
+	str := func(key string) string {
+		v, _ := g.f.Lookup(key)
+		s, _ := v.(string)
+		return strings.TrimSpace(s)
+	}
+	if u := str("general.base_model.0.repo_url"); u != "" {
+		for _, p := range []string{"https://huggingface.co/", "http://huggingface.co/", "https://hf.co/"} {
+			if r, ok := strings.CutPrefix(u, p); ok && r != "" {
+				return strings.TrimSuffix(r, "/"), true
+			}
+		}
+		return u, true
+	}
+	if n := str("general.base_model.0.name"); n != "" {
+		if o := str("general.base_model.0.organization"); o != "" {
+			return o + "/" + n, true
+		}
+	}
+	return str("general.name"), false
 }
