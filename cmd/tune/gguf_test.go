@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/checkpoints/peft"
+	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -210,5 +213,91 @@ func TestHostileGGUF(t *testing.T) {
 				t.Errorf("%q does not name the file", out)
 			}
 		})
+	}
+}
+
+// TestTrainOnGGUFBase: `tune run` with model.path a GGUF (exported from a
+// directory) trains exactly as on the directory: the same losses and the
+// same adapter bytes. The adapter, exported as a GGUF adapter for that file,
+// gives in llama.cpp (node-llama-cpp) the loss `tune eval` reports for base
+// + adapter.
+func TestTrainOnGGUFBase(t *testing.T) {
+	for _, p := range []string{"node_modules/node-llama-cpp/package.json", "node_modules/@node-llama-cpp/linux-x64/bins"} {
+		if _, err := os.Stat(filepath.Join(testmodels.LlamaCppDir(), p)); err != nil {
+			t.Fatalf("llama.cpp oracle not installed (%v): run make setup", err)
+		}
+	}
+	bin := tuneBinary(t)
+	dir := modelWithTokenizer(t)
+	work := t.TempDir()
+	g := filepath.Join(work, "base.gguf")
+	if _, err := runTune(t, "export", "--model", dir, "--format", "gguf", "--dtype", "f32", "--out", g); err != nil {
+		t.Fatal(err)
+	}
+	train := func(base, out string) {
+		args := []string{"run", "../../configs/demo.yaml", "-q", "model.path=" + base, "output.dir=" + out, "train.max_steps=12",
+			"checkpoint.every=100", "train.eval_every=0", "data.val_ratio=0"}
+		if b, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("tune run on %s: %v\n%s", base, err, b)
+		}
+	}
+	runDir, runGGUF := filepath.Join(work, "run-dir"), filepath.Join(work, "run-gguf")
+	train(dir, runDir)
+	train(g, runGGUF)
+	ma, _ := os.ReadFile(filepath.Join(runDir, "metrics.jsonl"))
+	mb, _ := os.ReadFile(filepath.Join(runGGUF, "metrics.jsonl"))
+	if la, lb := lossesOf(ma), lossesOf(mb); la != lb || la == "" {
+		t.Errorf("losses differ:\ndirectory %s\nGGUF      %s", la, lb)
+	}
+	aa, _ := os.ReadFile(filepath.Join(runDir, "adapter", "adapter_model.safetensors"))
+	ab, _ := os.ReadFile(filepath.Join(runGGUF, "adapter", "adapter_model.safetensors"))
+	if len(aa) == 0 || !bytes.Equal(aa, ab) {
+		t.Error("the adapter trained on the GGUF differs from the one trained on the directory")
+	}
+
+	adapter := filepath.Join(runGGUF, "adapter")
+	adapterGGUF := filepath.Join(work, "adapter.gguf")
+	// --model defaults to the adapter's base_model_name_or_path: the GGUF.
+	if out, err := runTune(t, "export", "--adapter", adapter, "--format", "gguf-adapter", "--out", adapterGGUF); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	ids := make([]int32, 40)
+	for i := range ids {
+		ids[i] = int32(r.IntN(32000))
+	}
+	data := filepath.Join(work, "ids.jsonl")
+	line, _ := json.Marshal(map[string]any{"input_ids": ids})
+	if err := os.WriteFile(data, append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runTune(t, "eval", "--model", g, "--adapter", adapter, "--data", data, "--json", "--seq", "40")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]struct {
+		Loss   float64 `json:"loss"`
+		Tokens int     `json:"tokens"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res["adapter"].Tokens != len(ids)-1 {
+		t.Fatalf("eval --json printed %q (%v)", out, err)
+	}
+	if d := math.Abs(res["adapter"].Loss - res["base"].Loss); d < 1e-3 {
+		t.Fatalf("training moved the loss by %.2g only: the comparison would prove nothing", d)
+	}
+	got, err := testmodels.LlamaCpp([]testmodels.ScoreRun{{Model: g, Adapters: []string{adapterGGUF}, IDs: ids}, {Model: g, IDs: ids}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"adapter", "base"} {
+		var nll float64
+		for _, lp := range got[i].LogProbs {
+			nll -= lp
+		}
+		nll /= float64(len(got[i].LogProbs))
+		t.Logf("%s: tune %.7f, llama.cpp %.7f", name, res[name].Loss, nll)
+		if d := math.Abs(nll - res[name].Loss); d > 1e-4 {
+			t.Errorf("%s: llama.cpp's loss %.7f, tune's %.7f (difference %.2g)", name, nll, res[name].Loss, d)
+		}
 	}
 }
