@@ -4,13 +4,18 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tune-dev/tune/checkpoints/hf"
 )
 
-// IsGGUF reports whether path names a file rather than a directory: tune
-// reads a model from a Hugging Face directory or a GGUF file.
+// IsGGUF reports whether path names a GGUF file rather than a Hugging Face
+// directory: a regular file, or a path ending in .gguf (so that a missing
+// file is reported as one).
 func IsGGUF(path string) bool {
+	if strings.EqualFold(filepath.Ext(path), ".gguf") {
+		return true
+	}
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
 }

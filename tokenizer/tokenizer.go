@@ -42,7 +42,7 @@ type Tokenizer struct {
 // is a file, it is a GGUF model and its tokenizer.ggml.* metadata is read
 // (see FromGGUF).
 func Load(dir string) (*Tokenizer, error) {
-	if st, err := os.Stat(dir); err == nil && st.Mode().IsRegular() {
+	if st, err := os.Stat(dir); err == nil && st.Mode().IsRegular() || strings.EqualFold(filepath.Ext(dir), ".gguf") {
 		return loadGGUF(dir)
 	}
 	cfg := filepath.Join(dir, "tokenizer_config.json")
