@@ -227,12 +227,17 @@ func ggufConfig(f *gguf.File) (Config, []byte, error) {
 		}
 		raw[k.field] = n
 	}
+	// llama.cpp's head size without key_length is hidden / heads, for
+	// every architecture (Qwen3Config's default of 128 is not GGUF's).
 	// Partial rotary embeddings and a value size unlike the key size are
 	// not in the models tune builds.
 	headDim := 0
 	if h, ok := raw["num_attention_heads"].(float64); ok && h > 0 {
-		if e, ok := raw["hidden_size"].(float64); ok {
+		if e, ok := raw["hidden_size"].(float64); ok && math.Mod(e, h) == 0 {
 			headDim = int(e / h)
+			if _, ok := raw["head_dim"]; !ok {
+				raw["head_dim"] = e / h
+			}
 		}
 	}
 	if d, ok := raw["head_dim"].(float64); ok {

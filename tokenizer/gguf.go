@@ -464,6 +464,9 @@ func preTokenizerByName(name string) (ggufPreTokenizer, bool) {
 	return knownPreTokenizers[0], false
 }
 
+// maxSPMPiece bounds the pieces spmMerges splits, in bytes.
+const maxSPMPiece = 256
+
 // spmMerges turns SentencePiece scores into BPE merges: llama.cpp's
 // tokenizer repeatedly joins the adjacent pair whose join is a token with the
 // highest score, which is BPE with a merge "a b" for every split of a normal
@@ -475,7 +478,10 @@ func (v *ggufVocab) spmMerges(vocab map[string]int) [][2]string {
 	}
 	var order []cand
 	for id, s := range v.tokens {
-		if v.types[id] == tokNormal && utf8.RuneCountInString(s) > 1 && vocab[s] == id {
+		// Splitting costs the square of a token's length: a token longer
+		// than any real piece (Llama 2's longest is 16 characters) is
+		// left to be matched whole, so a hostile vocabulary cannot stall.
+		if v.types[id] == tokNormal && len(s) <= maxSPMPiece && utf8.RuneCountInString(s) > 1 && vocab[s] == id {
 			order = append(order, cand{id, v.scores[id]})
 		}
 	}

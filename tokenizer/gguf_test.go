@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -128,4 +129,56 @@ func TestGGUFBadMetadata(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzFromGGUF feeds arbitrary files to the GGUF tokenizer reader. It must
+// never panic; an error is one line; a tokenizer it builds encodes and
+// decodes a text. Seeds: small byte-level and SentencePiece vocabularies and
+// testdata/fuzz/FuzzFromGGUF.
+func FuzzFromGGUF(f *testing.F) {
+	for _, kv := range [][]gguf.KV{
+		{
+			{Key: "tokenizer.ggml.model", Value: "gpt2"}, {Key: "tokenizer.ggml.pre", Value: "llama-bpe"},
+			{Key: "tokenizer.ggml.tokens", Value: []string{"a", "b", "ab", "Ġ", "Ġab", "<s>"}}, {Key: "tokenizer.ggml.merges", Value: []string{"a b", "Ġ ab"}},
+			{Key: "tokenizer.ggml.token_type", Value: []int32{1, 1, 1, 1, 1, 3}}, {Key: "tokenizer.ggml.bos_token_id", Value: uint32(5)},
+			{Key: "tokenizer.chat_template", Value: "{{ messages[0]['content'] }}"},
+		},
+		{
+			{Key: "tokenizer.ggml.model", Value: "llama"},
+			{Key: "tokenizer.ggml.tokens", Value: []string{"<unk>", "<s>", "</s>", "<0x41>", "▁", "a", "b", "▁a", "ab", "▁ab"}},
+			{Key: "tokenizer.ggml.scores", Value: []float32{0, 0, 0, 0, -1, -2, -3, -4, -5, -6}},
+			{Key: "tokenizer.ggml.token_type", Value: []int32{2, 3, 3, 6, 1, 1, 1, 1, 1, 1}},
+			{Key: "tokenizer.ggml.unknown_token_id", Value: uint32(0)}, {Key: "tokenizer.ggml.eos_token_id", Value: uint32(2)},
+		},
+	} {
+		path := filepath.Join(f.TempDir(), "seed.gguf")
+		if err := gguf.Write(path, kv, nil); err != nil {
+			f.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), "f.gguf")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := Load(path)
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		ids := tok.Encode("ab Ab\n a<s>", true)
+		for _, id := range ids {
+			if id < 0 || id >= tok.VocabSize() {
+				t.Fatalf("id %d outside the vocabulary of %d", id, tok.VocabSize())
+			}
+		}
+		tok.Decode(ids, false)
+	})
 }
