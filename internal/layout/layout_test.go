@@ -158,10 +158,10 @@ var rank = map[string]int{
 	"checkpoints/hf":           1,
 	"checkpoints/peft":         1,
 	"checkpoints/gguf":         1,
-	"tokenizer":                1,
 	"tokenizer/internal/jinja": 1, // the chat template engine, bounded
 	"configs":                  1,
 
+	"tokenizer":     2, // reads a GGUF file's vocabulary
 	"model":         2,
 	"model/builtin": 2,
 	"lora":          3,
