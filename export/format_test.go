@@ -246,16 +246,6 @@ func TestGGUFTypes(t *testing.T) {
 	}
 }
 
-// llama.cpp's token types (llama_token_type / gguf TokenType).
-const (
-	tokNormal      int32 = 1
-	tokUnknown     int32 = 2
-	tokControl     int32 = 3
-	tokUserDefined int32 = 4
-	tokUnused      int32 = 5
-	tokByte        int32 = 6
-)
-
 // TestVocabMetadata checks the tokenizer metadata against what
 // convert_hf_to_gguf writes for the real tokenizers.
 func TestVocabMetadata(t *testing.T) {
@@ -280,7 +270,7 @@ func TestVocabMetadata(t *testing.T) {
 		if m["tokenizer.ggml.model"] != "llama" || len(tokens) != 32000 || len(scores) != 32000 {
 			t.Fatalf("model %v, %d tokens, %d scores", m["tokenizer.ggml.model"], len(tokens), len(scores))
 		}
-		if types[0] != tokUnknown || types[1] != tokControl || types[2] != tokControl || types[13] != tokByte || tokens[13] != "<0x0A>" || types[29871] != tokNormal {
+		if types[0] != tokenizer.TokenUnknown || types[1] != tokenizer.TokenControl || types[2] != tokenizer.TokenControl || types[13] != tokenizer.TokenByte || tokens[13] != "<0x0A>" || types[29871] != tokenizer.TokenNormal {
 			t.Fatalf("token types %v %v %v %v %q %v", types[0], types[1], types[2], types[13], tokens[13], types[29871])
 		}
 		if m["tokenizer.ggml.bos_token_id"] != uint32(1) || m["tokenizer.ggml.eos_token_id"] != uint32(2) || m["tokenizer.ggml.unknown_token_id"] != uint32(0) || m["tokenizer.ggml.add_bos_token"] != true || m["tokenizer.ggml.add_eos_token"] != false {
@@ -310,10 +300,10 @@ func TestVocabMetadata(t *testing.T) {
 		if m["tokenizer.ggml.pre"] != "qwen2" || m["tokenizer.ggml.add_bos_token"] != false || m["tokenizer.ggml.eos_token_id"] != uint32(151645) || m["tokenizer.ggml.padding_token_id"] != uint32(151643) {
 			t.Fatalf("pre %v add_bos %v eos %v pad %v", m["tokenizer.ggml.pre"], m["tokenizer.ggml.add_bos_token"], m["tokenizer.ggml.eos_token_id"], m["tokenizer.ggml.padding_token_id"])
 		}
-		if tokens[151679] != "[PAD151679]" || types[151679] != tokUnused || tokens[151645] != "<|im_end|>" || types[151645] != tokControl {
+		if tokens[151679] != "[PAD151679]" || types[151679] != tokenizer.TokenUnused || tokens[151645] != "<|im_end|>" || types[151645] != tokenizer.TokenControl {
 			t.Fatalf("tokens %q %v %q %v", tokens[151679], types[151679], tokens[151645], types[151645])
 		}
-		if tokens[151657] != "<tool_call>" || types[151657] != tokUserDefined {
+		if tokens[151657] != "<tool_call>" || types[151657] != tokenizer.TokenUserDefined {
 			t.Fatalf("non-special added token: %q %v", tokens[151657], types[151657])
 		}
 	})

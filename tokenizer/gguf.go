@@ -13,14 +13,15 @@ import (
 	"github.com/tune-dev/tune/checkpoints/gguf"
 )
 
-// llama.cpp's token types (llama_token_type / gguf TokenType).
+// llama.cpp's token types (llama_token_type / gguf TokenType), the values
+// of tokenizer.ggml.token_type.
 const (
-	tokNormal      int32 = 1
-	tokUnknown     int32 = 2
-	tokControl     int32 = 3
-	tokUserDefined int32 = 4
-	tokUnused      int32 = 5
-	tokByte        int32 = 6
+	TokenNormal      int32 = 1
+	TokenUnknown     int32 = 2
+	TokenControl     int32 = 3
+	TokenUserDefined int32 = 4
+	TokenUnused      int32 = 5
+	TokenByte        int32 = 6
 )
 
 // knownPreTokenizers are the byte-level pre-tokenizers llama.cpp knows, by
@@ -102,27 +103,27 @@ func (t *Tokenizer) GGUFMetadata(vocab int, fallbackIDs map[string]int) ([]gguf.
 	types := make([]int32, vocab)
 	for i := range tokens {
 		tokens[i] = fmt.Sprintf("[PAD%d]", i)
-		types[i] = tokUnused
+		types[i] = TokenUnused
 	}
 	byteToken := regexp.MustCompile(`^<0x[0-9A-Fa-f]{2}>$`)
 	for s, id := range v.Tokens {
-		tokens[id], types[id] = s, tokNormal
+		tokens[id], types[id] = s, TokenNormal
 		if v.ByteFallback && byteToken.MatchString(s) {
-			types[id] = tokByte
+			types[id] = TokenByte
 		}
 	}
 	for _, a := range v.Added {
 		tokens[a.ID] = a.Content
 		if a.Special {
-			types[a.ID] = tokControl
+			types[a.ID] = TokenControl
 		} else {
-			types[a.ID] = tokUserDefined
+			types[a.ID] = TokenUserDefined
 		}
 	}
 	// The unknown token stays UNKNOWN even when it is also an added special
 	// token (Llama 2 lists <unk> there), as in convert_hf_to_gguf's output.
 	if v.Unknown >= 0 {
-		types[v.Unknown] = tokUnknown
+		types[v.Unknown] = TokenUnknown
 	}
 
 	var kv []gguf.KV
@@ -184,7 +185,7 @@ func (t *Tokenizer) GGUFMetadata(vocab int, fallbackIDs map[string]int) ([]gguf.
 func spmScores(tokens []string, types []int32, merges []string, vocab map[string]int) []float32 {
 	scores := make([]float32, len(tokens))
 	for i, t := range types {
-		if t == tokUserDefined || t == tokControl {
+		if t == TokenUserDefined || t == TokenControl {
 			scores[i] = -1000
 		}
 	}
@@ -194,7 +195,7 @@ func spmScores(tokens []string, types []int32, merges []string, vocab map[string
 			if m[k] != ' ' {
 				continue
 			}
-			if id, ok := vocab[m[:k]+m[k+1:]]; ok && !seen[id] && types[id] == tokNormal {
+			if id, ok := vocab[m[:k]+m[k+1:]]; ok && !seen[id] && types[id] == TokenNormal {
 				seen[id] = true
 				scores[id] = -float32(rank + 1)
 			}
@@ -289,7 +290,7 @@ func readGGUFVocab(f *gguf.File) (*ggufVocab, error) {
 	if v.types == nil {
 		v.types = make([]int32, len(v.tokens))
 		for i := range v.types {
-			v.types[i] = tokNormal
+			v.types[i] = TokenNormal
 		}
 	}
 	if v.scores, err = meta[[]float32](f, "tokenizer.ggml.scores", false); err != nil {
@@ -401,8 +402,8 @@ func (v *ggufVocab) tokenizerJSON() (doc []byte, cleanup bool, err error) {
 			return nil, false, fmt.Errorf("tokenizer.ggml.tokens: token %d is not valid UTF-8", id)
 		}
 		vocab[s] = id
-		if typ := v.types[id]; (typ == tokControl || typ == tokUserDefined || typ == tokUnknown) && s != "" {
-			added = append(added, map[string]any{"id": id, "content": s, "special": typ != tokUserDefined, "normalized": false})
+		if typ := v.types[id]; (typ == TokenControl || typ == TokenUserDefined || typ == TokenUnknown) && s != "" {
+			added = append(added, map[string]any{"id": id, "content": s, "special": typ != TokenUserDefined, "normalized": false})
 		}
 	}
 	model := map[string]any{"type": "BPE", "vocab": vocab}
@@ -481,7 +482,7 @@ func (v *ggufVocab) spmMerges(vocab map[string]int) [][2]string {
 		// Splitting costs the square of a token's length: a token longer
 		// than any real piece (Llama 2's longest is 16 characters) is
 		// left to be matched whole, so a hostile vocabulary cannot stall.
-		if v.types[id] == tokNormal && len(s) <= maxSPMPiece && utf8.RuneCountInString(s) > 1 && vocab[s] == id {
+		if v.types[id] == TokenNormal && len(s) <= maxSPMPiece && utf8.RuneCountInString(s) > 1 && vocab[s] == id {
 			order = append(order, cand{id, v.scores[id]})
 		}
 	}

@@ -15,8 +15,6 @@ import (
 	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/internal/testmodels"
-	"github.com/tune-dev/tune/lora"
-	"github.com/tune-dev/tune/model"
 )
 
 // TestGGUFModel: a GGUF written by `tune export --format gguf --dtype f32`
@@ -48,25 +46,8 @@ func TestGGUFModel(t *testing.T) {
 		}
 	}
 
-	base, md, err := model.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md.Close()
-	r := rand.New(rand.NewPCG(3, 4))
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}, base.Config, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range a.Modules {
-		for i := range m.B {
-			m.B[i] = r.Float32() - 0.5
-		}
-	}
 	adapter := filepath.Join(work, "adapter")
-	if err := peft.Write(adapter, a.PEFTConfig(g), a.PEFTTensors()); err != nil {
-		t.Fatal(err)
-	}
+	randomAdapter(t, g, g, adapter, rand.New(rand.NewPCG(3, 4)))
 
 	data := filepath.Join(work, "eval.jsonl")
 	if err := os.WriteFile(data, []byte(`{"text": "The quick brown fox jumps over the lazy dog."}`+"\n"+`{"text": "Hello, world! 12345 ünïcödé"}`+"\n"), 0o644); err != nil {
