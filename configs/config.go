@@ -181,7 +181,9 @@ const (
 
 // BuiltinModels are the NAMEs of `model.path: builtin:NAME`, the models tune
 // generates itself (model/builtin makes each).
-func BuiltinModels() []string { return []string{"tiny", "smollm2-135m", "qwen2.5-0.5b"} }
+func BuiltinModels() []string {
+	return []string{"tiny", "smollm2-135m", "qwen2.5-0.5b", "llama3.2-1b", "qwen2.5-7b"}
+}
 
 // ComputeDTypes are the values train.compute_dtype takes.
 func ComputeDTypes() []string { return []string{"auto", "bf16", "f32"} }

@@ -50,7 +50,7 @@ func TestValidationMessages(t *testing.T) {
 		{"model.path empty in file", []byte("model:\n  path: \"\"\ndata:\n  train: t.jsonl\n"), nil, nil,
 			[]string{f + ":2: model.path: required: the Hugging Face model directory"}},
 		{"model.path unknown builtin", []byte("model:\n  path: builtin:huge\ndata:\n  train: t.jsonl\n"), nil, nil,
-			[]string{f + `:2: model.path: unknown builtin model "builtin:huge"; tune has builtin:tiny, builtin:smollm2-135m, builtin:qwen2.5-0.5b`}},
+			[]string{f + `:2: model.path: unknown builtin model "builtin:huge"; tune has builtin:tiny, builtin:smollm2-135m, builtin:qwen2.5-0.5b, builtin:llama3.2-1b, builtin:qwen2.5-7b`}},
 		{"data.train missing", []byte("model:\n  path: m\n"), nil, nil,
 			[]string{f + ": data.train: required: the training data file, or builtin:counting; or data.sources"}},
 		{"r zero", doc("lora:", "  r: 0"), nil, nil, []string{f + ":6: lora.r: must be > 0, got 0"}},

@@ -29,47 +29,32 @@ const (
 	flashTileN = 4096 // floats in one tile buffer (16 KiB)
 )
 
-// flashVariant names one implementation of the tile helpers.
-type flashVariant uint8
-
-const (
-	flashRef  flashVariant = iota // portable Go (flash_ref.go)
-	flashAVX2                     // AVX2 + FMA assembly (flash_amd64.s)
-)
-
-func (v flashVariant) String() string {
-	if v == flashAVX2 {
-		return "avx2"
-	}
-	return "ref"
-}
-
-func (v flashVariant) mul(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, mode int, rs []float32) {
-	if v == flashAVX2 {
+func (v simdVariant) mul(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, mode int, rs []float32) {
+	if v == simdAVX2 {
 		mulAVX2(m, n, k, a, ars, acs, b, ldb, c, ldc, mode, rs)
 		return
 	}
 	mulRef(m, n, k, a, ars, acs, b, ldb, c, ldc, mode, rs)
 }
 
-func (v flashVariant) softmax(s []float32, rows, cols, ld int, m, l, alpha []float32) {
-	if v == flashAVX2 {
+func (v simdVariant) softmax(s []float32, rows, cols, ld int, m, l, alpha []float32) {
+	if v == simdAVX2 {
 		softmaxAVX2(s, rows, cols, ld, m, l, alpha)
 		return
 	}
 	softmaxRef(s, rows, cols, ld, m, l, alpha)
 }
 
-func (v flashVariant) expSub(s []float32, rows, cols, ld int, sub []float32) {
-	if v == flashAVX2 {
+func (v simdVariant) expSub(s []float32, rows, cols, ld int, sub []float32) {
+	if v == simdAVX2 {
 		expSubAVX2(s, rows, cols, ld, sub)
 		return
 	}
 	expSubRef(s, rows, cols, ld, sub)
 }
 
-func (v flashVariant) dsoft(p, dp []float32, rows, cols, ld int, dd []float32, scale float32) {
-	if v == flashAVX2 {
+func (v simdVariant) dsoft(p, dp []float32, rows, cols, ld int, dd []float32, scale float32) {
+	if v == simdAVX2 {
 		dsoftAVX2(p, dp, rows, cols, ld, dd, scale)
 		return
 	}
@@ -95,7 +80,7 @@ func (v flashVariant) dsoft(p, dp []float32, rows, cols, ld int, dd []float32, s
 // calling goroutine); every out row is written by one worker, so results do
 // not depend on the number of threads.
 func FlashAttention(p *Pool, out, lse, q, k, v []float32, seg []int32, s AttentionShape) {
-	flashForward(active.flash, p, out, lse, q, k, v, seg, s)
+	flashForward(active.simd, p, out, lse, q, k, v, seg, s)
 }
 
 // FlashAttentionBackward computes dq, dk and dv (all overwritten) from dout,
@@ -108,7 +93,7 @@ func FlashAttention(p *Pool, out, lse, q, k, v []float32, seg []int32, s Attenti
 // workers write the same value and results are bitwise the same for any
 // number of threads. (So at most Batch·KVHeads workers are busy.)
 func FlashAttentionBackward(p *Pool, dq, dk, dv, dout, out, lse, q, k, v []float32, seg []int32, s AttentionShape) {
-	flashBackward(active.flash, p, dq, dk, dv, dout, out, lse, q, k, v, seg, s)
+	flashBackward(active.simd, p, dq, dk, dv, dout, out, lse, q, k, v, seg, s)
 }
 
 // flashGeom is what every tile of one call shares.
@@ -262,7 +247,7 @@ func (g *flashGeom) cover(rows []flashRow, j0, j1 int) (some, all bool) {
 // and at most jhi, −inf where a row may not see the key. It returns how many
 // keys that is (0: none of the rows sees any, nothing done) and the offset
 // of key j0 in k, given kb, that of key 0.
-func (g *flashGeom) scores(v flashVariant, st, qt []float32, nc int, k []float32, kb int, rows []flashRow, sg []int32, j0, jhi int) (bc, kt int) {
+func (g *flashGeom) scores(v simdVariant, st, qt []float32, nc int, k []float32, kb int, rows []flashRow, sg []int32, j0, jhi int) (bc, kt int) {
 	bc = min(flashBc, jhi+1-j0)
 	some, all := g.cover(rows, j0, j0+bc)
 	if !some {
@@ -300,9 +285,9 @@ func (g *flashGeom) mask(st []float32, ld int, rows []flashRow, sg []int32, j0, 
 
 // packQT writes the rows' query vectors transposed into qt (HeadDim × ld),
 // times mul, with zeros in the columns past the rows.
-func (g *flashGeom) packQT(v flashVariant, qt []float32, ld int, src []float32, rows []flashRow, mul float32) {
+func (g *flashGeom) packQT(v simdVariant, qt []float32, ld int, src []float32, rows []flashRow, mul float32) {
 	d := g.HeadDim
-	if v == flashAVX2 {
+	if v == simdAVX2 {
 		packAVX2(qt, ld, src, rows, d, mul)
 	} else {
 		packRef(qt, ld, src, rows, d, mul)
@@ -321,7 +306,7 @@ type fwdScratch struct {
 	rows        [flashMaxBr]flashRow
 }
 
-func flashForward(v flashVariant, p *Pool, out, lse, q, k, vv []float32, seg []int32, s AttentionShape) {
+func flashForward(v simdVariant, p *Pool, out, lse, q, k, vv []float32, seg []int32, s AttentionShape) {
 	g := newFlashGeom("FlashAttention", s, len(q), len(k), len(out), len(lse), seg)
 	if len(vv) != len(k) {
 		panic(fmt.Sprintf("kernels: FlashAttention: v has %d values, k %d", len(vv), len(k)))
@@ -376,7 +361,7 @@ func (g *flashGeom) prefetchForward(out, q []float32, u, tiles int) {
 
 // forwardTile computes the out rows and lse of tile t of the stacked query
 // rows of kv head kh in sequence b.
-func (g *flashGeom) forwardTile(v flashVariant, sc *fwdScratch, out, lse, q, k, vv []float32, b, kh, t int) {
+func (g *flashGeom) forwardTile(v simdVariant, sc *fwdScratch, out, lse, q, k, vv []float32, b, kh, t int) {
 	d, br := g.HeadDim, g.br
 	r0 := t * br
 	rows := sc.rows[:min(br, g.g*g.tq-r0)]
@@ -425,7 +410,7 @@ type bwdScratch struct {
 	rows    [flashMaxBr]flashRow
 }
 
-func flashBackward(v flashVariant, p *Pool, dq, dk, dv, dout, out, lse, q, k, vv []float32, seg []int32, s AttentionShape) {
+func flashBackward(v simdVariant, p *Pool, dq, dk, dv, dout, out, lse, q, k, vv []float32, seg []int32, s AttentionShape) {
 	g := newFlashGeom("FlashAttentionBackward", s, len(q), len(k), len(out), len(lse), seg)
 	if len(vv) != len(k) || len(dk) != len(k) || len(dv) != len(k) || len(dq) != len(q) || len(dout) != len(q) {
 		panic(fmt.Sprintf("kernels: FlashAttentionBackward: lengths q %d dq %d dout %d k %d v %d dk %d dv %d",
@@ -467,7 +452,7 @@ func flashBackward(v flashVariant, p *Pool, dq, dk, dv, dout, out, lse, q, k, vv
 
 // backwardTile adds the contributions of query rows t·br.. of head h in
 // sequence b to dk and dv, and writes their dq.
-func (g *flashGeom) backwardTile(v flashVariant, sc *bwdScratch, dq, dk, dv, dout, out, lse, q, k, vv []float32, b, h, t int) {
+func (g *flashGeom) backwardTile(v simdVariant, sc *bwdScratch, dq, dk, dv, dout, out, lse, q, k, vv []float32, b, h, t int) {
 	d, br := g.HeadDim, g.br
 	kh := h / g.g
 	i0 := t * br

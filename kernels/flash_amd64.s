@@ -100,7 +100,23 @@ DATA flashExpC<>+368(SB)/4, $0xff800000 // ninf
 DATA flashExpC<>+372(SB)/4, $0xff800000 // ninf
 DATA flashExpC<>+376(SB)/4, $0xff800000 // ninf
 DATA flashExpC<>+380(SB)/4, $0xff800000 // ninf
-GLOBL flashExpC<>(SB), RODATA|NOPTR, $384
+DATA flashExpC<>+384(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+388(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+392(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+396(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+400(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+404(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+408(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+412(SB)/4, $0x3fb8aa3b // log2e
+DATA flashExpC<>+416(SB)/4, $0xbfb8aa3b // nlog2e
+DATA flashExpC<>+420(SB)/4, $0xbfb8aa3b // nlog2e
+DATA flashExpC<>+424(SB)/4, $0xbfb8aa3b // nlog2e
+DATA flashExpC<>+428(SB)/4, $0xbfb8aa3b // nlog2e
+DATA flashExpC<>+432(SB)/4, $0xbfb8aa3b // nlog2e
+DATA flashExpC<>+436(SB)/4, $0xbfb8aa3b // nlog2e
+DATA flashExpC<>+440(SB)/4, $0xbfb8aa3b // nlog2e
+DATA flashExpC<>+444(SB)/4, $0xbfb8aa3b // nlog2e
+GLOBL flashExpC<>(SB), RODATA|NOPTR, $448
 
 // func flashPanel1AVX2(k, n int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, mode int, rs *float32)
 TEXT ·flashPanel1AVX2(SB), NOSPLIT, $0-88

@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// flashVariants is every variant this machine can run, the portable one first.
-func flashVariants() []flashVariant {
-	var vs []flashVariant
+// simdVariants is every variant this machine can run, the portable one first.
+func simdVariants() []simdVariant {
+	var vs []simdVariant
 	for _, ks := range availableVariants() {
-		vs = append(vs, ks.flash)
+		vs = append(vs, ks.simd)
 	}
 	return vs
 }
@@ -65,7 +65,7 @@ func TestExp2f(t *testing.T) {
 		got[i] = exp2f(x)
 	}
 	check("exp2f", got)
-	for _, v := range flashVariants() {
+	for _, v := range simdVariants() {
 		n := len(xs) &^ 7
 		got := slices.Clone(xs[:n])
 		v.expSub(got, n/8, 8, 8, make([]float32, 8))
@@ -83,7 +83,7 @@ func TestExp2f(t *testing.T) {
 // strided and transposed A, and the three modes.
 func TestFlashTileHelpers(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, v := range flashVariants() {
+	for _, v := range simdVariants() {
 		for _, m := range []int{1, 2, 3, 4, 5, 6, 7, 13} {
 			for _, n := range []int{8, 16, 20, 24, 40, 64, 3} {
 				for _, k := range []int{0, 1, 5, 64} {
@@ -180,7 +180,7 @@ func TestFlashTileHelpers(t *testing.T) {
 // counts and widths that are and are not multiples of 8, rows in any order.
 func TestFlashPack(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
-	for _, v := range flashVariants() {
+	for _, v := range simdVariants() {
 		for _, n := range []int{1, 7, 8, 13, 64} {
 			for _, d := range []int{4, 8, 20, 64} {
 				src := randF32(r, 100*d, 1)
@@ -358,7 +358,7 @@ func TestFlashMatchesReference(t *testing.T) {
 			AttentionForward(refOut, f.q, f.k, f.v, f.refSeg, s)
 			AttentionBackward(rdq, rdk, rdv, f.dout, refOut, f.q, f.k, f.v, f.refSeg, s)
 			var first [5][]float32
-			for vi, v := range flashVariants() {
+			for vi, v := range simdVariants() {
 				out, lse, dq, dk, dv := f.outputs()
 				flashForward(v, nil, out, lse, f.q, f.k, f.v, f.seg, s)
 				flashBackward(v, nil, dq, dk, dv, f.dout, out, lse, f.q, f.k, f.v, f.seg, s)
@@ -386,7 +386,7 @@ func TestFlashMatchesReference(t *testing.T) {
 				}
 				for i := range got {
 					if e := relErr(got[i], first[i]); e > 1e-5 {
-						t.Errorf("%v: %s differs from %v by %g", v, []string{"out", "lse", "dq", "dk", "dv"}[i], flashRef, e)
+						t.Errorf("%v: %s differs from %v by %g", v, []string{"out", "lse", "dq", "dk", "dv"}[i], simdRef, e)
 					}
 				}
 			}
@@ -410,7 +410,7 @@ func TestFlashThreadsBitwise(t *testing.T) {
 		{b: 3, t: 65, h: 2, kv: 1, d: 20, segKind: "mixed"},
 	} {
 		f := newFlashData(r, c)
-		for _, v := range flashVariants() {
+		for _, v := range simdVariants() {
 			var first [5][]float32
 			for pi, p := range pools {
 				out, lse, dq, dk, dv := f.outputs()
@@ -444,7 +444,7 @@ func TestFlashDecoding(t *testing.T) {
 		{b: 2, t: 40, h: 2, kv: 1, d: 20, window: 7, segKind: "mixed"},
 	} {
 		for _, tq := range []int{1, 3, 17} {
-			for _, v := range flashVariants() {
+			for _, v := range simdVariants() {
 				f := newFlashData(r, c)
 				s, qw := f.s, c.h*c.d
 				full, fullLse, fdq, fdk, fdv := f.outputs()
@@ -503,7 +503,7 @@ func TestFlashBackwardFiniteDifference(t *testing.T) {
 	c := flashCase{b: 1, t: 9, h: 4, kv: 2, d: 8, window: 4}
 	s := c.shape()
 	seg := []int32{1, 1, 1, 1, 2, 2, 2, 2, 0}
-	for _, v := range flashVariants() {
+	for _, v := range simdVariants() {
 		q, k, vv := randF32(r, 9*32, 1), randF32(r, 9*16, 1), randF32(r, 9*16, 1)
 		dout := randF32(r, 9*32, 1)
 		out, lse := make([]float32, len(q)), make([]float32, 4*9)
@@ -588,7 +588,7 @@ func BenchmarkFlashAttention(b *testing.B) {
 		f := newFlashData(rand.New(rand.NewPCG(1, 1)), flashCaseOf(sh.s))
 		out, lse, dq, dk, dv := f.outputs()
 		fl := flashFlops(sh.s)
-		for _, v := range flashVariants() {
+		for _, v := range simdVariants() {
 			for _, threads := range []int{1, 2} {
 				p := NewPool(threads)
 				b.Run(fmt.Sprintf("%s/%v_%dthr/fwd", sh.name, v, threads), func(b *testing.B) {

@@ -68,19 +68,21 @@ func (h *HeadLoss) Run(p *Pool, dx, x []float32, n int, w Matrix, targets []int3
 		}
 		logits := h.logits[:m*v]
 		Linear(p, logits, h.xc[:m*k], m, w, nil)
+		sv := active.simd
 		p.For(m, 1, func(lo, hi int) {
 			for j := lo; j < hi; j++ {
+				// The row becomes e^(z − max) once; its sum gives the loss,
+				// and scaled it is the softmax, the gradient less the target.
 				row := logits[j*v : (j+1)*v]
 				t := targets[rows[j]]
-				lse := logSumExp(row)
-				perRow[j] = lse - float64(row[t])
+				zt := row[t]
+				mx := sv.rowMax(row)
+				s := sv.expSum(row, mx)
+				perRow[j] = float64(mx) + math.Log(s) - float64(zt)
 				if dx == nil {
 					continue
 				}
-				m := float32(lse)
-				for i, z := range row {
-					row[i] = gradScale * exp2f((z-m)*math.Log2E)
-				}
+				Scale(row, float32(float64(gradScale)/s))
 				row[t] -= gradScale
 			}
 		})
@@ -103,16 +105,4 @@ func grow(buf []float32, n int) []float32 {
 		return make([]float32, n)
 	}
 	return buf[:n]
-}
-
-func logSumExp(row []float32) float64 {
-	m := float32(math.Inf(-1))
-	for _, v := range row {
-		m = max(m, v)
-	}
-	var s float64
-	for _, v := range row {
-		s += float64(exp2f((v - m) * math.Log2E))
-	}
-	return float64(m) + math.Log(s)
 }

@@ -33,7 +33,7 @@ func unavailableReason(name string) string {
 
 var avx2Kernels = &kernelSet{
 	name:   "avx2",
-	flash:  flashAVX2,
+	simd:   simdAVX2,
 	mr:     6,
 	nr:     16,
 	mul:    mul6x16AVX2Checked,

@@ -34,8 +34,9 @@ type kernelSet struct {
 	// w read in place, with no packing.
 	dot3x4 func(k int, x0, x1, x2 []float32, w Matrix, j0 int, out *[12]float32)
 
-	// flash is the variant of flash attention's tile helpers.
-	flash flashVariant
+	// simd is the variant of the vector helpers: flash attention's tiles
+	// and the elementwise kernels (SwiGLU, the loss's softmax).
+	simd simdVariant
 }
 
 // The variant every call uses, fixed once at start: TUNE_KERNELS when it names
@@ -80,7 +81,7 @@ func chooseVariant(env string) (*kernelSet, error) {
 // refKernels is the portable variant, the one the others are tested against.
 var refKernels = &kernelSet{
 	name:  "ref",
-	flash: flashRef,
+	simd:  simdRef,
 	mr:    6,
 	nr:    16,
 	mul:   microRef(6, 16),

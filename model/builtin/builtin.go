@@ -193,6 +193,12 @@ func Named(name string) (Spec, bool) {
 		return Spec{Arch: "llama", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, Vocab: 49152, Tied: true, RopeTheta: 100000, DType: dtype.BF16, Seed: 135, MaxPositions: 8192}, true
 	case "qwen2.5-0.5b": // Qwen/Qwen2.5-0.5B
 		return Spec{Arch: "qwen2", Hidden: 896, Intermediate: 4864, Layers: 24, Heads: 14, KVHeads: 2, Vocab: 151936, Tied: true, RopeTheta: 1000000, DType: dtype.BF16, Seed: 500, MaxPositions: 32768}, true
+	case "llama3.2-1b": // meta-llama/Llama-3.2-1B
+		return Spec{Arch: "llama", Hidden: 2048, Intermediate: 8192, Layers: 16, Heads: 32, KVHeads: 8, Vocab: 128256, Tied: true, RopeTheta: 500000,
+			RopeScaling: map[string]any{"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+			DType: dtype.BF16, Seed: 1024, MaxPositions: 131072}, true
+	case "qwen2.5-7b": // Qwen/Qwen2.5-7B (and Qwen2.5-Coder-7B, the same shape)
+		return Spec{Arch: "qwen2", Hidden: 3584, Intermediate: 18944, Layers: 28, Heads: 28, KVHeads: 4, Vocab: 152064, RopeTheta: 1000000, DType: dtype.BF16, Shards: 4, Seed: 7000, MaxPositions: 32768}, true
 	}
 	return Spec{}, false
 }
