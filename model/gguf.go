@@ -212,7 +212,9 @@ func ggufConfig(f *gguf.File) (Config, []byte, error) {
 	if t, ok := f.Lookup("general.type"); ok && t != "model" {
 		return Config{}, nil, fmt.Errorf("general.type: %v; expected a model, not an adapter or other file", t)
 	}
-	raw := map[string]any{"model_type": modelType}
+	// architectures lets transformers load a directory written from it.
+	hfClass := map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[modelType]
+	raw := map[string]any{"model_type": modelType, "architectures": []string{hfClass}}
 	keyOf := map[string]string{"model_type": "general.architecture"}
 	for _, k := range ggufKeys {
 		key := arch + "." + k.key
@@ -273,7 +275,7 @@ func ggufConfig(f *gguf.File) (Config, []byte, error) {
 	if err := ropeScaling(f, arch, raw); err != nil {
 		return Config{}, nil, err
 	}
-	b, err := json.Marshal(raw)
+	b, err := json.MarshalIndent(raw, "", "  ")
 	if err != nil {
 		return Config{}, nil, err
 	}
@@ -292,7 +294,7 @@ func ggufConfig(f *gguf.File) (Config, []byte, error) {
 		scaling := cfg.RopeScaling
 		raw["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": scaling.Factor, "low_freq_factor": scaling.LowFreqFactor,
 			"high_freq_factor": scaling.HighFreqFactor, "original_max_position_embeddings": scaling.OriginalMaxPositions}
-		if b, err = json.Marshal(raw); err != nil {
+		if b, err = json.MarshalIndent(raw, "", "  "); err != nil {
 			return Config{}, nil, err
 		}
 	}

@@ -259,6 +259,33 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	return t, nil
 }
 
+// GGUFFiles writes the tokenizer of a GGUF file as Hugging Face files, for
+// a model directory made from a GGUF base (a merged export): the
+// tokenizer.json FromGGUF builds, and a tokenizer_config.json with the special
+// tokens, whether BOS/EOS are added, the chat template and the clean-up of
+// spaces. Loading them gives FromGGUF's tokenizer.
+func GGUFFiles(f *gguf.File) (tokenizerJSON, tokenizerConfig []byte, err error) {
+	v, err := readGGUFVocab(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	doc, cleanup, err := v.tokenizerJSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := map[string]any{"add_bos_token": v.addBOS, "add_eos_token": v.addEOS, "clean_up_tokenization_spaces": cleanup}
+	for key, name := range map[string]string{"bos": "bos_token", "eos": "eos_token", "unknown": "unk_token", "padding": "pad_token"} {
+		if id, ok := v.ids[key]; ok {
+			cfg[name] = v.tokens[id]
+		}
+	}
+	if v.template != "" {
+		cfg["chat_template"] = v.template
+	}
+	c, err := json.MarshalIndent(cfg, "", "  ")
+	return doc, c, err
+}
+
 func idOr(ids map[string]int, key string) int {
 	if id, ok := ids[key]; ok {
 		return id

@@ -80,6 +80,35 @@ func TestGGUFRoundTrip(t *testing.T) {
 			if bad > 0 {
 				t.Errorf("%d of %d texts differ", bad, len(texts))
 			}
+			// The same tokenizer written as Hugging Face files (a merged
+			// export of a GGUF base) and loaded back.
+			f, err := gguf.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tj, tc, err := GGUFFiles(f)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644)
+			os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), tc, 0o644)
+			files, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if files.ChatTemplate() != got.ChatTemplate() {
+				t.Error("chat template differs in the written files")
+			}
+			for _, text := range texts[:100] {
+				if g, w := files.Encode(text, true), got.Encode(text, true); !slices.Equal(g, w) {
+					t.Fatalf("%q: written files give %v, the GGUF %v", text, g, w)
+				}
+				if g, w := files.Decode(got.Encode(text, true), false), got.Decode(got.Encode(text, true), false); g != w {
+					t.Fatalf("%q: written files decode to %q, the GGUF to %q", text, g, w)
+				}
+			}
 		})
 	}
 }

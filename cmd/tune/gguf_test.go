@@ -100,6 +100,27 @@ func TestGGUFModel(t *testing.T) {
 		t.Error("the GGUF adapter exported against the GGUF base differs from the one exported against the directory")
 	}
 
+	// A merged export from the GGUF is the directory's merged export, with
+	// a tokenizer written from the GGUF's metadata that tokenizes alike.
+	merged := map[string][]byte{}
+	for _, m := range []string{dir, g} {
+		out := filepath.Join(t.TempDir(), "merged")
+		if _, err := runTune(t, "export", "--model", m, "--adapter", adapter, "--format", "merged", "--out", out); err != nil {
+			t.Fatal(err)
+		}
+		if merged[m], err = os.ReadFile(filepath.Join(out, "model.safetensors")); err != nil {
+			t.Fatal(err)
+		}
+		ids, err := runTune(t, "tokenize", "--model", out, "--text", "Hello, world! It's 2024.", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		merged[m+" ids"] = []byte(ids)
+	}
+	if !bytes.Equal(merged[dir], merged[g]) || !bytes.Equal(merged[dir+" ids"], merged[g+" ids"]) {
+		t.Errorf("merged export from the GGUF differs from the directory's (tokenized %s vs %s)", merged[g+" ids"], merged[dir+" ids"])
+	}
+
 	p := filepath.Join(work, "peft")
 	out, err = runTune(t, "export", "--model", g, "--adapter", adapter, "--format", "peft", "--out", p)
 	if err != nil {
