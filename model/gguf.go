@@ -377,9 +377,10 @@ func ropeScaling(f *gguf.File, arch string, raw map[string]any) error {
 // llama3Scaling recovers Llama 3.x's rope_scaling from the rope_freqs tensor
 // convert_hf_to_gguf writes in its place. The factors determine only ratios
 // of the parameters, so the released models' low 1, high 4 with an original
-// context from 8192 or the file's context length and powers of two are tried,
-// and one whose factors equal the file's bit for bit is taken; any other
-// tensor is refused rather than approximated.
+// context from 8192 or the file's context length and powers of two, and
+// the released factors or the largest divisor, are tried; one whose factors
+// equal the file's bit for bit is taken; any other tensor is refused rather
+// than approximated.
 func llama3Scaling(f *gguf.File, cfg Config) (kernels.RopeScaling, error) {
 	const name = "rope_freqs.weight"
 	if cfg.ModelType != "llama" {
@@ -392,16 +393,21 @@ func llama3Scaling(f *gguf.File, cfg Config) (kernels.RopeScaling, error) {
 	if len(got) != cfg.HeadDim/2 {
 		return kernels.RopeScaling{}, fmt.Errorf("tensor %s: %d values, expected head size / 2 = %d", name, len(got), cfg.HeadDim/2)
 	}
-	factor := float64(slices.Max(got))
+	// The largest divisor is the factor when some frequency lies in the low
+	// band, as with every real head size; with few frequencies it may not,
+	// so the released factors come first.
+	factors := []float64{8, 32, 16, 4, 2, float64(slices.Max(got))}
 	origs := []float64{8192, float64(cfg.MaxPositions)}
 	for p := 4; p <= 24; p++ {
 		origs = append(origs, math.Ldexp(1, p))
 	}
 	for _, orig := range origs {
-		c := cfg
-		c.RopeScaling = kernels.RopeScaling{Type: "llama3", Factor: factor, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: orig}
-		if slices.Equal(RopeFreqFactors(c), got) {
-			return c.RopeScaling, nil
+		for _, factor := range factors {
+			c := cfg
+			c.RopeScaling = kernels.RopeScaling{Type: "llama3", Factor: factor, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: orig}
+			if slices.Equal(RopeFreqFactors(c), got) {
+				return c.RopeScaling, nil
+			}
 		}
 	}
 	return kernels.RopeScaling{}, fmt.Errorf("tensor %s: per-frequency factors that no Llama 3 rope_scaling (low_freq_factor 1, high_freq_factor 4) gives; tune cannot reproduce them", name)

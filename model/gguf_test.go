@@ -10,6 +10,7 @@ import (
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/kernels"
 )
 
 // tinyGGUF is a 1-layer llama-arch model (hidden 8, 2 heads of 4, 1 KV
@@ -41,12 +42,16 @@ func tinyGGUF(t testing.TB, arch string, extra []KVOrTensor, drop ...string) []b
 		shapes["blk.0.attn_q_norm.weight"], shapes["blk.0.attn_k_norm.weight"] = []uint64{4}, []uint64{4}
 	}
 	var tensors []gguf.Tensor
+	values := map[string][]float32{}
 	for _, e := range extra {
 		if e.KV != nil {
 			kv = slices.DeleteFunc(kv, func(x gguf.KV) bool { return x.Key == e.KV.Key })
 			kv = append(kv, *e.KV)
 		} else {
 			shapes[e.Name] = e.Dims
+			if e.Values != nil {
+				values[e.Name] = e.Values
+			}
 		}
 	}
 	names := make([]string, 0, len(shapes))
@@ -66,6 +71,9 @@ func tinyGGUF(t testing.TB, arch string, extra []KVOrTensor, drop ...string) []b
 		for i := range v {
 			v[i] = float32(i)
 		}
+		if vals, ok := values[n]; ok {
+			v = vals
+		}
 		b, _ := gguf.Encode(gguf.F32, v)
 		tensors = append(tensors, gguf.Tensor{Name: n, Dims: dims, Type: gguf.F32, Data: func() ([]byte, error) { return b, nil }})
 	}
@@ -80,11 +88,13 @@ func tinyGGUF(t testing.TB, arch string, extra []KVOrTensor, drop ...string) []b
 	return b
 }
 
-// KVOrTensor is extra metadata or an extra (or replaced) tensor shape.
+// KVOrTensor is extra metadata or an extra (or replaced) tensor: its shape
+// and values (nil: 0, 1, 2, ...).
 type KVOrTensor struct {
-	KV   *gguf.KV
-	Name string
-	Dims []uint64
+	KV     *gguf.KV
+	Name   string
+	Dims   []uint64
+	Values []float32
 }
 
 func kvOf(key string, v any) KVOrTensor { return KVOrTensor{KV: &gguf.KV{Key: key, Value: v}} }
@@ -226,4 +236,25 @@ func FuzzOpenGGUF(f *testing.F) {
 			t.Fatalf("%d layers for a configuration of %d", len(m.Layers), m.Config.Layers)
 		}
 	})
+}
+
+// TestGGUFLlama3Rope: the rope_freqs tensor convert_hf_to_gguf writes for
+// Llama 3.1 (factor 8) and 3.2 (factor 32), both with original context
+// 8192, is read back as their rope_scaling.
+func TestGGUFLlama3Rope(t *testing.T) {
+	for _, factor := range []float64{8, 32} {
+		c := Config{HeadDim: 4, RopeTheta: 500000, RopeScaling: kernels.RopeScaling{Type: "llama3", Factor: factor, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192}}
+		// With head size 4 the wavelengths 2π and 2π·500000^½ ≈ 4443 fall
+		// in the high- and the smooth band of an 8192 context.
+		factors := RopeFreqFactors(c)
+		b := tinyGGUF(t, "llama", []KVOrTensor{{Name: "rope_freqs.weight", Dims: []uint64{2}, Values: factors}})
+		m, ck, err := Open(writeFile(t, b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck.Close()
+		if m.Config.RopeScaling != c.RopeScaling {
+			t.Errorf("factor %g: rope scaling %+v, want %+v", factor, m.Config.RopeScaling, c.RopeScaling)
+		}
+	}
 }

@@ -20,7 +20,7 @@ import (
 // TestGGUFModel: a GGUF written by `tune export --format gguf --dtype f32`
 // from a llama directory (Llama 2's tokenizer) works as --model everywhere,
 // giving what the directory gives: inspect's figures, eval's loss (base and
-// base + adapter) bit for bit, generate's greedy text; a GGUF adapter
+// base + adapter) bit for bit, generate's greedy text; bench runs; a GGUF adapter
 // exported against it is byte for byte the one exported against the
 // directory (which export's agreement test checks in llama.cpp), and a PEFT
 // export names the GGUF's model and says where the name came from.
@@ -98,6 +98,18 @@ func TestGGUFModel(t *testing.T) {
 	}
 	if !bytes.Equal(ad[dir], ad[g]) {
 		t.Error("the GGUF adapter exported against the GGUF base differs from the one exported against the directory")
+	}
+
+	out, err = runTune(t, "bench", "../../configs/demo.yaml", "model.path="+g, "--steps", "1", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bench struct {
+		Model      string  `json:"model"`
+		TokensPerS float64 `json:"tokens_per_s"`
+	}
+	if err := json.Unmarshal([]byte(out), &bench); err != nil || !(bench.TokensPerS > 0) {
+		t.Errorf("bench --json on the GGUF printed %q (%v)", out, err)
 	}
 
 	// A merged export from the GGUF is the directory's merged export, with
