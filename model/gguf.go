@@ -73,8 +73,8 @@ func newGGUFFile(f *gguf.File) (*ggufFile, error) {
 		if !ok {
 			return nil, fmt.Errorf("tensor %s: not a tensor of the llama, qwen2 or qwen3 models tune builds", ti.Name)
 		}
-		if _, err := ti.Type.DType(); err != nil {
-			return nil, fmt.Errorf("tensor %s: %w", ti.Name, err)
+		if ti.Type.DType() == "" {
+			return nil, fmt.Errorf("tensor %s: unsupported tensor type %s (tune handles %s)", ti.Name, ti.Type, strings.Join(gguf.Supported(), ", "))
 		}
 		g.byHF[hf] = ti.Name
 		g.names = append(g.names, hf)
@@ -109,8 +109,7 @@ func (g *ggufFile) Info(name string) (safetensors.TensorInfo, bool) {
 	if !ok {
 		return safetensors.TensorInfo{}, false
 	}
-	d, _ := ti.Type.DType() // checked when opened
-	return safetensors.TensorInfo{Name: name, DType: d, Shape: torchShape(ti.Dims), Begin: int64(ti.Offset), End: int64(ti.Offset) + ti.Size}, true
+	return safetensors.TensorInfo{Name: name, DType: ti.Type.DType(), Shape: torchShape(ti.Dims), Begin: int64(ti.Offset), End: int64(ti.Offset) + ti.Size}, true
 }
 
 // torchShape reverses GGUF dims (row length first) into PyTorch's order.
@@ -269,8 +268,8 @@ func ggufConfig(f *gguf.File) (Config, []byte, error) {
 			raw["attention_bias"] = true
 		}
 	}
-	if d, err := emb.Type.DType(); err == nil {
-		raw["torch_dtype"] = map[dtype.DType]string{dtype.F32: "float32", dtype.F16: "float16", dtype.BF16: "bfloat16"}[d]
+	if d, ok := map[dtype.DType]string{dtype.F32: "float32", dtype.F16: "float16", dtype.BF16: "bfloat16"}[emb.Type.DType()]; ok {
+		raw["torch_dtype"] = d
 	}
 	if err := ropeScaling(f, arch, raw); err != nil {
 		return Config{}, nil, err

@@ -192,7 +192,7 @@ func TestReadMalformed(t *testing.T) {
 		{"value type", patch(good, 33, uint32(13)), `metadata "k" has unknown value type 13`},
 		{"name length", patch(good, 50, uint64(999)), "tensor 0 name at byte 50 has length 999"},
 		{"n_dims", patch(good, 59, uint32(5)), `tensor "w" has 5 dimensions`},
-		{"tensor type", patch(good, 71, uint32(17)), `tensor "w": type IQ2_XS is not supported; tune reads F32, F16`},
+		{"tensor type", patch(good, 71, uint32(17)), `tensor "w": unsupported tensor type IQ2_XS (tune handles F32, F16`},
 		{"misaligned", patch(good, 75, uint64(4)), `tensor "w" offset 4 is not a multiple of the alignment 32`},
 		{"out of range", patch(good, 75, uint64(64)), `tensor "w" bytes [64, 80) lie beyond the 32-byte data section`},
 		{"huge dim", patch(good, 63, uint64(1<<62)), `tensor "w": dims [4611686018427387904]: byte size overflows`},
