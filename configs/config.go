@@ -226,7 +226,7 @@ func SourceKeys() []string { return []string{"path", "format", "weight", "fields
 // help. The result is a fresh copy.
 func Fields() []Field {
 	return []Field{
-		{"model.path", TypeString, "", "Hugging Face model directory (config.json, *.safetensors, tokenizer files), or builtin:tiny; required"},
+		{"model.path", TypeString, "", "Hugging Face model directory (config.json, *.safetensors, tokenizer files), a GGUF file (llama, qwen2, qwen3), or builtin:tiny; required"},
 
 		{"lora.r", TypeInt, 8, "adapter rank"},
 		{"lora.alpha", TypeFloat, 16.0, "adapter scale numerator: updates are scaled by alpha/r (alpha/sqrt(r) with use_rslora)"},

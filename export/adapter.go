@@ -3,12 +3,10 @@ package export
 import (
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
-	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -31,7 +29,7 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 	if typ.DType().Quantized() {
 		return fmt.Errorf("GGUF adapter type %q: expected f32, f16 or bf16 (llama.cpp adds adapters in full precision)", dtype)
 	}
-	cfg, err := readConfig(baseDir)
+	cfg, err := model.ReadConfig(baseDir)
 	if err != nil {
 		return err
 	}
@@ -62,7 +60,7 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 		if allZero(m.A) && allZero(m.B) {
 			continue // in the spec but not in the file: no effect, nothing to load
 		}
-		base := fmt.Sprintf("blk.%d.%s.weight", m.Layer, ggufModule[m.Name])
+		base := fmt.Sprintf("blk.%d.%s.weight", m.Layer, gguf.ModuleName(m.Name))
 		tensors = append(tensors,
 			gguf.Tensor{Name: base + ".lora_a", Dims: []uint64{uint64(m.In), uint64(r)}, Type: typ,
 				Data: func() ([]byte, error) { return gguf.Encode(typ, m.A) }},
@@ -70,7 +68,7 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 				Data: func() ([]byte, error) {
 					b := m.B
 					if h := qkHeads(cfg, m.Name); h > 0 && permutesQK(arch) {
-						b = permuteRows(b, m.Out, r, h)
+						b = gguf.PermuteRows(b, m.Out, h)
 					}
 					return gguf.Encode(typ, b)
 				}})
@@ -86,18 +84,4 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 
 func allZero(v []float32) bool {
 	return !slices.ContainsFunc(v, func(f float32) bool { return f != 0 })
-}
-
-// readConfig parses dir/config.json without opening the weights.
-func readConfig(dir string) (model.Config, error) {
-	path := filepath.Join(dir, hf.ConfigFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return model.Config{}, fmt.Errorf("base model: %w", err)
-	}
-	cfg, err := model.ParseConfig(b)
-	if err != nil {
-		return model.Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
 }

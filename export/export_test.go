@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 )
@@ -102,7 +103,12 @@ func TestLlamaCppAgreement(t *testing.T) {
 			if res[0].NVocab != cfg.Vocab {
 				t.Fatalf("llama.cpp has a vocabulary of %d, the model %d", res[0].NVocab, cfg.Vocab)
 			}
-			lpBase, topBase, gapBase := nextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
+			hfLogits := tuneLogits(t, base, "", ids)
+			lpBase, topBase, gapBase := nextTokenStats(hfLogits, cfg.Vocab, ids)
+			// (d) tune on the f32 base GGUF: the same model bit for bit (the
+			// configuration from metadata, names mapped back, q/k unpermuted),
+			// hence the same as llama.cpp on that file.
+			checkGGUFBase(t, base, baseGGUF, ids, hfLogits)
 			lpLoRA, topLoRA, gapLoRA := nextTokenStats(tuneLogits(t, base, adapter, ids), cfg.Vocab, ids)
 			// The adapter must matter, or (b) and (c) would prove nothing.
 			moved := 0.0
@@ -114,18 +120,57 @@ func TestLlamaCppAgreement(t *testing.T) {
 			}
 			const tol = 1e-3
 			dBase := compare(t, "base GGUF vs tune", res[0], lpBase, topBase, gapBase, tol)
+			lpGGUF, topGGUF, gapGGUF := nextTokenStats(tuneLogits(t, baseGGUF, "", ids), cfg.Vocab, ids)
+			dGGUF := compare(t, "base GGUF in llama.cpp vs the same file in tune", res[0], lpGGUF, topGGUF, gapGGUF, tol)
 			dLoRA := compare(t, "base GGUF + GGUF adapter vs tune + adapter", res[1], lpLoRA, topLoRA, gapLoRA, tol)
 			// (c) is llama.cpp against itself: merged weights vs the adapter applied.
 			dMerged := compare(t, "merged GGUF vs base GGUF + adapter", res[2], res[1].LogProbs, res[1].Top1, gapLoRA, tol)
-			t.Logf("max |Δ log p|: base %.2e, adapter %.2e, merged vs adapter %.2e (adapter moves log p by up to %.2f)", dBase, dLoRA, dMerged, moved)
+			t.Logf("max |Δ log p|: base %.2e, GGUF base in tune %.2e, adapter %.2e, merged vs adapter %.2e (adapter moves log p by up to %.2f)", dBase, dGGUF, dLoRA, dMerged, moved)
 
+			ggufTok, err := tokenizer.Load(baseGGUF)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for i, text := range tokenizationTexts {
 				want := tok.Encode(text, false)
 				if !slices.Equal(res[0].Tokens[i], want) {
 					t.Errorf("llama.cpp tokenizes %q as %v, tune (Hugging Face) as %v", text, res[0].Tokens[i], want)
 				}
+				if got := ggufTok.Encode(text, false); !slices.Equal(got, want) {
+					t.Errorf("tune's tokenizer from the GGUF tokenizes %q as %v, from tokenizer.json as %v", text, got, want)
+				}
 			}
 		})
+	}
+}
+
+// checkGGUFBase opens the GGUF written from the HF model in dir with
+// model.Open and requires tune's logits on it to equal hfLogits bit for bit,
+// its configuration to equal config.json's (but the sliding window, which
+// llama.cpp's llama architecture drops), and every tensor to be a view into
+// the file but the unpermuted q/k.
+func checkGGUFBase(t *testing.T, dir, path string, ids []int32, hfLogits []float32) {
+	t.Helper()
+	m, ck, err := model.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	want := loadConfig(t, dir)
+	got := m.Config
+	if want.ModelType == "mistral" {
+		want.ModelType, want.SlidingWindow = "llama", 0
+	}
+	want.TorchDtype = got.TorchDtype
+	if got != want {
+		t.Errorf("configuration from GGUF metadata:\n got %+v\nwant %+v", got, want)
+	}
+	if g := tuneLogits(t, path, "", ids); !slices.Equal(g, hfLogits) {
+		worst := 0.0
+		for i := range g {
+			worst = max(worst, abs(float64(g[i]-hfLogits[i])))
+		}
+		t.Errorf("logits on the GGUF differ from the HF checkpoint's by up to %.3g", worst)
 	}
 }
 

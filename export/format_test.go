@@ -14,30 +14,11 @@ import (
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/internal/dtype"
-	"github.com/tune-dev/tune/internal/ggufread"
+	"github.com/tune-dev/tune/internal/fixture"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
 )
-
-// TestPermuteRows pins the permutation to convert_hf_to_gguf's
-// reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2) on a small case.
-func TestPermuteRows(t *testing.T) {
-	// 2 heads of 4 rows, 1 column: per head [0 1 | 2 3] -> [0 2 1 3].
-	got := permuteRows([]float32{0, 1, 2, 3, 4, 5, 6, 7}, 8, 1, 2)
-	if want := []float32{0, 2, 1, 3, 4, 6, 5, 7}; !slices.Equal(got, want) {
-		t.Fatalf("permuteRows = %v, want %v", got, want)
-	}
-	// 1 head of 6 rows, 2 columns: rows [a b c | d e f] -> [a d b e c f].
-	w := []float32{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5}
-	got = permuteRows(w, 6, 2, 1)
-	if want := []float32{0, 0, 3, 3, 1, 1, 4, 4, 2, 2, 5, 5}; !slices.Equal(got, want) {
-		t.Fatalf("permuteRows = %v, want %v", got, want)
-	}
-	if back := unpermuteRows(got, 6, 2, 1); !slices.Equal(back, w) {
-		t.Fatalf("unpermuteRows = %v, want %v", back, w)
-	}
-}
 
 // TestAdapterRoundTrip: PEFT -> GGUF adapter -> ReadGGUF -> inverse
 // permutation gives A and B back bit for bit in f32, and f16/bf16 adapters
@@ -66,7 +47,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 				if err := GGUFAdapter(adapterDir, base, path, typName); err != nil {
 					t.Fatal(err)
 				}
-				g, err := ggufread.Read(path)
+				g, err := gguf.Open(path)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -86,7 +67,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 				}
 				typ, _ := ParseType(typName)
 				for _, m := range a.Modules {
-					name := "blk." + strconv.Itoa(m.Layer) + "." + ggufModule[m.Name] + ".weight"
+					name := "blk." + strconv.Itoa(m.Layer) + "." + gguf.ModuleName(m.Name) + ".weight"
 					wantB := m.B
 					for _, suffix := range []string{".lora_a", ".lora_b"} {
 						info, ok := g.Info(name + suffix)
@@ -103,9 +84,9 @@ func TestAdapterRoundTrip(t *testing.T) {
 					gotA, _ := g.Float32(name + ".lora_a")
 					dataA, _ := g.TensorData(name + ".lora_a")
 					if h := qkHeads(cfg, m.Name); h > 0 && wantArch == "llama" {
-						gotB = unpermuteRows(gotB, m.Out, 4, h)
+						gotB = gguf.UnpermuteRows(gotB, m.Out, h)
 						// the file holds the permuted rows
-						permuted := permuteRows(m.B, m.Out, 4, h)
+						permuted := gguf.PermuteRows(m.B, m.Out, h)
 						if typName == "f32" && slices.Equal(permuted, m.B) {
 							t.Fatalf("%s: permutation is the identity, the test proves nothing", name)
 						}
@@ -162,7 +143,7 @@ func TestGGUFTypes(t *testing.T) {
 			t.Fatal(err)
 		}
 		runs = append(runs, scoreRun{Model: path, IDs: ids})
-		g, err := ggufread.Read(path)
+		g, err := gguf.Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +188,7 @@ func TestGGUFTypes(t *testing.T) {
 			case gguf.Q8_0:
 				got, _ := g.Float32(ti.Name)
 				for blk := range len(w) / 32 {
-					d16, bound := ggufread.Q8_0Quantum(w[blk*32 : blk*32+32])
+					d16, bound := fixture.Q8_0Quantum(w[blk*32 : blk*32+32])
 					for i := blk * 32; i < blk*32+32; i++ {
 						e := math.Abs(float64(got[i] - w[i]))
 						worstQ = max(worstQ, e/d16)
@@ -259,7 +240,7 @@ func TestVocabMetadata(t *testing.T) {
 		if m["tokenizer.ggml.model"] != "llama" || len(tokens) != 32000 || len(scores) != 32000 {
 			t.Fatalf("model %v, %d tokens, %d scores", m["tokenizer.ggml.model"], len(tokens), len(scores))
 		}
-		if types[0] != tokUnknown || types[1] != tokControl || types[2] != tokControl || types[13] != tokByte || tokens[13] != "<0x0A>" || types[29871] != tokNormal {
+		if types[0] != tokenizer.TokenUnknown || types[1] != tokenizer.TokenControl || types[2] != tokenizer.TokenControl || types[13] != tokenizer.TokenByte || tokens[13] != "<0x0A>" || types[29871] != tokenizer.TokenNormal {
 			t.Fatalf("token types %v %v %v %v %q %v", types[0], types[1], types[2], types[13], tokens[13], types[29871])
 		}
 		if m["tokenizer.ggml.bos_token_id"] != uint32(1) || m["tokenizer.ggml.eos_token_id"] != uint32(2) || m["tokenizer.ggml.unknown_token_id"] != uint32(0) || m["tokenizer.ggml.add_bos_token"] != true || m["tokenizer.ggml.add_eos_token"] != false {
@@ -289,10 +270,10 @@ func TestVocabMetadata(t *testing.T) {
 		if m["tokenizer.ggml.pre"] != "qwen2" || m["tokenizer.ggml.add_bos_token"] != false || m["tokenizer.ggml.eos_token_id"] != uint32(151645) || m["tokenizer.ggml.padding_token_id"] != uint32(151643) {
 			t.Fatalf("pre %v add_bos %v eos %v pad %v", m["tokenizer.ggml.pre"], m["tokenizer.ggml.add_bos_token"], m["tokenizer.ggml.eos_token_id"], m["tokenizer.ggml.padding_token_id"])
 		}
-		if tokens[151679] != "[PAD151679]" || types[151679] != tokUnused || tokens[151645] != "<|im_end|>" || types[151645] != tokControl {
+		if tokens[151679] != "[PAD151679]" || types[151679] != tokenizer.TokenUnused || tokens[151645] != "<|im_end|>" || types[151645] != tokenizer.TokenControl {
 			t.Fatalf("tokens %q %v %q %v", tokens[151679], types[151679], tokens[151645], types[151645])
 		}
-		if tokens[151657] != "<tool_call>" || types[151657] != tokUserDefined {
+		if tokens[151657] != "<tool_call>" || types[151657] != tokenizer.TokenUserDefined {
 			t.Fatalf("non-special added token: %q %v", tokens[151657], types[151657])
 		}
 	})

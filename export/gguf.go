@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
-	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -66,7 +65,7 @@ func GGUF(baseDir, adapterDir, outPath, typ string) ([]Fallback, error) {
 
 	var tensors []gguf.Tensor
 	if cfg.RopeScaling.Type == "llama3" {
-		factors := llama3RopeFactors(cfg)
+		factors := model.RopeFreqFactors(cfg)
 		tensors = append(tensors, gguf.Tensor{Name: "rope_freqs.weight", Dims: []uint64{uint64(len(factors))}, Type: gguf.F32,
 			Data: func() ([]byte, error) { return gguf.Encode(gguf.F32, factors) }})
 	}
@@ -153,7 +152,7 @@ func fitType(t gguf.Type, cols int) gguf.Type {
 
 // convertTensor produces one output tensor: base (+ delta), permuted rows
 // when heads > 0, converted to out.
-func convertTensor(md *hf.Dir, name string, out gguf.Type, a *lora.Adapter, m *lora.Module, heads int) ([]byte, error) {
+func convertTensor(md model.Checkpoint, name string, out gguf.Type, a *lora.Adapter, m *lora.Module, heads int) ([]byte, error) {
 	t, err := md.Tensor(name)
 	if err != nil {
 		return nil, err
@@ -186,7 +185,7 @@ func convertTensor(md *hf.Dir, name string, out gguf.Type, a *lora.Adapter, m *l
 		if rows%(2*heads) != 0 {
 			return nil, fmt.Errorf("%s: %d rows do not split into %d heads of an even size", name, rows, heads)
 		}
-		v = permuteRows(v, rows, len(v)/rows, heads)
+		v = gguf.PermuteRows(v, rows, heads)
 	}
 	return gguf.Encode(out, v)
 }
@@ -231,33 +230,4 @@ func modelKV(cfg model.Config, arch string, t gguf.Type, name string) ([]gguf.KV
 		return nil, fmt.Errorf("rope_scaling %q has no GGUF equivalent tune writes", cfg.RopeScaling.Type)
 	}
 	return kv, nil
-}
-
-// llama3RopeFactors are the per-frequency divisors of Llama 3.x's RoPE
-// scaling, as convert_hf_to_gguf computes them for the rope_freqs tensor
-// (llama.cpp divides each base frequency by its factor). One difference:
-// convert reads original_max_position_embeddings from the top level of
-// config.json (defaulting to 8192, right for every released Llama 3.x); tune
-// takes it from rope_scaling, where transformers reads it.
-func llama3RopeFactors(cfg model.Config) []float32 {
-	s := cfg.RopeScaling
-	dim := cfg.HeadDim
-	lowWavelen := s.OriginalMaxPositions / s.LowFreqFactor
-	highWavelen := s.OriginalMaxPositions / s.HighFreqFactor
-	out := make([]float32, dim/2)
-	for i := range out {
-		// torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim)) in float32
-		freq := float64(float32(1 / math.Pow(cfg.RopeTheta, float64(float32(2*i)/float32(dim)))))
-		wavelen := 2 * math.Pi / freq
-		switch {
-		case wavelen < highWavelen:
-			out[i] = 1
-		case wavelen > lowWavelen:
-			out[i] = float32(s.Factor)
-		default:
-			smooth := (s.OriginalMaxPositions/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
-			out[i] = float32(1 / ((1-smooth)/s.Factor + smooth))
-		}
-	}
-	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/tokenizer"
 )
 
 // DefaultShardBytes is the shard size limit of merged safetensors, as
@@ -116,8 +117,11 @@ func Merged(baseDir, adapterDir, outDir, outType string, maxShardBytes int64) er
 				return err
 			}
 		}
-		if err := writeConfig(md.Config, outType, filepath.Join(tmp, hf.ConfigFile)); err != nil {
+		if err := writeConfig(md.ConfigJSON(), outType, filepath.Join(tmp, hf.ConfigFile)); err != nil {
 			return err
+		}
+		if model.IsGGUF(baseDir) {
+			return writeGGUFTokenizer(baseDir, tmp)
 		}
 		for _, f := range tokenizerFiles {
 			if err := copyFile(filepath.Join(baseDir, f), filepath.Join(tmp, f)); err != nil && !os.IsNotExist(err) {
@@ -176,4 +180,22 @@ func copyFile(src, dst string) error {
 		_, err := io.Copy(w, in)
 		return err
 	})
+}
+
+// writeGGUFTokenizer writes a GGUF base's tokenizer as tokenizer.json and
+// tokenizer_config.json into dir.
+func writeGGUFTokenizer(path, dir string) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tj, tc, err := tokenizer.GGUFFiles(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := writeFile(filepath.Join(dir, "tokenizer.json"), tj); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, "tokenizer_config.json"), tc)
 }

@@ -2,7 +2,6 @@ package export
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
@@ -31,92 +30,26 @@ func ggufArch(modelType string) (string, error) {
 // rows. Qwen2/3 use llama.cpp's NEOX RoPE, which is rotate-half: no change.
 func permutesQK(arch string) bool { return arch == "llama" }
 
-// ggufModule is llama.cpp's name for a projection inside blk.N.
-var ggufModule = map[string]string{
-	"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
-	"gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down",
-}
-
-// ggufLayerTensor maps the part of a layer tensor name after
-// "model.layers.N." to its GGUF name after "blk.N.".
-var ggufLayerTensor = map[string]string{
-	"input_layernorm.weight":          "attn_norm.weight",
-	"post_attention_layernorm.weight": "ffn_norm.weight",
-	"self_attn.q_norm.weight":         "attn_q_norm.weight",
-	"self_attn.k_norm.weight":         "attn_k_norm.weight",
-}
-
 // ggufName maps a Hugging Face tensor name to llama.cpp's, with the layer
 // (-1 outside layers) and, for projections, the module ("q_proj"). skip is
 // true for tensors convert_hf_to_gguf drops (rotary inv_freq buffers).
 func ggufName(hf string) (name string, layer int, module string, skip bool, err error) {
-	switch hf {
-	case "model.embed_tokens.weight":
-		return "token_embd.weight", -1, "", false, nil
-	case "model.norm.weight":
-		return "output_norm.weight", -1, "", false, nil
-	case "lm_head.weight":
-		return "output.weight", -1, "", false, nil
-	}
 	if strings.HasSuffix(hf, "rotary_emb.inv_freq") {
 		return "", -1, "", true, nil
 	}
-	rest, ok := strings.CutPrefix(hf, "model.layers.")
-	if ok {
-		num, tail, _ := strings.Cut(rest, ".")
-		n, convErr := strconv.Atoi(num)
-		if convErr == nil && n >= 0 {
-			if g, ok := ggufLayerTensor[tail]; ok {
-				return fmt.Sprintf("blk.%d.%s", n, g), n, "", false, nil
-			}
-			for _, m := range model.Projections() {
-				for _, suffix := range []string{"weight", "bias"} {
-					if tail == model.ProjectionPath(m)+"."+suffix {
-						return fmt.Sprintf("blk.%d.%s.%s", n, ggufModule[m], suffix), n, m, false, nil
-					}
-				}
-			}
+	name, layer, ok := gguf.TensorName(hf)
+	if !ok {
+		return "", -1, "", false, fmt.Errorf("tensor %q has no GGUF name (not part of a llama/mistral/qwen2/qwen3 model)", hf)
+	}
+	for _, m := range model.Projections() {
+		if strings.Contains(hf, "."+m+".") {
+			module = m
 		}
 	}
-	return "", -1, "", false, fmt.Errorf("tensor %q has no GGUF name (not part of a llama/mistral/qwen2/qwen3 model)", hf)
+	return name, layer, module, false, nil
 }
 
-// permuteRows reorders the rows of a (rows, cols) matrix, or of a vector
-// (cols 1), the way convert_hf_to_gguf's LlamaModel.permute does:
-// view(heads, 2, rows/heads/2, cols).swapaxes(1, 2). Within each head the
-// first half (the "real" parts of rotate-half) and the second half become
-// interleaved pairs: new row 2j+s of a head is old row s·half+j.
-func permuteRows(w []float32, rows, cols, heads int) []float32 {
-	return moveRows(w, rows, cols, heads, false)
-}
-
-// unpermuteRows undoes permuteRows.
-func unpermuteRows(w []float32, rows, cols, heads int) []float32 {
-	return moveRows(w, rows, cols, heads, true)
-}
-
-// moveRows maps row s·half+j of each head to row 2j+s, or back when inverse.
-func moveRows(w []float32, rows, cols, heads int, inverse bool) []float32 {
-	out := make([]float32, len(w))
-	hd := rows / heads
-	half := hd / 2
-	for h := range heads {
-		for j := range half {
-			for s := range 2 {
-				interleaved := (h*hd + 2*j + s) * cols
-				halves := (h*hd + s*half + j) * cols
-				dst, src := interleaved, halves
-				if inverse {
-					dst, src = halves, interleaved
-				}
-				copy(out[dst:dst+cols], w[src:src+cols])
-			}
-		}
-	}
-	return out
-}
-
-// qkHeads is the head count permuteRows uses for a projection: n_head for q,
+// qkHeads is the head count gguf.PermuteRows uses for a projection: n_head for q,
 // n_kv_head for k, 0 for projections that are not permuted.
 func qkHeads(cfg model.Config, module string) int {
 	switch module {

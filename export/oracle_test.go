@@ -1,8 +1,6 @@
 package export
 
 import (
-	"bytes"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -42,49 +40,19 @@ func requireOracle(t *testing.T) {
 	}
 }
 
-// scoreRun and scoreResult mirror score.mjs's request and answer.
-type scoreRun struct {
-	Model    string   `json:"model"`
-	Adapters []string `json:"adapters,omitempty"`
-	IDs      []int32  `json:"ids,omitempty"`
-	Texts    []string `json:"texts,omitempty"`
-}
+type (
+	scoreRun    = testmodels.ScoreRun
+	scoreResult = testmodels.ScoreResult
+)
 
-type scoreResult struct {
-	NVocab   int       `json:"n_vocab"`
-	LogProbs []float64 `json:"logprobs"`
-	Top1     []int     `json:"top1"`
-	Tokens   [][]int   `json:"tokens"`
-}
-
-// llamaCpp runs score.mjs once for several runs (one node start-up).
+// llamaCpp runs the llama.cpp oracle (see testmodels.LlamaCpp).
 func llamaCpp(t *testing.T, runs []scoreRun) []scoreResult {
 	t.Helper()
-	req, err := json.Marshal(map[string]any{"runs": runs})
+	res, err := testmodels.LlamaCpp(runs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqPath := filepath.Join(t.TempDir(), "request.json")
-	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("node", "score.mjs", reqPath)
-	cmd.Dir = llamacppDir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("llama.cpp oracle failed (%v): %s", err, stderr.String())
-	}
-	var out struct {
-		Results []scoreResult `json:"results"`
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		t.Fatalf("llama.cpp oracle output: %v: %.300s", err, stdout.String())
-	}
-	if len(out.Results) != len(runs) {
-		t.Fatalf("llama.cpp oracle gave %d results for %d runs", len(out.Results), len(runs))
-	}
-	return out.Results
+	return res
 }
 
 // writeModel writes a generated model with a real tokenizer (tokenizer-NAME
@@ -136,7 +104,7 @@ func randomSpecAdapter(t *testing.T, baseDir string, cfg model.Config, spec lora
 
 func loadConfig(t *testing.T, dir string) model.Config {
 	t.Helper()
-	cfg, err := readConfig(dir)
+	cfg, err := model.ReadConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/dtype"
-	"github.com/tune-dev/tune/internal/ggufread"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
@@ -65,7 +64,7 @@ func TestGGUFQuantized(t *testing.T) {
 			t.Fatal(err)
 		}
 		mt, _ := ParseType(typ)
-		g, err := ggufread.Read(path)
+		g, err := gguf.Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +109,7 @@ func TestGGUFQuantized(t *testing.T) {
 			name := hfName[ti.Name]
 			info, _ := md.Info(name)
 			if h := qkHeads(cfg, moduleName(t, name)); h > 0 {
-				v = unpermuteRows(v, info.Shape[0], len(v)/info.Shape[0], h)
+				v = gguf.UnpermuteRows(v, info.Shape[0], h)
 			}
 			b, _ := dtype.Encode(dtype.F32, v)
 			specs = append(specs, safetensors.Tensor{Name: name, DType: dtype.F32, Shape: info.Shape})
@@ -213,7 +212,7 @@ func mergedWeights(t *testing.T, md *hf.Dir, a *lora.Adapter, cfg model.Config) 
 			}
 		}
 		if h := qkHeads(cfg, module); h > 0 {
-			v = permuteRows(v, tn.Shape[0], len(v)/tn.Shape[0], h)
+			v = gguf.PermuteRows(v, tn.Shape[0], h)
 		}
 		want[gname], hfName[gname] = v, name
 	}

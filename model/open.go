@@ -2,43 +2,92 @@ package model
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tune-dev/tune/checkpoints/hf"
 )
 
-// Open opens a Hugging Face model directory (checkpoints reads and maps the
-// files) and builds the model over its weights. Errors name the file and the
-// field or tensor. The model is valid until the directory is closed.
-func Open(dir string) (*Model, *hf.Dir, error) {
-	md, err := hf.Open(dir)
+// IsGGUF reports whether path names a GGUF file rather than a Hugging Face
+// directory: a regular file, or a path ending in .gguf (so that a missing
+// file is reported as one).
+func IsGGUF(path string) bool {
+	if strings.EqualFold(filepath.Ext(path), ".gguf") {
+		return true
+	}
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// Open opens a Hugging Face model directory or a GGUF file (checkpoints
+// reads and maps the files) and builds the model over its weights. Errors
+// name the file and the field or tensor. The model is valid until the
+// checkpoint is closed.
+func Open(path string) (*Model, Checkpoint, error) {
+	if IsGGUF(path) {
+		g, err := openGGUF(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		m, err := Load(g.cfg, g)
+		if err != nil {
+			g.Close()
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return m, g, nil
+	}
+	md, err := hf.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg, err := ParseConfig(md.Config)
 	if err != nil {
 		md.Close()
-		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, hf.ConfigFile), err)
+		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(path, hf.ConfigFile), err)
 	}
 	m, err := Load(cfg, md)
 	if err != nil {
 		md.Close()
-		return nil, nil, fmt.Errorf("%s: %w", dir, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, md, nil
+}
+
+// ReadConfig reads a model's configuration without building it: a Hugging
+// Face directory's config.json, or a GGUF file's metadata.
+func ReadConfig(path string) (Config, error) {
+	if IsGGUF(path) {
+		g, err := openGGUF(path)
+		if err != nil {
+			return Config{}, err
+		}
+		defer g.Close()
+		return g.cfg, nil
+	}
+	p := filepath.Join(path, hf.ConfigFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return Config{}, err // names the file
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return cfg, nil
 }
 
 // OpenFinite is Open for a model to compute with: a weight that is NaN or
 // infinite is an error naming its tensor (see CheckFinite). Open alone reads
 // the headers, not every weight.
-func OpenFinite(dir string) (*Model, *hf.Dir, error) {
-	m, md, err := Open(dir)
+func OpenFinite(path string) (*Model, Checkpoint, error) {
+	m, md, err := Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := CheckFinite(md); err != nil {
 		md.Close()
-		return nil, nil, fmt.Errorf("%s: %w", dir, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, md, nil
 }

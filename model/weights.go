@@ -15,6 +15,21 @@ type Source interface {
 	Tensor(name string) (safetensors.Tensor, error)
 }
 
+// labeler is a Source whose tensors and configuration users know by other
+// names (a GGUF file's), for Load's errors.
+type labeler interface {
+	label(hfName string) string // "blk.0.attn_q.weight (model.layers.0.self_attn.q_proj.weight)"
+	layersKey() string          // "llama.block_count"
+}
+
+// labels returns how Load's errors name a tensor and the layer count.
+func labels(src Source) (tensor func(string) string, layers string) {
+	if l, ok := src.(labeler); ok {
+		return l.label, l.layersKey()
+	}
+	return func(s string) string { return s }, "config.json says num_hidden_layers"
+}
+
 // Layer holds one decoder layer's frozen weights.
 type Layer struct {
 	AttnNorm, MLPNorm   []float32
@@ -76,14 +91,15 @@ func ProjectionPath(module string) string {
 // (norm and bias vectors are widened to float32; they are tiny).
 func Load(cfg Config, src Source) (*Model, error) {
 	l := loader{src: src}
+	label, layers := labels(src)
 	c := cfg
 	// The number of layers is checked against the weights before anything
 	// is sized from it: the last one must be there, and no layer after it.
 	if last := LayerPrefix(c.Layers-1) + "input_layernorm.weight"; !src.Has(last) {
-		return nil, fmt.Errorf("config.json says num_hidden_layers %d, but there is no tensor %s", c.Layers, last)
+		return nil, fmt.Errorf("%s %d, but there is no tensor %s", layers, c.Layers, label(last))
 	}
 	if next := LayerPrefix(c.Layers) + "input_layernorm.weight"; src.Has(next) {
-		return nil, fmt.Errorf("config.json says num_hidden_layers %d, but the weights hold more layers (%s)", c.Layers, next)
+		return nil, fmt.Errorf("%s %d, but the weights hold more layers (%s)", layers, c.Layers, label(next))
 	}
 	qDim, kvDim := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	proj := func(p, name string) kernels.Matrix {
@@ -149,7 +165,8 @@ func (l *loader) tensor(name string, shape ...int) (kernels.Matrix, bool) {
 		return kernels.Matrix{}, false
 	}
 	if !slices.Equal(t.Shape, shape) {
-		l.err = fmt.Errorf("tensor %s: shape %v, but config.json implies %v", name, t.Shape, shape)
+		label, _ := labels(l.src)
+		l.err = fmt.Errorf("tensor %s: shape %v, but the configuration implies %v", label(name), t.Shape, shape)
 		return kernels.Matrix{}, false
 	}
 	rows, cols := 1, shape[len(shape)-1]

@@ -32,7 +32,7 @@ type chatCache struct {
 // an error (see chatLimits) instead of taking the machine's memory.
 func (t *Tokenizer) ApplyChatTemplate(messages []Message, addGenerationPrompt bool) (string, error) {
 	if t.chatTemplate == "" {
-		return "", errors.New("tokenizer: no chat_template in tokenizer_config.json")
+		return "", errors.New("tokenizer: no chat_template (in tokenizer_config.json, or tokenizer.chat_template in a GGUF)")
 	}
 	t.chat.once.Do(func() {
 		t.chat.tmpl, t.chat.err = jinja.Compile(t.chatTemplate)

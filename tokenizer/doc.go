@@ -1,7 +1,9 @@
 // Package tokenizer loads a Hugging Face tokenizer.json (+ tokenizer_config.json)
 // and encodes and decodes with the same ids as Hugging Face. It also renders
 // chat templates, and describes what it parsed (Vocabulary) for writers of
-// other formats, so that tokenizer.json is parsed in one place.
+// other formats, so that tokenizer.json is parsed in one place. A GGUF file's
+// tokenizer.ggml.* metadata is read (FromGGUF) and written (GGUFMetadata)
+// here too, through the same in-memory tokenizer.
 //
 // # What uses sugarme and what is ours
 //

@@ -38,8 +38,13 @@ type Tokenizer struct {
 }
 
 // Load reads dir/tokenizer.json and, when present, dir/tokenizer_config.json
-// (and dir/chat_template.jinja if the config has no chat_template).
+// (and dir/chat_template.jinja if the config has no chat_template). When dir
+// is a file, it is a GGUF model and its tokenizer.ggml.* metadata is read
+// (see FromGGUF).
 func Load(dir string) (*Tokenizer, error) {
+	if st, err := os.Stat(dir); err == nil && st.Mode().IsRegular() || strings.EqualFold(filepath.Ext(dir), ".gguf") {
+		return loadGGUF(dir)
+	}
 	cfg := filepath.Join(dir, "tokenizer_config.json")
 	if _, err := os.Stat(cfg); errors.Is(err, fs.ErrNotExist) {
 		cfg = ""

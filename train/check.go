@@ -111,7 +111,7 @@ func checkData(cfg *configs.Config, modelOK bool, add func(path, format string, 
 	if !needTok || !modelOK || strings.HasPrefix(cfg.Model.Path, "builtin:") {
 		return
 	}
-	if _, err := os.Stat(filepath.Join(cfg.Model.Path, "tokenizer.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(cfg.Model.Path, "tokenizer.json")); err != nil && !model.IsGGUF(cfg.Model.Path) {
 		add("data.format", "%s data need the model's tokenizer, and %s has no tokenizer.json", d.Format, cfg.Model.Path)
 		return
 	}
@@ -125,7 +125,7 @@ func checkData(cfg *configs.Config, modelOK bool, add func(path, format string, 
 		if d.PromptTemplate == datasets.TemplateChat {
 			field = "data.prompt_template"
 		}
-		add(field, "chat data need a chat template, and %s has none (no chat_template in tokenizer_config.json, no chat_template.jinja): use the model's -Instruct variant, add a template there, or use instruction data with data.prompt_template: alpaca", cfg.Model.Path)
+		add(field, "chat data need a chat template, and %s has none (no chat_template in tokenizer_config.json, no chat_template.jinja, no tokenizer.chat_template in a GGUF): use the model's -Instruct variant, add a template there, or use instruction data with data.prompt_template: alpaca", cfg.Model.Path)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
@@ -23,7 +22,7 @@ type recipe struct {
 	ckptDir   string
 	modelPath string
 	base      *model.Model
-	baseFiles *hf.Dir
+	baseFiles model.Checkpoint
 	data      *datasets.Data
 	loader    *datasets.Loader
 	sched     Schedule

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/internal/dtype"
@@ -68,13 +69,18 @@ func types() map[Type]dtype.DType {
 // take it; "" for a type tune does not handle.
 func (t Type) DType() dtype.DType { return types()[t] }
 
-// ggmlNames are ggml.h's names of the types tune refuses, for the message.
-var ggmlNames = [...]string{9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4"}
+// ggmlNames are ggml.h's names of its tensor types, so that a type tune does
+// not read is refused by the name users see in llama.cpp's output. Numbers
+// ggml retired (4, 5, 31-33, 36-38) have no name.
+var ggmlNames = [...]string{
+	0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
+	10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K",
+	16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS",
+	24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16",
+	34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+}
 
 func (t Type) String() string {
-	if d := t.DType(); d != "" {
-		return string(d)
-	}
 	if int(t) < len(ggmlNames) && ggmlNames[t] != "" {
 		return ggmlNames[t]
 	}
@@ -100,7 +106,7 @@ func (t Type) layout() (values, bytes int64, ok bool) {
 func ByteSize(t Type, dims []uint64) (int64, error) {
 	values, size, ok := t.layout()
 	if !ok {
-		return 0, fmt.Errorf("unsupported tensor type %s (tune handles F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K)", t)
+		return 0, fmt.Errorf("unsupported tensor type %s (tune handles %s)", t, strings.Join(Supported(), ", "))
 	}
 	n := uint64(1)
 	for i, d := range dims {

@@ -28,7 +28,7 @@ func TestWriteRejects(t *testing.T) {
 		{"dup tensor", nil, []Tensor{ok, ok}, `tensor "x" given twice`},
 		{"long name", nil, []Tensor{{Name: strings.Repeat("n", 64), Dims: []uint64{1}, Type: F32, Data: bytesOf(make([]byte, 4))}}, "at most 63"},
 		{"dims", nil, []Tensor{{Name: "x", Dims: []uint64{1, 1, 1, 1, 1}, Type: F32, Data: bytesOf(make([]byte, 4))}}, "at most 4"},
-		{"type", nil, []Tensor{{Name: "x", Dims: []uint64{32}, Type: 10, Data: bytesOf(nil)}}, "unsupported tensor type Q2_K"},
+		{"type", nil, []Tensor{{Name: "x", Dims: []uint64{32}, Type: 17, Data: bytesOf(nil)}}, "unsupported tensor type IQ2_XS"},
 		{"block", nil, []Tensor{{Name: "x", Dims: []uint64{16, 2}, Type: Q8_0, Data: bytesOf(nil)}}, "not a multiple of the Q8_0 block size"},
 		{"size", nil, []Tensor{{Name: "x", Dims: []uint64{3}, Type: F32, Data: bytesOf(make([]byte, 8))}}, "8 bytes of data, but F32 [3] needs 12"},
 	}

@@ -189,6 +189,9 @@ func (m *Dir) Tensor(name string) (safetensors.Tensor, error) {
 	return s.Tensor(name)
 }
 
+// ConfigJSON is the raw config.json.
+func (m *Dir) ConfigJSON() []byte { return m.Config }
+
 // Files lists the safetensors files opened, in the order they were opened.
 func (m *Dir) Files() []string {
 	out := make([]string, len(m.shards))

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/datasets"
 	"github.com/tune-dev/tune/model"
@@ -96,13 +94,9 @@ func dataModel(cfg *configs.Config) (string, int, error) {
 	if spec, ok := builtin.Named(strings.TrimPrefix(cfg.Model.Path, "builtin:")); ok && strings.HasPrefix(cfg.Model.Path, "builtin:") {
 		return "", spec.Vocab, nil
 	}
-	b, err := os.ReadFile(filepath.Join(cfg.Model.Path, hf.ConfigFile))
+	mc, err := model.ReadConfig(cfg.Model.Path)
 	if err != nil {
 		return "", 0, fmt.Errorf("model.path: %w", err)
-	}
-	mc, err := model.ParseConfig(b)
-	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", filepath.Join(cfg.Model.Path, hf.ConfigFile), err)
 	}
 	return cfg.Model.Path, mc.Vocab, nil
 }

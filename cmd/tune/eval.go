@@ -111,7 +111,7 @@ them. With --adapter, base and base + adapter side by side.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelDir, "model", "", "Hugging Face model directory")
+	f.StringVar(&modelDir, "model", "", "Hugging Face model directory or GGUF file")
 	f.StringVar(&data, "data", "", "dataset file (JSONL, JSON, Parquet or text)")
 	f.StringVar(&format, "format", "", "pretokenized, text, instruction or chat (default: the config's, or found from the first record)")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter: print base and base + adapter side by side")

@@ -91,24 +91,8 @@ func TestEvalJSONMatchesPyTorch(t *testing.T) {
 	}
 
 	// --adapter: base and base + adapter side by side, each as PyTorch has it.
-	base, md, err := model.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.Close()
-	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}, base.Config, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range a.Modules {
-		for i := range m.B {
-			m.B[i] = r.Float32() - 0.5
-		}
-	}
 	adapterDir := filepath.Join(dir, "adapter")
-	if err := peft.Write(adapterDir, a.PEFTConfig(dir), a.PEFTTensors()); err != nil {
-		t.Fatal(err)
-	}
+	randomAdapter(t, dir, dir, adapterDir, r)
 	out, err = runTune(t, "eval", "--model", dir, "--data", data, "--json", "--adapter", adapterDir)
 	if err != nil {
 		t.Fatal(err)
@@ -269,5 +253,28 @@ func TestLs(t *testing.T) {
 		if err != nil || !strings.Contains(shown, "path: builtin:tiny") {
 			t.Fatalf("tune ls --show %s: %v\n%s", name, err, shown)
 		}
+	}
+}
+
+// randomAdapter writes to out a PEFT adapter on every projection of the
+// model at modelPath, B drawn uniformly from [-0.5, 0.5) (PEFT's B = 0 would
+// change nothing), naming base as its base model.
+func randomAdapter(t *testing.T, modelPath, base, out string, r *rand.Rand) {
+	t.Helper()
+	cfg, err := model.ReadConfig(modelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := lora.New(lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}, cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range a.Modules {
+		for i := range m.B {
+			m.B[i] = r.Float32() - 0.5
+		}
+	}
+	if err := peft.Write(out, a.PEFTConfig(base), a.PEFTTensors()); err != nil {
+		t.Fatal(err)
 	}
 }

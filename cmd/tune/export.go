@@ -70,7 +70,10 @@ only with --force; an existing directory only when it holds an earlier export.`,
 			switch format {
 			case "peft":
 				if err = needAdapter(); err == nil {
-					err = exportPEFT(baseDir, adapterDir, out)
+					var note string
+					if note, err = exportPEFT(baseDir, adapterDir, out); note != "" && err == nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), "tune: note:", note)
+					}
 				}
 			case "gguf-adapter":
 				if err = needAdapter(); err == nil {
@@ -95,7 +98,7 @@ only with --force; an existing directory only when it holds an earlier export.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&baseDir, "model", "", "base model directory (default: the adapter's base_model_name_or_path)")
+	f.StringVar(&baseDir, "model", "", "base model directory or GGUF file (default: the adapter's base_model_name_or_path)")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory or step checkpoint")
 	f.StringVar(&format, "format", "", "peft, gguf-adapter, merged, gguf or ollama")
 	f.StringVar(&out, "out", "", "output file (gguf, gguf-adapter) or directory")
@@ -159,18 +162,30 @@ func orDefault(v, def string) string {
 	return v
 }
 
-// exportPEFT rewrites an adapter (or a step checkpoint) as a bare PEFT directory.
-func exportPEFT(baseDir, adapterDir, out string) error {
+// exportPEFT rewrites an adapter (or a step checkpoint) as a bare PEFT
+// directory. For a GGUF base, base_model_name_or_path names the model the
+// GGUF was converted from, which is what a PEFT user loads; note says when
+// that is only the file's display name.
+func exportPEFT(baseDir, adapterDir, out string) (note string, err error) {
 	base, md, err := model.Open(baseDir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer md.Close()
 	a, err := lora.FromPEFT(adapterDir, base.Config)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return peft.Write(out, a.PEFTConfig(baseDir), a.PEFTTensors())
+	name := baseDir
+	if orig, exact := model.OriginalModel(md); orig != "" {
+		name = orig
+		if !exact {
+			note = fmt.Sprintf("base_model_name_or_path is %q, the GGUF's general.name: %s names no Hugging Face repository (general.base_model.0.repo_url); edit adapter_config.json if PEFT should load another", orig, baseDir)
+		}
+	} else if model.IsGGUF(baseDir) {
+		note = fmt.Sprintf("base_model_name_or_path is the GGUF file %s: it names no original model; edit adapter_config.json for PEFT", baseDir)
+	}
+	return note, peft.Write(out, a.PEFTConfig(name), a.PEFTTensors())
 }
 
 // exportOllama writes base.gguf, adapter.gguf and a Modelfile into out; the

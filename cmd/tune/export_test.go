@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/checkpoints/peft"
-	"github.com/tune-dev/tune/internal/ggufread"
 	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
@@ -133,7 +133,7 @@ func TestExportGGUFQuantizedSummary(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	g, err := ggufread.Read(path)
+	g, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

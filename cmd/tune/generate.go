@@ -95,7 +95,7 @@ func newGenerateCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&modelDir, "model", "", "Hugging Face model directory (with tokenizer.json)")
+	f.StringVar(&modelDir, "model", "", "Hugging Face model directory (with tokenizer.json) or GGUF file")
 	f.StringVar(&adapterDir, "adapter", "", "PEFT adapter directory (tune's adapter/ or a step checkpoint)")
 	f.StringVar(&prompt, "prompt", "", "the prompt")
 	f.BoolVar(&chat, "chat", false, "wrap the prompt as a user message in the model's chat template")

@@ -9,15 +9,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model"
 )
 
 func newInspectCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "inspect DIR",
-		Short: "Architecture, parameter count, dtypes and weight memory of a model directory",
+		Use:   "inspect MODEL",
+		Short: "Architecture, parameter count, dtypes and weight memory of a model directory or GGUF file",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			base, md, err := model.Open(args[0])
@@ -31,7 +30,7 @@ func newInspectCmd() *cobra.Command {
 	}
 }
 
-func printModel(out io.Writer, dir string, m *model.Model, md *hf.Dir) {
+func printModel(out io.Writer, dir string, m *model.Model, md model.Checkpoint) {
 	c := m.Config
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
@@ -53,7 +52,7 @@ func printModel(out io.Writer, dir string, m *model.Model, md *hf.Dir) {
 	}
 	row("parameters", humanCount(m.ParamCount()))
 	// As stored: the model widens norm and bias vectors to f32 in memory.
-	dts := map[dtype.DType]int64{}
+	dts, stored := map[dtype.DType]int64{}, map[dtype.DType]int64{}
 	for _, name := range md.Names() {
 		if info, ok := md.Info(name); ok {
 			n := int64(1)
@@ -61,15 +60,22 @@ func printModel(out io.Writer, dir string, m *model.Model, md *hf.Dir) {
 				n *= int64(d)
 			}
 			dts[info.DType] += n
+			stored[info.DType] += info.End - info.Begin
 		}
 	}
-	var names []string
+	var names, sizes []string
 	for dt, n := range dts {
 		names = append(names, fmt.Sprintf("%s %s", strings.ToLower(string(dt)), humanCount(n)))
+		sizes = append(sizes, fmt.Sprintf("%s %s", strings.ToLower(string(dt)), humanBytes(stored[dt])))
 	}
 	sort.Strings(names)
+	sort.Strings(sizes)
 	row("dtypes", names)
+	row("stored", sizes)
 	row("weight memory", humanBytes(m.WeightBytes()))
+	if model.IsGGUF(dir) {
+		row("format", "GGUF")
+	}
 	row("files", len(md.Files()))
 	w.Flush()
 }

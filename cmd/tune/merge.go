@@ -105,7 +105,7 @@ a base_model_name_or_path that is a local directory is checked the same way.`,
 
 // mergeBase is the configuration of the base model when it is at hand:
 // --model, or the first adapter's base_model_name_or_path when that is a
-// local model directory. Nil when it is not (a hub name, another machine's
+// local model directory or GGUF file. Nil when it is not (a hub name, another machine's
 // path): the adapters are then checked against each other only.
 func mergeBase(baseDir string, adapters []string) (*model.Config, error) {
 	if baseDir == "" {
@@ -116,7 +116,7 @@ func mergeBase(baseDir string, adapters []string) (*model.Config, error) {
 			}
 			st.Close()
 			if name := pc.BaseModelNameOrPath; name != "" {
-				if _, err := os.Stat(filepath.Join(name, hf.ConfigFile)); err == nil {
+				if _, err := os.Stat(filepath.Join(name, hf.ConfigFile)); err == nil || model.IsGGUF(name) {
 					baseDir = name
 				}
 				break

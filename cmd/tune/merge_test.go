@@ -133,7 +133,7 @@ func TestPooledRound(t *testing.T) {
 	}
 }
 
-func tensorF32(t *testing.T, md *hf.Dir, name string) []float32 {
+func tensorF32(t *testing.T, md model.Source, name string) []float32 {
 	t.Helper()
 	tn, err := md.Tensor(name)
 	if err != nil || tn.DType != dtype.F32 {

@@ -17,7 +17,7 @@ func newTokenizeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tokenize --model DIR (--text T | --file F)",
 		Short: "Print the token ids (and tokens) of a text, to check a tokenizer",
-		Long:  "DIR needs only tokenizer.json (and tokenizer_config.json for BOS/EOS rules and the chat template).",
+		Long:  "DIR needs only tokenizer.json (and tokenizer_config.json for BOS/EOS rules and the chat template); a GGUF file's tokenizer.ggml metadata is read too.",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// --text "" is a text: the empty one (BOS only).

@@ -100,11 +100,11 @@ func rel(path string) string {
 }
 
 // testOnly are the packages only tests may import: the runners of PyTorch
-// and node (os/exec) that tune is compared with, the GGUF reader the export
-// tests read files back with, and the file tests' shared checks.
+// and node (os/exec) that tune is compared with, and the file tests' shared
+// checks.
 func testOnly(path string) bool {
 	r := rel(path)
-	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/ggufread", "internal/fixture", "internal/peer"} {
+	for _, p := range []string{"internal/testmodels", "internal/oracle", "internal/fixture", "internal/peer"} {
 		if r == p || strings.HasPrefix(r, p+"/") {
 			return true
 		}
@@ -159,10 +159,10 @@ var rank = map[string]int{
 	"checkpoints/hf":           2,
 	"checkpoints/peft":         2,
 	"checkpoints/gguf":         2,
-	"tokenizer":                2,
 	"tokenizer/internal/jinja": 2, // the chat template engine, bounded
 	"configs":                  2,
 
+	"tokenizer":     3, // reads a GGUF file's vocabulary
 	"model":         3,
 	"model/builtin": 3,
 	"lora":          4,

@@ -196,7 +196,7 @@ func Named(name string) (Spec, bool) {
 	case "llama3.2-1b": // meta-llama/Llama-3.2-1B
 		return Spec{Arch: "llama", Hidden: 2048, Intermediate: 8192, Layers: 16, Heads: 32, KVHeads: 8, Vocab: 128256, Tied: true, RopeTheta: 500000,
 			RopeScaling: map[string]any{"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-			DType: dtype.BF16, Seed: 1024, MaxPositions: 131072}, true
+			DType:       dtype.BF16, Seed: 1024, MaxPositions: 131072}, true
 	case "qwen2.5-7b": // Qwen/Qwen2.5-7B (and Qwen2.5-Coder-7B, the same shape)
 		return Spec{Arch: "qwen2", Hidden: 3584, Intermediate: 18944, Layers: 28, Heads: 28, KVHeads: 4, Vocab: 152064, RopeTheta: 1000000, DType: dtype.BF16, Shards: 4, Seed: 7000, MaxPositions: 32768}, true
 	}

@@ -1,4 +1,4 @@
-package ggufread
+package gguf
 
 import (
 	"bytes"
@@ -11,14 +11,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/internal/fixture"
 )
 
 // allKinds is one metadata entry of every value type, scalar and array.
-func allKinds() []gguf.KV {
-	return []gguf.KV{
+func allKinds() []KV {
+	return []KV{
 		{Key: "general.architecture", Value: "llama"},
 		{Key: "u8", Value: uint8(200)}, {Key: "i8", Value: int8(-5)}, {Key: "u16", Value: uint16(65000)}, {Key: "i16", Value: int16(-300)},
 		{Key: "u32", Value: uint32(1 << 31)}, {Key: "i32", Value: int32(-1 << 30)}, {Key: "f32", Value: float32(1.5e-5)},
@@ -31,16 +30,14 @@ func allKinds() []gguf.KV {
 	}
 }
 
-func bytesOf(b []byte) func() ([]byte, error) { return func() ([]byte, error) { return b, nil } }
-
 // sampleTensors covers every tensor type, a padded (unaligned) size and an
 // empty tensor.
-func sampleTensors(t *testing.T) ([]gguf.Tensor, map[string][]float32) {
+func sampleTensors(t *testing.T) ([]Tensor, map[string][]float32) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(1, 2))
 	want := map[string][]float32{}
-	var out []gguf.Tensor
-	add := func(name string, typ gguf.Type, dims ...uint64) {
+	var out []Tensor
+	add := func(name string, typ Type, dims ...uint64) {
 		n := 1
 		for _, d := range dims {
 			n *= int(d)
@@ -49,33 +46,33 @@ func sampleTensors(t *testing.T) ([]gguf.Tensor, map[string][]float32) {
 		for i := range v {
 			v[i] = float32(r.NormFloat64())
 		}
-		b, err := gguf.Encode(typ, v)
+		b, err := Encode(typ, v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		dec, err := gguf.Decode(typ, b)
+		dec, err := Decode(typ, b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want[name] = dec
-		out = append(out, gguf.Tensor{Name: name, Dims: dims, Type: typ, Data: bytesOf(b)})
+		out = append(out, Tensor{Name: name, Dims: dims, Type: typ, Data: bytesOf(b)})
 	}
-	add("a.f32", gguf.F32, 3, 5)
-	add("b.f16", gguf.F16, 7)
-	add("c.bf16", gguf.BF16, 4, 2, 3)
-	add("d.q8_0", gguf.Q8_0, 64, 3)
-	add("e.empty", gguf.F32, 0, 4)
-	add("f.scalar", gguf.F32)
+	add("a.f32", F32, 3, 5)
+	add("b.f16", F16, 7)
+	add("c.bf16", BF16, 4, 2, 3)
+	add("d.q8_0", Q8_0, 64, 3)
+	add("e.empty", F32, 0, 4)
+	add("f.scalar", F32)
 	return out, want
 }
 
 func TestRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.gguf")
 	tensors, want := sampleTensors(t)
-	if err := gguf.Write(path, allKinds(), tensors); err != nil {
+	if err := Write(path, allKinds(), tensors); err != nil {
 		t.Fatal(err)
 	}
-	g, err := Read(path)
+	g, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +95,7 @@ func TestRoundTrip(t *testing.T) {
 		if ti.Offset != next {
 			t.Fatalf("tensor %q at %d, want back-to-back layout offset %d", ti.Name, ti.Offset, next)
 		}
-		next = gguf.AlignUp(ti.Offset+uint64(ti.Size), 32)
+		next = AlignUp(ti.Offset+uint64(ti.Size), 32)
 		v, err := g.Float32(ti.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -119,11 +116,11 @@ func TestRoundTrip(t *testing.T) {
 func TestCustomAlignment(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.gguf")
 	tensors, _ := sampleTensors(t)
-	kv := []gguf.KV{{Key: gguf.AlignmentKey, Value: uint32(64)}}
-	if err := gguf.Write(path, kv, tensors); err != nil {
+	kv := []KV{{Key: AlignmentKey, Value: uint32(64)}}
+	if err := Write(path, kv, tensors); err != nil {
 		t.Fatal(err)
 	}
-	g, err := Read(path)
+	g, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +136,7 @@ func TestCustomAlignment(t *testing.T) {
 }
 
 // ggufBytes writes a GGUF into memory for the malformed-file tests.
-func ggufBytes(t testing.TB, kv []gguf.KV, tensors []gguf.Tensor) []byte {
+func ggufBytes(t testing.TB, kv []KV, tensors []Tensor) []byte {
 	b, err := written(t, kv, tensors)
 	if err != nil {
 		t.Fatal(err)
@@ -147,19 +144,19 @@ func ggufBytes(t testing.TB, kv []gguf.KV, tensors []gguf.Tensor) []byte {
 	return b
 }
 
-// written is what gguf.Write puts in a file.
-func written(t testing.TB, kv []gguf.KV, tensors []gguf.Tensor) ([]byte, error) {
+// written is what Write puts in a file.
+func written(t testing.TB, kv []KV, tensors []Tensor) ([]byte, error) {
 	path := filepath.Join(t.TempDir(), "w.gguf")
-	if err := gguf.Write(path, kv, tensors); err != nil {
+	if err := Write(path, kv, tensors); err != nil {
 		return nil, err
 	}
 	return os.ReadFile(path)
 }
 
 func TestReadMalformed(t *testing.T) {
-	one := []gguf.Tensor{{Name: "w", Dims: []uint64{4}, Type: gguf.F32, Data: bytesOf(make([]byte, 16))}}
-	two := append(one, gguf.Tensor{Name: "v", Dims: []uint64{8}, Type: gguf.F32, Data: bytesOf(make([]byte, 32))})
-	good := ggufBytes(t, []gguf.KV{{Key: "k", Value: "value"}}, one)
+	one := []Tensor{{Name: "w", Dims: []uint64{4}, Type: F32, Data: bytesOf(make([]byte, 16))}}
+	two := append(one, Tensor{Name: "v", Dims: []uint64{8}, Type: F32, Data: bytesOf(make([]byte, 32))})
+	good := ggufBytes(t, []KV{{Key: "k", Value: "value"}}, one)
 	// Field positions in good: magic 0, version 4, n_tensors 8, n_kv 16,
 	// key length 24, key "k" 32, type 33, string length 37, "value" 45,
 	// tensor name length 50, "w" 58, n_dims 59, dim 63, type 71, offset 75.
@@ -195,7 +192,7 @@ func TestReadMalformed(t *testing.T) {
 		{"value type", patch(good, 33, uint32(13)), `metadata "k" has unknown value type 13`},
 		{"name length", patch(good, 50, uint64(999)), "tensor 0 name at byte 50 has length 999"},
 		{"n_dims", patch(good, 59, uint32(5)), `tensor "w" has 5 dimensions`},
-		{"tensor type", patch(good, 71, uint32(10)), `tensor "w": unsupported tensor type Q2_K (tune handles`},
+		{"tensor type", patch(good, 71, uint32(17)), `tensor "w": unsupported tensor type IQ2_XS (tune handles F32, F16`},
 		{"misaligned", patch(good, 75, uint64(4)), `tensor "w" offset 4 is not a multiple of the alignment 32`},
 		{"out of range", patch(good, 75, uint64(64)), `tensor "w" bytes [64, 80) lie beyond the 32-byte data section`},
 		{"huge dim", patch(good, 63, uint64(1<<62)), `tensor "w": dims [4611686018427387904]: byte size overflows`},
@@ -203,20 +200,20 @@ func TestReadMalformed(t *testing.T) {
 		{"overlap", patch(twoFile, 82, uint64(0)), `tensors "w" and "v" overlap at byte 0`},
 		{"dup tensor", patch(twoFile, 65, "w"), `tensor "w" appears twice`},
 		// "a" at 32, "b" at 32+1+4+1+8 = 46.
-		{"dup key", patch(ggufBytes(t, []gguf.KV{{Key: "a", Value: uint8(1)}, {Key: "b", Value: uint8(1)}}, nil), 46, "a"), `metadata key "a" appears twice`},
+		{"dup key", patch(ggufBytes(t, []KV{{Key: "a", Value: uint8(1)}, {Key: "b", Value: uint8(1)}}, nil), 46, "a"), `metadata key "a" appears twice`},
 	}
-	badAlign := ggufBytes(t, []gguf.KV{{Key: gguf.AlignmentKey, Value: uint32(32)}}, nil)
+	badAlign := ggufBytes(t, []KV{{Key: AlignmentKey, Value: uint32(32)}}, nil)
 	// value at 24+8+17+4 = 53
 	cases = append(cases,
 		badCase{"alignment", patch(badAlign, 53, uint32(48)), "general.alignment 48 is not a power of two"},
-		badCase{"alignment type", patch(ggufBytes(t, []gguf.KV{{Key: "general.alignmenX", Value: uint64(32)}}, nil), 32, gguf.AlignmentKey), "general.alignment must be a UINT32, got UINT64"},
+		badCase{"alignment type", patch(ggufBytes(t, []KV{{Key: "general.alignmenX", Value: uint64(32)}}, nil), 32, AlignmentKey), "general.alignment must be a UINT32, got UINT64"},
 		badCase{"nested array", nestedArray(), `metadata "n" is an array of arrays`},
-		badCase{"array length", patch(ggufBytes(t, []gguf.KV{{Key: "n", Value: []uint32{1}}}, nil), 24+8+1+4+4, uint64(1<<61)), `metadata "n": array of 2305843009213693952 elements of 4 bytes is longer than the rest`},
+		badCase{"array length", patch(ggufBytes(t, []KV{{Key: "n", Value: []uint32{1}}}, nil), 24+8+1+4+4, uint64(1<<61)), `metadata "n": array of 2305843009213693952 elements of 4 bytes is longer than the rest`},
 	)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := fixture.WriteTemp(t, "bad.gguf", c.file)
-			g, err := Read(path)
+			g, err := Open(path)
 			if err == nil {
 				g.Close()
 			}
@@ -237,8 +234,8 @@ func nestedArray() []byte {
 	binary.Write(&b, le, uint64(1))
 	binary.Write(&b, le, uint64(1))
 	b.WriteString("n")
-	binary.Write(&b, le, uint32(gguf.Array))
-	binary.Write(&b, le, uint32(gguf.Array))
+	binary.Write(&b, le, uint32(Array))
+	binary.Write(&b, le, uint32(Array))
 	binary.Write(&b, le, uint64(1))
 	b.Write(make([]byte, 16))
 	return b.Bytes()
@@ -255,7 +252,7 @@ func TestQ8_0(t *testing.T) {
 	x[0] = -0.0625 * 3     // -0.1875 / 0.125 = -1.5 -> -2
 	x[1] = 0.0625          // 0.5 -> 1
 	// second block all zeros: d = 0, every q = 0
-	b, err := gguf.Encode(gguf.Q8_0, x)
+	b, err := Encode(Q8_0, x)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,20 +275,20 @@ func TestQ8_0(t *testing.T) {
 	for i := range v {
 		v[i] = float32(r.NormFloat64() * math.Pow(10, float64(i/32%7-3)))
 	}
-	b, _ = gguf.Encode(gguf.Q8_0, v)
-	back, err := gguf.Decode(gguf.Q8_0, b)
+	b, _ = Encode(Q8_0, v)
+	back, err := Decode(Q8_0, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for blk := range len(v) / 32 {
-		_, bound := Q8_0Quantum(v[blk*32 : blk*32+32])
+		_, bound := fixture.Q8_0Quantum(v[blk*32 : blk*32+32])
 		for i := blk * 32; i < blk*32+32; i++ {
 			if e := math.Abs(float64(v[i] - back[i])); e > bound {
 				t.Fatalf("value %d: %g -> %g, error %g > %g", i, v[i], back[i], e, bound)
 			}
 		}
 	}
-	if _, err := gguf.Encode(gguf.Q8_0, make([]float32, 31)); err == nil {
+	if _, err := Encode(Q8_0, make([]float32, 31)); err == nil {
 		t.Fatal("31 values quantized without error")
 	}
 }

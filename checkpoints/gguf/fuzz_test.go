@@ -1,4 +1,4 @@
-package ggufread
+package gguf
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/internal/fixture"
 )
 
@@ -19,13 +18,13 @@ import (
 // reading it again gives the same metadata, tensors and data. Seeds live in
 // testdata/fuzz/FuzzRead.
 func FuzzRead(f *testing.F) {
-	tensors := []gguf.Tensor{
-		{Name: "a", Dims: []uint64{2, 2}, Type: gguf.F32, Data: bytesOf(fixture.Seq(16))},
-		{Name: "b", Dims: []uint64{32}, Type: gguf.Q8_0, Data: bytesOf(fixture.Seq(34))},
-		{Name: "c", Dims: []uint64{3}, Type: gguf.BF16, Data: bytesOf(fixture.Seq(6))},
+	tensors := []Tensor{
+		{Name: "a", Dims: []uint64{2, 2}, Type: F32, Data: bytesOf(fixture.Seq(16))},
+		{Name: "b", Dims: []uint64{32}, Type: Q8_0, Data: bytesOf(fixture.Seq(34))},
+		{Name: "c", Dims: []uint64{3}, Type: BF16, Data: bytesOf(fixture.Seq(6))},
 	}
 	f.Add(ggufBytes(f, allKinds(), tensors))
-	f.Add(ggufBytes(f, []gguf.KV{{Key: gguf.AlignmentKey, Value: uint32(8)}}, tensors[:1]))
+	f.Add(ggufBytes(f, []KV{{Key: AlignmentKey, Value: uint32(8)}}, tensors[:1]))
 	f.Add(ggufBytes(f, nil, nil))
 	f.Fuzz(func(t *testing.T, file []byte) {
 		g, err := parse(file)
@@ -43,7 +42,7 @@ func FuzzRead(f *testing.F) {
 		slices.SortFunc(sorted, func(a, b TensorInfo) int { return cmp.Compare(a.Offset, b.Offset) })
 		var end uint64
 		for _, ti := range sorted {
-			size, err := gguf.ByteSize(ti.Type, ti.Dims)
+			size, err := ByteSize(ti.Type, ti.Dims)
 			if err != nil || size != ti.Size {
 				t.Fatalf("tensor %q: size %d, recomputed %d (%v)", ti.Name, ti.Size, size, err)
 			}
@@ -59,10 +58,10 @@ func FuzzRead(f *testing.F) {
 		}
 		// Write back and read again. The writer packs tensors back to back,
 		// so offsets may change; everything else must not.
-		var out []gguf.Tensor
+		var out []Tensor
 		for _, ti := range g.Tensors {
 			b := bytes.Clone(g.data[ti.Offset : ti.Offset+uint64(ti.Size)])
-			out = append(out, gguf.Tensor{Name: ti.Name, Dims: ti.Dims, Type: ti.Type, Data: bytesOf(b)})
+			out = append(out, Tensor{Name: ti.Name, Dims: ti.Dims, Type: ti.Type, Data: bytesOf(b)})
 		}
 		back, err := written(t, g.KV, out)
 		if err != nil {
@@ -95,7 +94,7 @@ func FuzzRead(f *testing.F) {
 // sameValue compares two metadata values by type and encoding, so that NaNs
 // equal themselves bit for bit (DeepEqual says NaN != NaN).
 func sameValue(t testing.TB, a, b any) bool {
-	x, errX := written(t, []gguf.KV{{Key: "v", Value: a}}, nil)
-	y, errY := written(t, []gguf.KV{{Key: "v", Value: b}}, nil)
+	x, errX := written(t, []KV{{Key: "v", Value: a}}, nil)
+	y, errY := written(t, []KV{{Key: "v", Value: b}}, nil)
 	return errX == nil && errY == nil && reflect.TypeOf(a) == reflect.TypeOf(b) && bytes.Equal(x, y)
 }

@@ -1,4 +1,4 @@
-package ggufread
+package gguf
 
 import (
 	"cmp"
@@ -8,7 +8,6 @@ import (
 	"math/bits"
 	"slices"
 
-	"github.com/tune-dev/tune/checkpoints/gguf"
 	"github.com/tune-dev/tune/internal/mmap"
 )
 
@@ -18,7 +17,7 @@ type TensorInfo struct {
 	// Dims are in GGUF order, the reverse of PyTorch's shape: Dims[0] is the
 	// length of a row.
 	Dims   []uint64
-	Type   gguf.Type
+	Type   Type
 	Offset uint64 // from the start of the data section
 	Size   int64  // bytes
 }
@@ -28,7 +27,7 @@ type TensorInfo struct {
 type File struct {
 	Path       string
 	Version    uint32
-	KV         []gguf.KV    // in file order
+	KV         []KV         // in file order
 	Tensors    []TensorInfo // in file order
 	Alignment  uint64
 	DataOffset int64 // where the data section starts in the file
@@ -39,10 +38,10 @@ type File struct {
 	kvIndex map[string]int
 }
 
-// Read opens and validates a GGUF file. Errors are one line, name the file
+// Open opens and validates a GGUF file. Errors are one line, name the file
 // and say what is wrong, so that a corrupt or truncated download is reported
 // rather than crashing a loader later.
-func Read(path string) (*File, error) {
+func Open(path string) (*File, error) {
 	f, size, err := mmap.Open(path, 24, "a GGUF header")
 	if err != nil {
 		return nil, err
@@ -121,7 +120,7 @@ func (g *File) Float32(name string) ([]float32, error) {
 		return nil, err
 	}
 	ti := g.Tensors[g.byName[name]]
-	v, err := gguf.Decode(ti.Type, b)
+	v, err := Decode(ti.Type, b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: tensor %q: %w", g.Path, name, err)
 	}
@@ -181,7 +180,7 @@ func (r *reader) str(what string) (string, error) {
 // file's size.
 func parse(b []byte) (*File, error) {
 	r := &reader{b: b}
-	if len(b) < 4 || string(b[:4]) != gguf.Magic {
+	if len(b) < 4 || string(b[:4]) != Magic {
 		return nil, fmt.Errorf("bad magic %q: not a GGUF file", b[:min(4, len(b))])
 	}
 	r.off = 4
@@ -211,8 +210,8 @@ func parse(b []byte) (*File, error) {
 	if nTensors > uint64(r.left())/24 {
 		return nil, fmt.Errorf("tensor count %d is more than the %d-byte file can hold", nTensors, len(b))
 	}
-	g := &File{Version: version, Alignment: gguf.DefaultAlignment, kvIndex: make(map[string]int, nKV), byName: make(map[string]int, nTensors)}
-	g.KV = make([]gguf.KV, 0, nKV)
+	g := &File{Version: version, Alignment: DefaultAlignment, kvIndex: make(map[string]int, nKV), byName: make(map[string]int, nTensors)}
+	g.KV = make([]KV, 0, nKV)
 	for i := range nKV {
 		key, err := r.str(fmt.Sprintf("metadata key %d", i))
 		if err != nil {
@@ -225,20 +224,20 @@ func parse(b []byte) (*File, error) {
 		if err != nil {
 			return nil, err
 		}
-		v, err := r.value(gguf.ValueType(typ), key)
+		v, err := r.value(ValueType(typ), key)
 		if err != nil {
 			return nil, err
 		}
 		g.kvIndex[key] = len(g.KV)
-		g.KV = append(g.KV, gguf.KV{Key: key, Value: v})
+		g.KV = append(g.KV, KV{Key: key, Value: v})
 	}
-	if v, ok := g.Lookup(gguf.AlignmentKey); ok {
+	if v, ok := g.Lookup(AlignmentKey); ok {
 		a, isU32 := v.(uint32)
 		if !isU32 {
-			return nil, fmt.Errorf("%s must be a UINT32, got %s", gguf.AlignmentKey, valueTypeName(v))
+			return nil, fmt.Errorf("%s must be a UINT32, got %s", AlignmentKey, valueTypeName(v))
 		}
 		if a == 0 || a&(a-1) != 0 {
-			return nil, fmt.Errorf("%s %d is not a power of two", gguf.AlignmentKey, a)
+			return nil, fmt.Errorf("%s %d is not a power of two", AlignmentKey, a)
 		}
 		g.Alignment = uint64(a)
 	}
@@ -254,7 +253,7 @@ func parse(b []byte) (*File, error) {
 		g.byName[ti.Name] = len(g.Tensors)
 		g.Tensors = append(g.Tensors, ti)
 	}
-	g.DataOffset = int64(gguf.AlignUp(uint64(r.off), g.Alignment))
+	g.DataOffset = int64(AlignUp(uint64(r.off), g.Alignment))
 	if g.DataOffset < int64(len(b)) {
 		g.data = b[g.DataOffset:]
 	}
@@ -270,16 +269,16 @@ func (r *reader) tensorInfo(i uint64) (TensorInfo, error) {
 	if err != nil {
 		return ti, err
 	}
-	if len(name) >= gguf.MaxName {
-		return ti, fmt.Errorf("tensor %d name %q is %d bytes; llama.cpp allows at most %d", i, name, len(name), gguf.MaxName-1)
+	if len(name) >= MaxName {
+		return ti, fmt.Errorf("tensor %d name %q is %d bytes; llama.cpp allows at most %d", i, name, len(name), MaxName-1)
 	}
 	ti.Name = name
 	nDims, err := r.u32(fmt.Sprintf("tensor %q dimension count", name))
 	if err != nil {
 		return ti, err
 	}
-	if nDims > gguf.MaxDims {
-		return ti, fmt.Errorf("tensor %q has %d dimensions; GGUF allows at most %d", name, nDims, gguf.MaxDims)
+	if nDims > MaxDims {
+		return ti, fmt.Errorf("tensor %q has %d dimensions; GGUF allows at most %d", name, nDims, MaxDims)
 	}
 	ti.Dims = make([]uint64, nDims)
 	for j := range ti.Dims {
@@ -291,11 +290,11 @@ func (r *reader) tensorInfo(i uint64) (TensorInfo, error) {
 	if err != nil {
 		return ti, err
 	}
-	ti.Type = gguf.Type(typ)
+	ti.Type = Type(typ)
 	if ti.Offset, err = r.u64(fmt.Sprintf("tensor %q offset", name)); err != nil {
 		return ti, err
 	}
-	if ti.Size, err = gguf.ByteSize(ti.Type, ti.Dims); err != nil {
+	if ti.Size, err = ByteSize(ti.Type, ti.Dims); err != nil {
 		return ti, fmt.Errorf("tensor %q: %w", name, err)
 	}
 	return ti, nil
@@ -336,9 +335,9 @@ func (g *File) checkLayout() error {
 }
 
 // value reads one metadata value of type t.
-func (r *reader) value(t gguf.ValueType, key string) (any, error) {
+func (r *reader) value(t ValueType, key string) (any, error) {
 	what := fmt.Sprintf("metadata %q", key)
-	if t == gguf.Array {
+	if t == Array {
 		et, err := r.u32(what + " array type")
 		if err != nil {
 			return nil, err
@@ -347,9 +346,9 @@ func (r *reader) value(t gguf.ValueType, key string) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return r.array(gguf.ValueType(et), n, key)
+		return r.array(ValueType(et), n, key)
 	}
-	if t == gguf.String {
+	if t == String {
 		return r.str(what)
 	}
 	size := t.Size()
@@ -364,42 +363,42 @@ func (r *reader) value(t gguf.ValueType, key string) (any, error) {
 	return v, nil
 }
 
-func scalarAt(t gguf.ValueType, b []byte) any {
+func scalarAt(t ValueType, b []byte) any {
 	le := binary.LittleEndian
 	switch t {
-	case gguf.Uint8:
+	case Uint8:
 		return b[0]
-	case gguf.Int8:
+	case Int8:
 		return int8(b[0])
-	case gguf.Bool:
+	case Bool:
 		return b[0] != 0
-	case gguf.Uint16:
+	case Uint16:
 		return le.Uint16(b)
-	case gguf.Int16:
+	case Int16:
 		return int16(le.Uint16(b))
-	case gguf.Uint32:
+	case Uint32:
 		return le.Uint32(b)
-	case gguf.Int32:
+	case Int32:
 		return int32(le.Uint32(b))
-	case gguf.Float32:
+	case Float32:
 		return math.Float32frombits(le.Uint32(b))
-	case gguf.Uint64:
+	case Uint64:
 		return le.Uint64(b)
-	case gguf.Int64:
+	case Int64:
 		return int64(le.Uint64(b))
-	case gguf.Float64:
+	case Float64:
 		return math.Float64frombits(le.Uint64(b))
 	}
 	panic("unreachable")
 }
 
 // array reads n elements of type t into the matching Go slice type.
-func (r *reader) array(t gguf.ValueType, n uint64, key string) (any, error) {
+func (r *reader) array(t ValueType, n uint64, key string) (any, error) {
 	what := fmt.Sprintf("metadata %q", key)
 	switch t {
-	case gguf.Array:
+	case Array:
 		return nil, fmt.Errorf("%s is an array of arrays, which llama.cpp does not read", what)
-	case gguf.String:
+	case String:
 		if n > uint64(r.left())/8 {
 			return nil, fmt.Errorf("%s: array of %d strings is longer than the rest of the file (%d bytes)", what, n, r.left())
 		}
@@ -423,27 +422,27 @@ func (r *reader) array(t gguf.ValueType, n uint64, key string) (any, error) {
 	raw := r.b[r.off : r.off+int(n)*size]
 	r.off += len(raw)
 	switch t {
-	case gguf.Uint8:
+	case Uint8:
 		return slices.Clone(raw), nil
-	case gguf.Int8:
+	case Int8:
 		return decodeSlice(raw, 1, func(b []byte) int8 { return int8(b[0]) }), nil
-	case gguf.Bool:
+	case Bool:
 		return decodeSlice(raw, 1, func(b []byte) bool { return b[0] != 0 }), nil
-	case gguf.Uint16:
+	case Uint16:
 		return decodeSlice(raw, 2, binary.LittleEndian.Uint16), nil
-	case gguf.Int16:
+	case Int16:
 		return decodeSlice(raw, 2, func(b []byte) int16 { return int16(binary.LittleEndian.Uint16(b)) }), nil
-	case gguf.Uint32:
+	case Uint32:
 		return decodeSlice(raw, 4, binary.LittleEndian.Uint32), nil
-	case gguf.Int32:
+	case Int32:
 		return decodeSlice(raw, 4, func(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }), nil
-	case gguf.Float32:
+	case Float32:
 		return decodeSlice(raw, 4, func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }), nil
-	case gguf.Uint64:
+	case Uint64:
 		return decodeSlice(raw, 8, binary.LittleEndian.Uint64), nil
-	case gguf.Int64:
+	case Int64:
 		return decodeSlice(raw, 8, func(b []byte) int64 { return int64(binary.LittleEndian.Uint64(b)) }), nil
-	case gguf.Float64:
+	case Float64:
 		return decodeSlice(raw, 8, func(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) }), nil
 	}
 	panic("unreachable")
@@ -458,7 +457,7 @@ func decodeSlice[T any](raw []byte, size int, f func([]byte) T) []T {
 }
 
 func valueTypeName(v any) string {
-	t, array, ok := gguf.ValueTypeOf(v)
+	t, array, ok := ValueTypeOf(v)
 	switch {
 	case !ok:
 		return fmt.Sprintf("%T", v)
