@@ -48,7 +48,7 @@ type Graph struct {
 	opt                          Options
 	adapted                      [][numProj]bool // by layer
 	backward                     bool            // a gradient of Loss was built
-	hidden                       *G.Node // the final norm's output (N, Hidden)
+	hidden                       *G.Node         // the final norm's output (N, Hidden)
 	ids, pos, seg, targets, seed *G.Node
 }
 
