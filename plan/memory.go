@@ -1,0 +1,260 @@
+package plan
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/tune-dev/tune/checkpoints/hf"
+	"github.com/tune-dev/tune/checkpoints/safetensors"
+	"github.com/tune-dev/tune/configs"
+	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
+	"github.com/tune-dev/tune/train"
+)
+
+// Part is one line of the memory estimate.
+type Part struct {
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
+	Note  string `json:"note,omitempty"`
+}
+
+// Memory is the estimate of a run's resident memory.
+type Memory struct {
+	Parts []Part `json:"parts"`
+	// PeakBytes is the predicted peak resident memory (VmHWM, what
+	// /usr/bin/time -v calls the maximum resident set size).
+	PeakBytes int64 `json:"peak_bytes"`
+	// HeapBytes is the part of the peak the Go heap holds: the run's
+	// memory limit (GOMEMLIMIT) is set from it, so the estimate holds.
+	HeapBytes int64 `json:"heap_bytes"`
+	// FirstRunBytes, when not zero, is the peak while a built-in model is
+	// generated (the first run of a builtin:NAME only).
+	FirstRunBytes int64 `json:"first_run_bytes,omitempty"`
+}
+
+// Weights is what the base model's files hold, read from their headers
+// (no weight is read).
+type Weights struct {
+	Config model.Config
+	// DType is the stored dtype of the largest share of the bytes: the
+	// projections' and embeddings' (model.Shaped builds with it).
+	DType dtype.DType
+	// ByDType is the bytes of every tensor by stored dtype. They are
+	// memory-mapped; tune reads every one (model.CheckFinite), so all of them
+	// end up resident, as page cache shared with other readers of the file.
+	ByDType map[dtype.DType]int64
+	// Copies are the bytes tune copies out of the mapping: norm and bias
+	// vectors widened to float32, and matrices at an address their dtype
+	// cannot be read from in place.
+	Copies int64
+	// Generate is the built-in model's name when its files do not exist yet.
+	Generate string
+}
+
+// Mapped is the bytes of every tensor.
+func (w Weights) Mapped() int64 {
+	var n int64
+	for _, b := range w.ByDType {
+		n += b
+	}
+	return n
+}
+
+// ReadWeights reads the headers of the model a config names. A built-in
+// model not generated yet is described from its spec.
+func ReadWeights(cfg *configs.Config) (Weights, error) {
+	name, isBuiltin := strings.CutPrefix(cfg.Model.Path, "builtin:")
+	dir := cfg.Model.Path
+	if isBuiltin {
+		dir = train.BuiltinDir(cfg)
+		if _, err := os.Stat(dir + "/" + hf.ConfigFile); err != nil {
+			return builtinWeights(cfg, name)
+		}
+	}
+	md, err := hf.Open(dir)
+	if err != nil {
+		return Weights{}, cfg.Errorf("model.path", "%v", err)
+	}
+	defer md.Close()
+	mc, err := model.ParseConfig(md.Config)
+	if err != nil {
+		return Weights{}, cfg.Errorf("model.path", "%s: %v", hf.ConfigFile, err)
+	}
+	w := Weights{Config: mc, ByDType: map[dtype.DType]int64{}}
+	for _, n := range md.Names() {
+		t, err := md.Tensor(n) // a view of the mapping: nothing is read
+		if err != nil {
+			return Weights{}, err
+		}
+		w.add(t.DType, t.Shape, int64(len(t.Data)), aligned(t))
+	}
+	w.DType = w.major()
+	return w, nil
+}
+
+func builtinWeights(cfg *configs.Config, name string) (Weights, error) {
+	spec, ok := builtin.Named(name)
+	if !ok {
+		return Weights{}, cfg.Errorf("model.path", "unknown built-in model %q", cfg.Model.Path)
+	}
+	b, err := json.Marshal(spec.Config())
+	if err != nil {
+		return Weights{}, err
+	}
+	mc, err := model.ParseConfig(b)
+	if err != nil {
+		return Weights{}, err
+	}
+	w := Weights{Config: mc, ByDType: map[dtype.DType]int64{}, Generate: name}
+	for _, t := range spec.Infos() {
+		w.add(t.DType, t.Shape, t.End-t.Begin, true) // safetensors.Write aligns the data
+	}
+	w.DType = w.major()
+	return w, nil
+}
+
+// aligned is whether a tensor's data can be read in place (kernels.NewMatrix).
+func aligned(t safetensors.Tensor) bool {
+	if len(t.Data) == 0 {
+		return true
+	}
+	return uintptr(unsafe.Pointer(unsafe.SliceData(t.Data)))%uintptr(t.DType.Size()) == 0
+}
+
+func (w *Weights) add(dt dtype.DType, shape []int, bytes int64, aligned bool) {
+	w.ByDType[dt] += bytes
+	switch {
+	case len(shape) == 1: // model.Load widens vectors to float32
+		w.Copies += 4 * bytes / int64(dt.Size())
+	case !aligned:
+		w.Copies += bytes
+	}
+}
+
+func (w Weights) major() dtype.DType {
+	var best dtype.DType
+	for dt, b := range w.ByDType {
+		if best == "" || b > w.ByDType[best] || (b == w.ByDType[best] && dt < best) {
+			best = dt
+		}
+	}
+	return best
+}
+
+// EstimateMemory adds up a run's peak resident memory: base is what the
+// process holds before the base weights are read and the graph is built (the
+// Go runtime, the program, the tokenizer and the data index: measured, by
+// ResidentNow after the data are opened), the weights as mapped and copied,
+// and the buffers the run's own code allocates (train.PlanFootprint).
+func EstimateMemory(cfg *configs.Config, w Weights, base int64) (Memory, error) {
+	fp, err := train.PlanFootprint(cfg, w.Config, w.DType)
+	if err != nil {
+		return Memory{}, err
+	}
+	var mem Memory
+	add := func(name string, b int64, note string) {
+		mem.Parts = append(mem.Parts, Part{name, b, note})
+	}
+	var dts []string
+	for dt, b := range w.ByDType {
+		dts = append(dts, fmt.Sprintf("%s %s", dt, Bytes(b)))
+	}
+	add("base weights", w.Mapped(), "memory-mapped "+strings.Join(dts, ", ")+"; resident once read, shared with the page cache")
+	add("weight copies", w.Copies, "norm and bias vectors as f32")
+	add("LoRA adapter", fp.Adapter, fmt.Sprintf("r=%d on %s", cfg.LoRA.R, strings.Join(cfg.LoRA.TargetModules, ",")))
+	add("gradients", fp.Gradients, "the step's sum and the graph's own")
+	add("AdamW moments", fp.Optimizer, "m and v, f32")
+	g := fp.Graph
+	actsNote := fmt.Sprintf("kept by each of %d layers", w.Config.Layers)
+	if cfg.Train.ActivationCheckpointing {
+		actsNote = "one layer's: activation checkpointing recomputes the rest"
+	}
+	add("activations", g.Activations, fmt.Sprintf("batch %d x seq %d, %s", cfg.Train.BatchSize, cfg.Data.SeqLen, actsNote))
+	add("layer workspace", g.Workspace, "shared by the layers")
+	add("graph values", g.Values+g.Tables, "layer outputs and the gradients between them")
+	add("loss buffers", g.Loss, "logits in chunks, never whole")
+	if fp.Eval.Total() > 0 {
+		add("evaluation graph", fp.Eval.Total(), "forward only, built at each evaluation")
+	}
+	add("runtime, tokenizer, data", base, "measured: this process before the weights are read")
+	heap := w.Copies + fp.Total()
+	// The collector frees a step's garbage late: it runs when the heap has
+	// grown by GOGC% (100) over the live heap, and the run's limit (below)
+	// caps that; what it adds is this headroom.
+	slack := heapSlack(heap)
+	add("collector headroom", slack, "garbage between collections, bounded by the memory limit")
+	mem.HeapBytes = heap + slack
+	mem.PeakBytes = w.Mapped() + base + mem.HeapBytes
+	if w.Generate != "" {
+		// Tensors() holds the encoded model while Write writes it.
+		mem.FirstRunBytes = base + 2*w.Mapped()
+	}
+	return mem, nil
+}
+
+// heapSlack is the headroom the Go collector takes above a live heap of
+// live bytes under the limit the run sets (MemoryLimit).
+func heapSlack(live int64) int64 {
+	return live/32 + 16<<20
+}
+
+// MemoryLimit is the GOMEMLIMIT a run of this estimate sets: the heap the
+// estimate allows, plus the runtime's share of base. The collector works
+// harder near it rather than let the heap outgrow the plan.
+func (m Memory) MemoryLimit(base int64) int64 {
+	return m.HeapBytes + base
+}
+
+// ResidentNow is this process's resident memory after a collection has
+// returned the garbage to the system: what stays.
+func ResidentNow() int64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	return statusBytes("VmRSS:")
+}
+
+// PeakResident is this process's peak resident memory so far (VmHWM).
+func PeakResident() int64 { return statusBytes("VmHWM:") }
+
+// statusBytes reads a kB figure of /proc/self/status; elsewhere the Go
+// runtime's own count.
+func statusBytes(key string) int64 {
+	if f, err := os.Open("/proc/self/status"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.Sys)
+}
+
+// Bytes formats a size in decimal units, as the hardware notes and `free -h`
+// readers expect: 1.23 GB, 456 MB.
+func Bytes(b int64) string {
+	switch {
+	case b >= 1e9 || b <= -1e9:
+		return fmt.Sprintf("%.2f GB", float64(b)/1e9)
+	case b >= 1e6 || b <= -1e6:
+		return fmt.Sprintf("%.0f MB", float64(b)/1e6)
+	case b >= 1e3 || b <= -1e3:
+		return fmt.Sprintf("%.0f kB", float64(b)/1e3)
+	}
+	return fmt.Sprintf("%d B", b)
+}
