@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -155,7 +156,7 @@ func (w Weights) major() dtype.DType {
 // Go runtime, the program, the tokenizer and the data index: measured, by
 // ResidentNow after the data are opened), the weights as mapped and copied,
 // and the buffers the run's own code allocates (train.PlanFootprint).
-func EstimateMemory(cfg *configs.Config, w Weights, base int64) (Memory, error) {
+func EstimateMemory(cfg *configs.Config, w Weights, base, outputs int64) (Memory, error) {
 	fp, err := train.PlanFootprint(cfg, w.Config, w.DType)
 	if err != nil {
 		return Memory{}, err
@@ -186,6 +187,7 @@ func EstimateMemory(cfg *configs.Config, w Weights, base int64) (Memory, error) 
 		add("evaluation graph", fp.Eval.Total(), "forward only, built at each evaluation")
 	}
 	add("runtime, tokenizer, data", base, "measured: this process before the weights are read")
+	add("writing the outputs", outputs, "measured: the loss plot's code and fonts")
 	heap := w.Copies + fp.Total()
 	// The collector frees a step's garbage late: it runs when the heap has
 	// grown by GOGC% (100) over the live heap, and the run's limit (below)
@@ -193,7 +195,7 @@ func EstimateMemory(cfg *configs.Config, w Weights, base int64) (Memory, error) 
 	slack := heapSlack(heap)
 	add("collector headroom", slack, "garbage between collections, bounded by the memory limit")
 	mem.HeapBytes = heap + slack
-	mem.PeakBytes = w.Mapped() + base + mem.HeapBytes
+	mem.PeakBytes = w.Mapped() + base + outputs + mem.HeapBytes
 	if w.Generate != "" {
 		// Tensors() holds the encoded model while Write writes it.
 		mem.FirstRunBytes = base + 2*w.Mapped()
@@ -201,10 +203,12 @@ func EstimateMemory(cfg *configs.Config, w Weights, base int64) (Memory, error) 
 	return mem, nil
 }
 
-// heapSlack is the headroom the Go collector takes above a live heap of
-// live bytes under the limit the run sets (MemoryLimit).
+// heapSlack is what the Go heap holds above its live bytes under the limit
+// the run sets (MemoryLimit): garbage not yet collected, freed spans not yet
+// returned, size-class rounding. Measured on tune runs of three model shapes
+// (cmd/tune TestPlanMatchesPeakRSS): a few percent.
 func heapSlack(live int64) int64 {
-	return live/32 + 16<<20
+	return live/16 + 2<<20
 }
 
 // MemoryLimit is the GOMEMLIMIT a run of this estimate sets: the heap the
@@ -212,6 +216,32 @@ func heapSlack(live int64) int64 {
 // harder near it rather than let the heap outgrow the plan.
 func (m Memory) MemoryLimit(base int64) int64 {
 	return m.HeapBytes + base
+}
+
+// OutputsCost is what writing a run's outputs adds to this process's
+// resident memory, measured by doing it: the loss plot's code, fonts and
+// image (train.PlotLoss over a few steps, in a temporary directory). The
+// run's graph is released before its outputs are written, so their heap
+// reuses its memory; what stays is this.
+func OutputsCost() (int64, error) {
+	dir, err := os.MkdirTemp("", "tune-plan-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	var lines []byte
+	for i := 1; i <= 3; i++ {
+		lines = fmt.Appendf(lines, "{\"step\":%d,\"loss\":%d}\n", i, 4-i)
+	}
+	metrics := filepath.Join(dir, "metrics.jsonl")
+	if err := os.WriteFile(metrics, lines, 0o644); err != nil {
+		return 0, err
+	}
+	before := ResidentNow()
+	if err := train.PlotLoss(metrics, filepath.Join(dir, "loss.png")); err != nil {
+		return 0, fmt.Errorf("measure the loss plot: %w", err)
+	}
+	return max(ResidentNow()-before, 0), nil
 }
 
 // ResidentNow is this process's resident memory after a collection has

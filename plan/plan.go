@@ -19,10 +19,10 @@ type Plan struct {
 	Memory  Memory  `json:"memory"`
 	// PeakBytes is Memory.PeakBytes, or the first run's peak when a built-in
 	// model must be generated and that is higher.
-	PeakBytes      int64 `json:"peak_bytes"`
-	ReserveBytes   int64 `json:"reserve_bytes"`
-	AvailableBytes int64 `json:"available_bytes"`
-	Fits           bool  `json:"fits"`
+	PeakBytes      int64  `json:"peak_bytes"`
+	ReserveBytes   int64  `json:"reserve_bytes"`
+	AvailableBytes int64  `json:"available_bytes"`
+	Fits           bool   `json:"fits"`
 	Verdict        string `json:"verdict"`
 	// Close lists the programs to close when the run fits only without them.
 	Close []Group `json:"close,omitempty"`
@@ -59,6 +59,9 @@ type Options struct {
 	// opens the data itself and measures.
 	Base int64
 	Data DataFacts
+	// Outputs is OutputsCost, measured by the caller with Base; Make
+	// measures it when Base is not given.
+	Outputs int64
 	// Machine, when set, is used instead of detecting.
 	Machine *Machine
 }
@@ -83,6 +86,9 @@ func Make(ctx context.Context, cfg *configs.Config, opt Options) (*Plan, error) 
 		if opt.Base, opt.Data, err = measureData(ctx, cfg, w); err != nil {
 			return nil, err
 		}
+		if opt.Outputs, err = OutputsCost(); err != nil {
+			return nil, err
+		}
 	}
 	p := &Plan{Steps: opt.Data.Steps, EpochSteps: opt.Data.EpochSteps, counted: opt.Data.Counted}
 	if opt.Machine != nil {
@@ -90,7 +96,7 @@ func Make(ctx context.Context, cfg *configs.Config, opt Options) (*Plan, error) 
 	} else if p.Machine, err = Detect(ctx); err != nil {
 		return nil, err
 	}
-	if p.Memory, err = EstimateMemory(cfg, w, opt.Base); err != nil {
+	if p.Memory, err = EstimateMemory(cfg, w, opt.Base, opt.Outputs); err != nil {
 		return nil, err
 	}
 	p.PeakBytes = max(p.Memory.PeakBytes, p.Memory.FirstRunBytes)
@@ -239,7 +245,7 @@ func suggest(ctx context.Context, cfg *configs.Config, w Weights, opt Options, p
 			s.Overrides = append(s.Overrides, ch.over...)
 		}
 		s.Change = strings.Join(texts, ", ")
-		mem, err := EstimateMemory(&c, cw, opt.Base)
+		mem, err := EstimateMemory(&c, cw, opt.Base, opt.Outputs)
 		if err != nil {
 			return s, err
 		}

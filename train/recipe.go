@@ -301,6 +301,7 @@ func (r *recipe) checkpoint() error {
 // exports the merged model on request: export is above train).
 func (r *recipe) finish() error {
 	r.bar.End()
+	r.release()
 	r.res.AdapterDir = filepath.Join(r.outDir, "adapter")
 	if err := peft.Write(r.res.AdapterDir, r.adapter.PEFTConfig(r.modelPath), r.adapter.PEFTTensors()); err != nil {
 		return err
