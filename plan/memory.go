@@ -151,12 +151,20 @@ func (w Weights) major() dtype.DType {
 	return best
 }
 
-// EstimateMemory adds up a run's peak resident memory: base is what the
-// process holds before the base weights are read and the graph is built (the
-// Go runtime, the program, the tokenizer and the data index: measured, by
-// ResidentNow after the data are opened), the weights as mapped and copied,
-// and the buffers the run's own code allocates (train.PlanFootprint).
-func EstimateMemory(cfg *configs.Config, w Weights, base, outputs int64) (Memory, error) {
+// Measured is what the plan measures of this process rather than computes.
+type Measured struct {
+	// Base is what the process holds before the weights are read and the
+	// graph is built: the Go runtime, the program, the tokenizer and the
+	// data index (ResidentNow with the data open).
+	Base    int64 `json:"base"`
+	Code    int64 `json:"code"`    // the training code's pages (CodeCost)
+	Outputs int64 `json:"outputs"` // writing the outputs (OutputsCost)
+}
+
+// EstimateMemory adds up a run's peak resident memory: what is measured of
+// this process, the weights as mapped and copied, and the buffers the run's
+// own code allocates (train.PlanFootprint).
+func EstimateMemory(cfg *configs.Config, w Weights, ms Measured) (Memory, error) {
 	fp, err := train.PlanFootprint(cfg, w.Config, w.DType)
 	if err != nil {
 		return Memory{}, err
@@ -186,8 +194,9 @@ func EstimateMemory(cfg *configs.Config, w Weights, base, outputs int64) (Memory
 	if fp.Eval.Total() > 0 {
 		add("evaluation graph", fp.Eval.Total(), "forward only, built at each evaluation")
 	}
-	add("runtime, tokenizer, data", base, "measured: this process before the weights are read")
-	add("writing the outputs", outputs, "measured: the loss plot's code and fonts")
+	add("runtime, tokenizer, data", ms.Base, "measured: this process before the weights are read")
+	add("training code", ms.Code, "measured: the program's pages a step runs")
+	add("writing the outputs", ms.Outputs, "measured: the loss plot's code and fonts")
 	heap := w.Copies + fp.Total()
 	// The collector frees a step's garbage late: it runs when the heap has
 	// grown by GOGC% (100) over the live heap, and the run's limit (below)
@@ -195,10 +204,10 @@ func EstimateMemory(cfg *configs.Config, w Weights, base, outputs int64) (Memory
 	slack := heapSlack(heap)
 	add("collector headroom", slack, "garbage between collections, bounded by the memory limit")
 	mem.HeapBytes = heap + slack
-	mem.PeakBytes = w.Mapped() + base + outputs + mem.HeapBytes
+	mem.PeakBytes = w.Mapped() + ms.Base + ms.Code + ms.Outputs + mem.HeapBytes
 	if w.Generate != "" {
 		// Tensors() holds the encoded model while Write writes it.
-		mem.FirstRunBytes = base + 2*w.Mapped()
+		mem.FirstRunBytes = ms.Base + 2*w.Mapped()
 	}
 	return mem, nil
 }
@@ -218,11 +227,21 @@ func (m Memory) MemoryLimit(base int64) int64 {
 	return m.HeapBytes + base
 }
 
+// CodeCost is what running a training step adds to this process's
+// resident program pages, measured by running two steps of a tiny model with
+// the config's choices and weight dtype (train.TouchCode).
+func CodeCost(cfg *configs.Config, dt dtype.DType) (int64, error) {
+	before := statusBytes("RssFile:")
+	if err := train.TouchCode(cfg, dt); err != nil {
+		return 0, fmt.Errorf("measure the training code: %w", err)
+	}
+	return max(statusBytes("RssFile:")-before, 0), nil
+}
+
 // OutputsCost is what writing a run's outputs adds to this process's
-// resident memory, measured by doing it: the loss plot's code, fonts and
-// image (train.PlotLoss over a few steps, in a temporary directory). The
-// run's graph is released before its outputs are written, so their heap
-// reuses its memory; what stays is this.
+// resident memory at most, measured by doing it: the loss plot's program
+// pages and every byte it allocates (train.PlotLoss over a few steps, in a
+// temporary directory).
 func OutputsCost() (int64, error) {
 	dir, err := os.MkdirTemp("", "tune-plan-")
 	if err != nil {
@@ -237,11 +256,17 @@ func OutputsCost() (int64, error) {
 	if err := os.WriteFile(metrics, lines, 0o644); err != nil {
 		return 0, err
 	}
-	before := ResidentNow()
+	// The plot's code and fonts stay resident; its image and encoding
+	// buffers are garbage after it, but were resident while it ran.
+	ResidentNow()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	code := statusBytes("RssFile:")
 	if err := train.PlotLoss(metrics, filepath.Join(dir, "loss.png")); err != nil {
 		return 0, fmt.Errorf("measure the loss plot: %w", err)
 	}
-	return max(ResidentNow()-before, 0), nil
+	runtime.ReadMemStats(&m1)
+	return max(statusBytes("RssFile:")-code, 0) + int64(m1.TotalAlloc-m0.TotalAlloc), nil
 }
 
 // ResidentNow is this process's resident memory after a collection has

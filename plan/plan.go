@@ -59,9 +59,6 @@ type Options struct {
 	// opens the data itself and measures.
 	Base int64
 	Data DataFacts
-	// Outputs is OutputsCost, measured by the caller with Base; Make
-	// measures it when Base is not given.
-	Outputs int64
 	// Machine, when set, is used instead of detecting.
 	Machine *Machine
 }
@@ -86,9 +83,13 @@ func Make(ctx context.Context, cfg *configs.Config, opt Options) (*Plan, error) 
 		if opt.Base, opt.Data, err = measureData(ctx, cfg, w); err != nil {
 			return nil, err
 		}
-		if opt.Outputs, err = OutputsCost(); err != nil {
-			return nil, err
-		}
+	}
+	ms := Measured{Base: opt.Base}
+	if ms.Code, err = CodeCost(cfg, w.DType); err != nil {
+		return nil, err
+	}
+	if ms.Outputs, err = OutputsCost(); err != nil {
+		return nil, err
 	}
 	p := &Plan{Steps: opt.Data.Steps, EpochSteps: opt.Data.EpochSteps, counted: opt.Data.Counted}
 	if opt.Machine != nil {
@@ -96,7 +97,7 @@ func Make(ctx context.Context, cfg *configs.Config, opt Options) (*Plan, error) 
 	} else if p.Machine, err = Detect(ctx); err != nil {
 		return nil, err
 	}
-	if p.Memory, err = EstimateMemory(cfg, w, opt.Base, opt.Outputs); err != nil {
+	if p.Memory, err = EstimateMemory(cfg, w, ms); err != nil {
 		return nil, err
 	}
 	p.PeakBytes = max(p.Memory.PeakBytes, p.Memory.FirstRunBytes)
@@ -115,7 +116,7 @@ func Make(ctx context.Context, cfg *configs.Config, opt Options) (*Plan, error) 
 		p.TotalS = p.StepS * float64(p.Steps)
 	}
 	if !p.Fits {
-		if p.Suggestions, err = suggest(ctx, cfg, w, opt, p); err != nil {
+		if p.Suggestions, err = suggest(ctx, cfg, w, ms, opt, p); err != nil {
 			return nil, err
 		}
 	}
@@ -179,7 +180,7 @@ func (p *Plan) verdict() {
 
 // suggest tries changes one at a time, each planned as the config would be;
 // when none fits alone, it combines them in order until the run fits.
-func suggest(ctx context.Context, cfg *configs.Config, w Weights, opt Options, p *Plan) ([]Suggestion, error) {
+func suggest(ctx context.Context, cfg *configs.Config, w Weights, ms Measured, opt Options, p *Plan) ([]Suggestion, error) {
 	room := p.AvailableBytes - p.ReserveBytes
 	type change struct {
 		text  string
@@ -245,7 +246,7 @@ func suggest(ctx context.Context, cfg *configs.Config, w Weights, opt Options, p
 			s.Overrides = append(s.Overrides, ch.over...)
 		}
 		s.Change = strings.Join(texts, ", ")
-		mem, err := EstimateMemory(&c, cw, opt.Base, opt.Outputs)
+		mem, err := EstimateMemory(&c, cw, ms)
 		if err != nil {
 			return s, err
 		}

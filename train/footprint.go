@@ -1,9 +1,14 @@
 package train
 
 import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/internal/dtype"
 	"github.com/tune-dev/tune/model"
+	"github.com/tune-dev/tune/model/builtin"
 )
 
 // Footprint is the memory a run of a config allocates besides the base
@@ -55,4 +60,70 @@ func PlanFootprint(cfg *configs.Config, mc model.Config, dt dtype.DType) (Footpr
 		f.Eval = gr.Memory()
 	}
 	return f, nil
+}
+
+// TouchCode runs two training steps of a two-layer model held in memory,
+// with the config's LoRA choices and weights of dtype dt, so that the code
+// a run executes is paged in: the plan measures what that adds to the
+// resident memory (the program's own pages, counted in RSS once run).
+func TouchCode(cfg *configs.Config, dt dtype.DType) error {
+	spec := builtin.Demo()
+	spec.DType = dt
+	b, err := json.Marshal(spec.Config())
+	if err != nil {
+		return err
+	}
+	mc, err := model.ParseConfig(b)
+	if err != nil {
+		return err
+	}
+	src := memSource{}
+	for _, t := range spec.Tensors() {
+		src[t.Name] = t
+	}
+	m, err := model.Load(mc, src)
+	if err != nil {
+		return err
+	}
+	c := *cfg
+	c.LoRA.Layers, c.LoRA.LastLayers, c.LoRA.InitFrom = nil, 0, ""
+	t := c.Train
+	t.BatchSize, t.Threads = 1, cfg.Train.Threads
+	adapter, err := newAdapter(&c, mc)
+	if err != nil {
+		return err
+	}
+	tr, err := newTrainer(m, adapter, t, 16, t.ActivationCheckpointing)
+	if err != nil {
+		return err
+	}
+	defer tr.close()
+	tr.limitSet = true // leave the process's memory limit alone
+	batch := model.Batch{IDs: make([]int32, 16)}
+	for i := range batch.IDs {
+		batch.IDs[i] = int32(i + 1)
+	}
+	for range 2 {
+		l, n, err := tr.micro(batch, 1)
+		if err != nil {
+			return err
+		}
+		if _, _, err := tr.update(l, n, 1e-4); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memSource is a model.Source over tensors held in memory.
+type memSource map[string]safetensors.Tensor
+
+func (s memSource) Has(name string) bool { _, ok := s[name]; return ok }
+
+func (s memSource) Tensor(name string) (safetensors.Tensor, error) {
+	t, ok := s[name]
+	if !ok {
+		return t, fmt.Errorf("no tensor %q", name)
+	}
+	return t, nil
 }

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,17 +55,32 @@ func planJSON(t testing.TB, args ...string) plan.Plan {
 	return p
 }
 
-// measuredRun runs tune and returns its output, exit code and peak resident
-// memory (the kernel's maxrss, what /usr/bin/time -v reports).
+// measuredRun runs tune under /usr/bin/time and returns its output, exit
+// code and peak resident memory (time's maximum resident set size). The
+// kernel's maxrss of a child that Go starts directly would count the test
+// process's own peak, as the child shares its memory until exec.
 func measuredRun(t testing.TB, args ...string) (string, int, int64) {
 	t.Helper()
-	cmd := exec.Command(tuneBinary(t), args...)
+	if _, err := os.Stat("/usr/bin/time"); err != nil {
+		t.Fatal("/usr/bin/time is needed to measure peak memory (Debian package time)")
+	}
+	rss := filepath.Join(t.TempDir(), "maxrss")
+	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rss, tuneBinary(t)}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
 		t.Fatal(err)
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return string(out), cmd.ProcessState.ExitCode(), ru.Maxrss * 1024
+	b, err := os.ReadFile(rss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// time writes "Command exited with non-zero status N" first on failure.
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	kb, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
+	if err != nil {
+		t.Fatalf("/usr/bin/time wrote %q", b)
+	}
+	return string(out), cmd.ProcessState.ExitCode(), kb * 1024
 }
 
 // planCase is one configuration whose plan is checked against real runs.
@@ -81,7 +96,7 @@ func (c planCase) String() string {
 
 func (c planCase) args(t testing.TB, out string) []string {
 	return []string{"demo", "model.path=" + builtinModel(t, c.model), fmt.Sprintf("data.seq_len=%d", c.seq), fmt.Sprintf("train.batch_size=%d", c.batch),
-		fmt.Sprintf("train.activation_checkpointing=%v", c.recompute), "train.max_steps=3", "train.eval_every=0", "data.val_ratio=0",
+		fmt.Sprintf("train.activation_checkpointing=%v", c.recompute), "train.max_steps=2", "train.eval_every=0", "data.val_ratio=0",
 		"checkpoint.every=0", "lora.dropout=0.05", "output.dir=" + out}
 }
 

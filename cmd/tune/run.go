@@ -152,11 +152,7 @@ func guard(cmd *cobra.Command, cfg *configs.Config, args []string, force bool, o
 	var reserve atomic.Int64 // set by BeforeWeights, read by the watch
 	opt.BeforeWeights = func(ctx context.Context, steps int) (int64, error) {
 		base := plan.ResidentNow()
-		outputs, err := plan.OutputsCost()
-		if err != nil {
-			return 0, err
-		}
-		p, err := plan.Make(ctx, cfg, plan.Options{Base: base, Outputs: outputs, Data: plan.DataFacts{Steps: steps}})
+		p, err := plan.Make(ctx, cfg, plan.Options{Base: base, Data: plan.DataFacts{Steps: steps}})
 		if err != nil {
 			return 0, err
 		}
