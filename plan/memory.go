@@ -1,14 +1,12 @@
 package plan
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"unsafe"
 
@@ -231,11 +229,11 @@ func (m Memory) MemoryLimit(base int64) int64 {
 // resident program pages, measured by running two steps of a tiny model with
 // the config's choices and weight dtype (train.TouchCode).
 func CodeCost(cfg *configs.Config, dt dtype.DType) (int64, error) {
-	before := statusBytes("RssFile:")
+	before := train.StatusBytes("RssFile:")
 	if err := train.TouchCode(cfg, dt); err != nil {
 		return 0, fmt.Errorf("measure the training code: %w", err)
 	}
-	return max(statusBytes("RssFile:")-before, 0), nil
+	return max(train.StatusBytes("RssFile:")-before, 0), nil
 }
 
 // OutputsCost is what writing a run's outputs adds to this process's
@@ -261,12 +259,12 @@ func OutputsCost() (int64, error) {
 	ResidentNow()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	code := statusBytes("RssFile:")
+	code := train.StatusBytes("RssFile:")
 	if err := train.PlotLoss(metrics, filepath.Join(dir, "loss.png")); err != nil {
 		return 0, fmt.Errorf("measure the loss plot: %w", err)
 	}
 	runtime.ReadMemStats(&m1)
-	return max(statusBytes("RssFile:")-code, 0) + int64(m1.TotalAlloc-m0.TotalAlloc), nil
+	return max(train.StatusBytes("RssFile:")-code, 0) + int64(m1.TotalAlloc-m0.TotalAlloc), nil
 }
 
 // ResidentNow is this process's resident memory after a collection has
@@ -274,31 +272,11 @@ func OutputsCost() (int64, error) {
 func ResidentNow() int64 {
 	runtime.GC()
 	debug.FreeOSMemory()
-	return statusBytes("VmRSS:")
+	return train.StatusBytes("VmRSS:")
 }
 
 // PeakResident is this process's peak resident memory so far (VmHWM).
-func PeakResident() int64 { return statusBytes("VmHWM:") }
-
-// statusBytes reads a kB figure of /proc/self/status; elsewhere the Go
-// runtime's own count.
-func statusBytes(key string) int64 {
-	if f, err := os.Open("/proc/self/status"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), key); ok {
-				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				if err == nil {
-					return kb * 1024
-				}
-			}
-		}
-	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.Sys)
-}
+func PeakResident() int64 { return train.StatusBytes("VmHWM:") }
 
 // Bytes formats a size in decimal units, as the hardware notes and `free -h`
 // readers expect: 1.23 GB, 456 MB.

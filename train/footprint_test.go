@@ -1,7 +1,6 @@
 package train
 
 import (
-	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -60,20 +59,9 @@ func TestFootprintMatchesLiveHeap(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tr.close()
-			rng := rand.New(rand.NewPCG(1, 1))
-			b := model.Batch{IDs: make([]int32, cfg.Train.BatchSize*cfg.Data.SeqLen)}
-			for range 2 {
-				for i := range b.IDs {
-					b.IDs[i] = int32(rng.IntN(m.Config.Vocab))
-				}
-				l, n, err := tr.micro(b, 3)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, _, err := tr.update(l, n, 1e-3); err != nil {
-					t.Fatal(err)
-				}
-			}
+			step := randomSteps(t, tr, m.Config.Vocab, cfg.Train.BatchSize*cfg.Data.SeqLen)
+			step()
+			step()
 			got := liveHeap() - before
 			runtime.KeepAlive(tr)
 			err2 := float64(want.Total()-got) / float64(got)

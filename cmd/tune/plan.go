@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -28,12 +27,7 @@ the user's cache), and a verdict against what is free beyond
 resources.reserve_memory. When the run does not fit, it lists changes that make it
 fit, each with its estimate. tune run plans the same way and refuses a run that
 does not fit (exit code 2; --force runs it anyway).`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 1 {
-				return usageError{errors.New("plan needs a config file: tune plan CONFIG [key=value ...] (tune ls lists the shipped ones)")}
-			}
-			return nil
-		},
+		Args: configArgs("plan"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(args[0], args[1:])
 			if err != nil {
@@ -45,9 +39,7 @@ does not fit (exit code 2; --force runs it anyway).`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(p)
+				return printJSON(out, p)
 			}
 			printPlan(out, cfg, args, p)
 			return nil
@@ -56,6 +48,23 @@ does not fit (exit code 2; --force runs it anyway).`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (peak_bytes, step_s, fits, the parts, the machine, suggestions)")
 	cmd.Flags().BoolVar(&noTime, "no-time", false, "skip the time measurement")
 	return cmd
+}
+
+// printJSON writes v as indented JSON, for --json.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// configArgs requires a CONFIG argument (exit code 2 without).
+func configArgs(command string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < 1 {
+			return usageError{fmt.Errorf("%s needs a config file: tune %s CONFIG [key=value ...] (tune ls lists the shipped ones)", command, command)}
+		}
+		return nil
+	}
 }
 
 // printPlan writes a plan as a table a person reads top to bottom: the
