@@ -121,7 +121,9 @@ func Detect(ctx context.Context) (Machine, error) {
 		m.TotalBytes = min(m.TotalBytes, limit)
 		m.AvailableBytes = min(m.AvailableBytes, max(limit-used, 0))
 	}
-	m.GPUs, m.GPUNote = detectGPUs(ctx)
+	if m.GPUs, m.GPUNote = detectGPUs(ctx); m.GPUs == nil {
+		m.GPUs = []GPU{} // "gpus": [] in JSON
+	}
 	m.Groups = processGroups(ctx)
 	return m, nil
 }
