@@ -18,6 +18,8 @@ import (
 	"github.com/klauspost/cpuid/v2"
 	"github.com/shirou/gopsutil/v4/mem"
 	"github.com/shirou/gopsutil/v4/process"
+
+	"github.com/tune-dev/tune/configs"
 )
 
 // Machine is what tune sees of the computer it runs on.
@@ -31,6 +33,8 @@ type Machine struct {
 	// and what is left under it when a limit applies.
 	TotalBytes     int64 `json:"total_bytes"`
 	AvailableBytes int64 `json:"available_bytes"`
+	// AvailableFrom is AvailableEnv when that set AvailableBytes.
+	AvailableFrom string `json:"available_from,omitempty"`
 	// CgroupLimitBytes is the memory limit of tune's cgroup; 0 when none.
 	CgroupLimitBytes int64 `json:"cgroup_limit_bytes"`
 	GPUs             []GPU `json:"gpus"`
@@ -91,6 +95,11 @@ func kindOf(name string) string {
 	return kindOther
 }
 
+// AvailableEnv, when set to a size (8GB), is the memory the plan takes as
+// available instead of what the machine has now: to plan for another
+// machine, and for tests that need a fixed figure on a shared one.
+const AvailableEnv = "TUNE_AVAILABLE_MEMORY"
+
 // Detect looks at the machine: CPU, memory, cgroup limit, GPUs and the
 // processes running (all but self). Each part that cannot be read is left
 // empty; only the memory figures are required.
@@ -120,6 +129,13 @@ func Detect(ctx context.Context) (Machine, error) {
 		m.CgroupLimitBytes = limit
 		m.TotalBytes = min(m.TotalBytes, limit)
 		m.AvailableBytes = min(m.AvailableBytes, max(limit-used, 0))
+	}
+	if v := os.Getenv(AvailableEnv); v != "" {
+		b, err := configs.ParseBytes(v)
+		if err != nil {
+			return m, fmt.Errorf("%s: %w", AvailableEnv, err)
+		}
+		m.AvailableBytes, m.AvailableFrom = b, AvailableEnv
 	}
 	if m.GPUs, m.GPUNote = detectGPUs(ctx); m.GPUs == nil {
 		m.GPUs = []GPU{} // "gpus": [] in JSON

@@ -80,7 +80,11 @@ func printPlan(w io.Writer, cfg *configs.Config, args []string, p *plan.Plan) {
 	if m.CgroupLimitBytes > 0 {
 		limit = fmt.Sprintf(" (cgroup limit %s)", plan.Bytes(m.CgroupLimitBytes))
 	}
-	fmt.Fprintf(w, "memory    %s total%s, %s available\n", plan.Bytes(m.TotalBytes), limit, plan.Bytes(m.AvailableBytes))
+	from := ""
+	if m.AvailableFrom != "" {
+		from = " (from " + m.AvailableFrom + ")"
+	}
+	fmt.Fprintf(w, "memory    %s total%s, %s available%s\n", plan.Bytes(m.TotalBytes), limit, plan.Bytes(m.AvailableBytes), from)
 	if len(m.GPUs) == 0 {
 		fmt.Fprintf(w, "GPU       %s\n", m.GPUNote)
 	}
