@@ -75,6 +75,11 @@ func CacheDir() string { return filepath.Join(filepath.Dir(train.BenchCacheDir()
 
 // Make plans a run of cfg on this machine.
 func Make(ctx context.Context, cfg *configs.Config, opt Options) (*Plan, error) {
+	if opt.Base <= 0 { // tune run has checked it
+		if err := train.CheckConfig(cfg); err != nil {
+			return nil, err
+		}
+	}
 	w, err := ReadWeights(cfg)
 	if err != nil {
 		return nil, err
