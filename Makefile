@@ -3,7 +3,7 @@ GO      ?= go
 # Each folder holds an npm oracle: transformers.js tokenizers, llama.cpp.
 ORACLES := $(dir $(wildcard internal/oracle/*/package.json))
 
-.PHONY: build test setup setup-apt setup-npm vet fuzz bench bench-go demo clean
+.PHONY: build test setup setup-apt setup-npm vet fuzz bench bench-go plan-bench demo clean
 
 build:
 	$(GO) build -o bin/tune ./cmd/tune
@@ -69,3 +69,9 @@ bench-go:
 
 clean:
 	rm -rf bin
+
+# tune plan's memory and step-time errors against real tune runs at larger
+# shapes (SmolLM2-135M and Qwen2.5-0.5B at 256-512 tokens): figures, not a
+# pass/fail. Minutes on 2 cores.
+plan-bench:
+	$(GO) test -run '^$$' -bench '^BenchmarkPlanAccuracy$$' -benchtime 1x -timeout 60m -v ./cmd/tune

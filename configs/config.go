@@ -20,6 +20,7 @@ type Config struct {
 	Train      Train      `mapstructure:"train"`
 	Checkpoint Checkpoint `mapstructure:"checkpoint"`
 	Output     Output     `mapstructure:"output"`
+	Resources  Resources  `mapstructure:"resources"`
 
 	// Path is the config file it came from, as given to Load ("" when none).
 	Path string `mapstructure:"-"`
@@ -145,6 +146,54 @@ type Checkpoint struct {
 type Output struct {
 	Dir    string `mapstructure:"dir"`
 	Merged bool   `mapstructure:"merged"`
+}
+
+// Resources says what a run leaves to the rest of the machine.
+type Resources struct {
+	// ReserveMemory is the memory kept free for everything else: a size
+	// ("2GB", "512MiB") or a share of the RAM ("10%"); "auto" is the larger
+	// of 2 GB and 10%. tune run refuses a run that would eat into it, and
+	// stops cleanly (after a checkpoint) when other programs do.
+	ReserveMemory string `mapstructure:"reserve_memory"`
+	// Nice lowers the run's CPU priority (0 to 19, as nice(1)).
+	Nice int `mapstructure:"nice"`
+}
+
+// AutoReserve is resources.reserve_memory's default.
+const AutoReserve = "auto"
+
+// ReserveBytes is resources.reserve_memory in bytes on a machine with
+// total bytes of RAM.
+func (r Resources) ReserveBytes(total int64) (int64, error) {
+	s := strings.TrimSpace(r.ReserveMemory)
+	if s == "" || s == AutoReserve {
+		return max(2_000_000_000, total/10), nil
+	}
+	if pct, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+		if err != nil || f < 0 || f >= 100 {
+			return 0, fmt.Errorf("%q: a share must be a number in [0, 100) followed by %%", s)
+		}
+		return int64(f / 100 * float64(total)), nil
+	}
+	return ParseBytes(s)
+}
+
+// ParseBytes reads a size: a number and a unit, B, KB, MB, GB, TB (powers
+// of 1000) or KiB, MiB, GiB, TiB (powers of 1024); a bare number is bytes.
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
+	num, unit := s, ""
+	if i >= 0 {
+		num, unit = s[:i], strings.TrimSpace(s[i:])
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	mult, ok := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}[strings.ToUpper(unit)]
+	if err != nil || !ok || f < 0 || f*mult > 1<<62 {
+		return 0, fmt.Errorf("%q: want a size such as 2GB, 512MiB or 10%%", s)
+	}
+	return int64(f * mult), nil
 }
 
 // Field types, as Field.Type spells them.
@@ -279,6 +328,9 @@ func Fields() []Field {
 
 		{"output.dir", TypeString, "", "run directory; empty = runs/<config file base name>"},
 		{"output.merged", TypeBool, false, "also write the merged model"},
+
+		{"resources.reserve_memory", TypeString, AutoReserve, "memory kept free for the rest of the machine: a size (2GB, 512MiB), a share of the RAM (10%) or auto (the larger of 2 GB and 10%); a run that would use it is refused, and one that finds it taken by other programs checkpoints and stops"},
+		{"resources.nice", TypeInt, 0, "lower the run's CPU priority, 0 to 19 as nice(1), e.g. 10 for an overnight run beside a desktop"},
 	}
 }
 

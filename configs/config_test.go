@@ -142,7 +142,7 @@ func TestValidationMessages(t *testing.T) {
 		{"yaml tab", []byte("model:\n\tpath: m\n"), nil, nil,
 			[]string{f + ":2: invalid YAML: found character that cannot start any token"}},
 		{"not a mapping", []byte("- a\n- b\n"), nil, nil,
-			[]string{f + ":1: expected a mapping of sections (model, lora, data, train, checkpoint, output), got a list"}},
+			[]string{f + ":1: expected a mapping of sections (model, lora, data, train, checkpoint, output, resources), got a list"}},
 		{"two documents", []byte(string(doc()) + "---\nlora:\n  r: 4\n"), nil, nil,
 			[]string{f + ":6: invalid config: more than one YAML document"}},
 		{"merge key", []byte("x: &b {r: 4}\n" + string(doc("lora:", "  <<: *b"))), nil, nil,
@@ -212,6 +212,7 @@ func TestDefaultsApplied(t *testing.T) {
 			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1.0, LogEvery: 1, ComputeDType: "auto"},
 		Checkpoint: Checkpoint{Every: 100, KeepLast: 3},
 		Output:     Output{Dir: filepath.Join(wd, "runs", "mine")},
+		Resources:  Resources{ReserveMemory: "auto"},
 		Path:       "configs/mine.yaml",
 	}
 	cfg.origins = nil // where values came from: TestErrorfPlacesTheField
@@ -247,7 +248,7 @@ func TestDefaultsMap(t *testing.T) {
 	if defaults()["lora"].(map[string]any)["r"] != 8 {
 		t.Error("defaults shares state")
 	}
-	if len(d) != 6 {
+	if len(d) != 7 {
 		t.Errorf("%d sections", len(d))
 	}
 }
@@ -533,6 +534,32 @@ func TestErrorfPlacesTheField(t *testing.T) {
 	} {
 		if got := cfg.Errorf(c.path, "too %s", "long").Error(); got != c.want {
 			t.Errorf("Errorf(%s) = %q, want %q", c.path, got, c.want)
+		}
+	}
+}
+
+// resources.reserve_memory reads sizes and shares of the RAM; a bad one is
+// an error at its line.
+func TestReserveBytes(t *testing.T) {
+	const total = 16_000_000_000
+	for in, want := range map[string]int64{"auto": 2_000_000_000, "": 2_000_000_000, "3GB": 3_000_000_000, "512MiB": 512 << 20, "1.5 GiB": 3 << 29, "25%": 4_000_000_000, "0": 0, "100": 100} {
+		got, err := Resources{ReserveMemory: in}.ReserveBytes(total)
+		if err != nil || got != want {
+			t.Errorf("%q: got %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if got, _ := (Resources{ReserveMemory: "auto"}).ReserveBytes(64_000_000_000); got != 6_400_000_000 {
+		t.Errorf("auto on 64 GB: %d, want 10%%", got)
+	}
+	for _, bad := range []string{"lots", "2XB", "-1GB", "150%", "GB"} {
+		if _, err := (Resources{ReserveMemory: bad}).ReserveBytes(total); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	_, err := load("c.yaml", []byte("model:\n  path: m\ndata:\n  train: t.jsonl\nresources:\n  reserve_memory: lots\n  nice: 25\n"), nil, nil)
+	for _, want := range []string{"c.yaml:6: resources.reserve_memory: \"lots\": want a size", "c.yaml:7: resources.nice: must be in 0..19"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to say %q", err, want)
 		}
 	}
 }

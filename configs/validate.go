@@ -140,6 +140,14 @@ func (c *Config) Validate() error {
 		v.add("output.dir", "required: the run directory")
 	}
 
+	// resources
+	if _, err := c.Resources.ReserveBytes(1 << 40); err != nil {
+		v.add("resources.reserve_memory", "%v", err)
+	}
+	if c.Resources.Nice < 0 || c.Resources.Nice > 19 {
+		v.add("resources.nice", "must be in 0..19 (as nice(1); raising priority needs root), got %d", c.Resources.Nice)
+	}
+
 	if len(v.errs) == 0 {
 		return nil
 	}

@@ -45,7 +45,10 @@ type Graph struct {
 
 	m                            *Model
 	st                           *stack
-	hidden                       *G.Node // the final norm's output (N, Hidden)
+	opt                          Options
+	adapted                      [][numProj]bool // by layer
+	backward                     bool            // a gradient of Loss was built
+	hidden                       *G.Node         // the final norm's output (N, Hidden)
 	ids, pos, seg, targets, seed *G.Node
 }
 
@@ -70,7 +73,7 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 	c := m.Config
 	g := G.NewGraph()
 	n := batch * seq
-	gr := &Graph{G: g, Batch: batch, Seq: seq, m: m}
+	gr := &Graph{G: g, Batch: batch, Seq: seq, m: m, opt: opt}
 	token := func(name string, size int) *G.Node {
 		return G.NewVector(g, tensor.Int32, G.WithShape(size), G.WithName(name),
 			G.WithValue(tensor.New(tensor.WithShape(size), tensor.WithBacking(make([]int32, size)))))
@@ -79,6 +82,7 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 	gr.seed = token("dropout_seed", 1)
 
 	layers := make([][numProj]*LoRANodes, c.Layers)
+	gr.adapted = make([][numProj]bool, c.Layers)
 	maxR := 0
 	for l := range layers {
 		for i, name := range Projections() {
@@ -88,6 +92,7 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 			if ln := adapter.LoRANodes(g, l, name); ln != nil {
 				layers[l][i] = ln
 				maxR = max(maxR, ln.A.Shape()[0])
+				gr.adapted[l][i] = true
 			}
 		}
 	}

@@ -197,6 +197,7 @@ func (gr *Graph) layer(l int, x *G.Node, lns [numProj]*LoRANodes, shared *shared
 		diff: append([]bool{true, false, false, false}, trues(len(args)-4)...),
 		grad: func(in G.Nodes, _, dout *G.Node) (G.Nodes, error) {
 			backward = true
+			gr.backward = true
 			bargs := append(G.Nodes{in[0], in[1], in[2], in[3], dout}, in[4:]...)
 			bports := append([]port{f32port(2), i32port(1), i32port(1), i32port(1), f32port(2)}, ports[4:]...)
 			bwd := &kernelOp{

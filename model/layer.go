@@ -108,18 +108,24 @@ func (s *stack) attention() kernels.AttentionShape {
 	return kernels.AttentionShape{Batch: s.n / s.seq, Seq: s.seq, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Window: c.SlidingWindow}
 }
 
-func (s *stack) dims() (d, q, kv, inter int) {
-	c := s.m.Config
+func (s *stack) dims() (d, q, kv, inter int) { return dims(s.m.Config) }
+
+func dims(c Config) (d, q, kv, inter int) {
 	return c.Hidden, c.Heads * c.HeadDim, c.KVHeads * c.HeadDim, c.Intermediate
 }
 
 // newActs allocates one layer's kept activations for N rows; adapted marks
 // the projections with an adapter.
 func (s *stack) newActs(adapted [numProj]bool) *acts {
-	c := s.m.Config
-	n := s.n
-	d, q, kv, inter := s.dims()
-	f := func(k int) []float32 { return make([]float32, k) }
+	return layoutActs(s.m.Config, s.n, s.maxR, adapted, makeF32)
+}
+
+// layoutActs lays out one layer's kept activations for n rows, taking each
+// buffer from alloc: make for a run, a counter for Memory, so that the
+// estimate and the allocation are one piece of code.
+func layoutActs(c Config, n, maxR int, adapted [numProj]bool, alloc func(int) []float32) *acts {
+	f := alloc
+	d, q, kv, inter := dims(c)
 	a := &acts{rstd1: f(n), rstd2: f(n), q: f(n * q), k: f(n * kv), v: f(n * kv),
 		att: f(n * q), lse: f(n * c.Heads), x2: f(n * d), gate: f(n * inter), up: f(n * inter)}
 	if c.QKNorm {
@@ -127,22 +133,21 @@ func (s *stack) newActs(adapted [numProj]bool) *acts {
 	}
 	for i, on := range adapted {
 		if on {
-			a.u[i] = f(n * s.maxR)
+			a.u[i] = f(n * maxR)
 		}
 	}
 	return a
 }
 
-// bytes is the memory of a's buffers.
-func (a *acts) bytes() int64 {
-	var n int
-	for _, b := range [][]float32{a.rstd1, a.rstd2, a.qPre, a.kPre, a.qRstd, a.kRstd, a.q, a.k, a.v, a.att, a.lse, a.x2, a.gate, a.up} {
-		n += len(b)
-	}
-	for _, u := range a.u {
-		n += len(u)
-	}
-	return 4 * int64(n)
+func makeF32(n int) []float32 { return make([]float32, n) }
+
+// counter is an allocator that allocates nothing and adds up the bytes
+// asked for: the sizing half of layoutActs and layoutWorkspace.
+type counter struct{ bytes int64 }
+
+func (c *counter) alloc(n int) []float32 {
+	c.bytes += 4 * int64(n)
+	return nil
 }
 
 // ensureWorkspace allocates the workspace at the first run, with the gradient
@@ -155,17 +160,24 @@ func (s *stack) ensureWorkspace(backward bool) {
 
 // allocWorkspace sizes the shared temporaries; backward adds the gradient ones.
 func (s *stack) allocWorkspace(backward bool) {
-	n := s.n
-	d, q, kv, inter := s.dims()
+	s.ws = layoutWorkspace(s.m.Config, s.n, s.maxR, backward, makeF32)
+}
+
+// layoutWorkspace lays out the shared temporaries for n rows, taking each
+// buffer from alloc (see layoutActs).
+func layoutWorkspace(c Config, n, maxR int, backward bool, alloc func(int) []float32) workspace {
+	f := alloc
+	d, q, kv, inter := dims(c)
 	wide := max(d, q, kv, inter)
-	f := func(k int) []float32 { return make([]float32, k) }
-	s.ws.act = f(n * inter)
-	s.ws.h, s.ws.o, s.ws.xd, s.ws.yl, s.ws.t = f(n*d), f(n*max(d, q)), f(n*wide), f(n*wide), f(n*max(s.maxR, 1))
+	var ws workspace
+	ws.act = f(n * inter)
+	ws.h, ws.o, ws.xd, ws.yl, ws.t = f(n*d), f(n*max(d, q)), f(n*wide), f(n*wide), f(n*max(maxR, 1))
 	if backward {
-		s.ws.dh, s.ws.dx2 = f(n*d), f(n*d)
-		s.ws.dI, s.ws.dG, s.ws.dU = f(n*inter), f(n*inter), f(n*inter)
-		s.ws.dq, s.ws.dk, s.ws.dv, s.ws.datt = f(n*q), f(n*kv), f(n*kv), f(n*q)
+		ws.dh, ws.dx2 = f(n*d), f(n*d)
+		ws.dI, ws.dG, ws.dU = f(n*inter), f(n*inter), f(n*inter)
+		ws.dq, ws.dk, ws.dv, ws.datt = f(n*q), f(n*kv), f(n*kv), f(n*q)
 	}
+	return ws
 }
 
 // kvCache receives a layer's keys and values during decoding: rows

@@ -36,20 +36,7 @@ func TestSteadyStepAllocatesNoBuffers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rng := rand.New(rand.NewPCG(1, 1))
-		b := model.Batch{IDs: make([]int32, cfg.Train.BatchSize*cfg.Data.SeqLen)}
-		step := func() {
-			for i := range b.IDs {
-				b.IDs[i] = int32(rng.IntN(m.Config.Vocab))
-			}
-			l, n, err := tr.micro(b, 3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := tr.update(l, n, 1e-3); err != nil {
-				t.Fatal(err)
-			}
-		}
+		step := randomSteps(t, tr, m.Config.Vocab, cfg.Train.BatchSize*cfg.Data.SeqLen)
 		step()
 		step()
 		var before, after runtime.MemStats
@@ -65,5 +52,25 @@ func TestSteadyStepAllocatesNoBuffers(t *testing.T) {
 			t.Errorf("activation checkpointing %v: a steady step allocates %d bytes, want under %d", recompute, perStep, stepAllocBytes)
 		}
 		tr.close()
+	}
+}
+
+// randomSteps returns a function that makes one training step of tr on
+// random token ids, n of them, from a fixed seed.
+func randomSteps(t *testing.T, tr *trainer, vocab, n int) func() {
+	rng := rand.New(rand.NewPCG(1, 1))
+	b := model.Batch{IDs: make([]int32, n)}
+	return func() {
+		t.Helper()
+		for i := range b.IDs {
+			b.IDs[i] = int32(rng.IntN(vocab))
+		}
+		l, k, err := tr.micro(b, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tr.update(l, k, 1e-3); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -132,5 +132,8 @@ func checkData(cfg *configs.Config, modelOK bool, add func(path, format string, 
 // ModelDir is the model directory a config names, builtin:NAME generated
 // under its output.dir (once), as tune run does.
 func ModelDir(cfg *configs.Config) (string, error) {
-	return resolveModel(cfg.Model.Path, filepath.Join(cfg.Output.Dir, "base-model"))
+	return resolveModel(cfg.Model.Path, BuiltinDir(cfg))
 }
+
+// BuiltinDir is where tune run generates a config's builtin:NAME model.
+func BuiltinDir(cfg *configs.Config) string { return filepath.Join(cfg.Output.Dir, "base-model") }

@@ -99,12 +99,17 @@ func (m *metricsFile) Close() error {
 
 // peakRSS is the process's peak resident memory (VmHWM on Linux), or the Go
 // runtime's total from the OS elsewhere.
-func peakRSS() int64 {
+func peakRSS() int64 { return StatusBytes("VmHWM:") }
+
+// StatusBytes reads a kB figure of this process's /proc/self/status (VmHWM:,
+// VmRSS:, RssFile: ...) in bytes; where there is none, the Go runtime's
+// total from the OS.
+func StatusBytes(key string) int64 {
 	if f, err := os.Open("/proc/self/status"); err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			if v, ok := strings.CutPrefix(sc.Text(), key); ok {
 				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 				if err == nil {
 					return kb * 1024

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/tune-dev/tune/checkpoints/peft"
@@ -34,6 +35,7 @@ type recipe struct {
 	bar       *progress
 	res       Result
 	unlock    func() // releases output.dir (LockOutputDir)
+	oldLimit  int64  // the memory limit before BeforeWeights set one; 0 when none was set
 }
 
 // setup opens the model and the data, makes (or loads) the adapter and the
@@ -66,7 +68,7 @@ func (r *recipe) open(ctx context.Context) (err error) {
 	}
 
 	// Model.
-	if r.modelPath, err = resolveModel(cfg.Model.Path, filepath.Join(r.outDir, "base-model")); err != nil {
+	if r.modelPath, err = resolveModel(cfg.Model.Path, BuiltinDir(cfg)); err != nil {
 		return err
 	}
 	r.res.ModelDir = r.modelPath
@@ -84,29 +86,29 @@ func (r *recipe) open(ctx context.Context) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err // Ctrl-C while the data were read: build and train nothing
 	}
-	if err := model.CheckFinite(r.baseFiles); err != nil {
-		return fmt.Errorf("%s: %w", r.modelPath, err)
-	}
 	logData(r.logf, r.data.Stats)
 	if t.EvalEvery > 0 && (r.data.Val == nil || r.data.Val.Examples() == 0) {
 		return cfg.Errorf("train.eval_every", "set, but the validation set is empty: raise data.val_ratio or give data.val")
 	}
-	r.loader, err = r.data.Train.Loader(datasets.LoaderOptions{Seq: cfg.Data.SeqLen, Packing: cfg.Data.Packing, Shuffle: cfg.Data.Shuffle, Seed: t.Seed})
-	if err != nil {
+	if r.loader, err = r.data.Train.Loader(loaderOptions(cfg)); err != nil {
 		return err
 	}
-	r.total = t.MaxSteps
-	if r.total <= 0 {
-		// Each epoch ends with a padded micro-batch; steps take GradAccum of them.
-		micro := 0
-		for e := range t.Epochs {
-			micro += (r.loader.RowsInEpoch(e) + t.BatchSize - 1) / t.BatchSize
-		}
-		r.total = (micro + t.GradAccum - 1) / t.GradAccum
-	}
+	r.total, _ = runSteps(t, r.loader)
 	r.sched = Schedule{Kind: t.Schedule, Peak: t.LR, Total: r.total, Warmup: WarmupSteps(t.WarmupSteps, t.WarmupRatio, r.total)}
 	if err := r.sched.Check(); err != nil {
 		return err
+	}
+	if opt.BeforeWeights != nil {
+		limit, err := opt.BeforeWeights(ctx, r.total)
+		if err != nil {
+			return err
+		}
+		if limit > 0 {
+			r.oldLimit = debug.SetMemoryLimit(limit)
+		}
+	}
+	if err := model.CheckFinite(r.baseFiles); err != nil { // reads every weight
+		return fmt.Errorf("%s: %w", r.modelPath, err)
 	}
 
 	// Adapter, optimizer and graph.
@@ -298,6 +300,7 @@ func (r *recipe) checkpoint() error {
 // exports the merged model on request: export is above train).
 func (r *recipe) finish() error {
 	r.bar.End()
+	r.release()
 	r.res.AdapterDir = filepath.Join(r.outDir, "adapter")
 	if err := peft.Write(r.res.AdapterDir, r.adapter.PEFTConfig(r.modelPath), r.adapter.PEFTTensors()); err != nil {
 		return err
@@ -323,6 +326,9 @@ func (r *recipe) close() {
 	}
 	if r.unlock != nil {
 		r.unlock()
+	}
+	if r.oldLimit > 0 {
+		debug.SetMemoryLimit(r.oldLimit)
 	}
 }
 

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/checkpoints/hf"
@@ -30,6 +34,18 @@ type Options struct {
 	Log io.Writer
 	// OnStep, if set, sees every step's record after the update.
 	OnStep func(StepRecord)
+	// BeforeWeights, if set, is called once the data are read and before
+	// any weight is (nor any graph built), with the run's step count: an
+	// error stops the run there (tune run refuses a run its plan says will
+	// not fit), and a limit > 0 becomes the run's memory limit
+	// (debug.SetMemoryLimit), so that the plan holds.
+	BeforeWeights func(ctx context.Context, steps int) (limit int64, err error)
+	// Watch, if set, is asked every WatchEvery (default 1 s) while training;
+	// an answer other than "" stops the run after the current step, with a
+	// checkpoint, as Ctrl-C does, and becomes Result.Stopped. tune run
+	// watches the memory the rest of the machine has left.
+	Watch      func() string
+	WatchEvery time.Duration
 }
 
 // Result says how a run ended.
@@ -38,7 +54,8 @@ type Result struct {
 	Step        int // the run's step count at the end (after a resume, more than Steps)
 	FirstLoss   float64
 	LastLoss    float64
-	Interrupted bool   // stopped by a signal after writing a checkpoint
+	Interrupted bool   // stopped by a signal or by Watch, after writing a checkpoint
+	Stopped     string // why Watch stopped the run ("" for a signal)
 	AdapterDir  string // the final PEFT adapter ("" when interrupted)
 	Checkpoint  string // the last step checkpoint written
 	ModelDir    string // the base model's directory (builtin:tiny: the one generated under the output)
@@ -55,6 +72,11 @@ var ErrNonFinite = errors.New("not a finite number")
 // Cancelling ctx (SIGINT/SIGTERM) finishes the current step, writes a
 // checkpoint and returns with Interrupted set.
 func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) {
+	if err := setNice(cfg.Resources.Nice); err != nil {
+		return Result{}, cfg.Errorf("resources.nice", "%v", err)
+	}
+	ctx, stopped := watch(ctx, opt)
+	defer stopped() // ends the watch
 	r, err := setup(ctx, cfg, opt)
 	if errors.Is(err, context.Canceled) {
 		return Result{Interrupted: true}, nil // stopped before training: nothing to save
@@ -69,6 +91,7 @@ func Run(ctx context.Context, cfg *configs.Config, opt Options) (Result, error) 
 			return r.res, err
 		}
 		if stop, err := r.afterStep(ctx, rec); stop || err != nil {
+			r.res.Stopped = stopped()
 			return r.res, err
 		}
 	}
@@ -117,6 +140,41 @@ func OpenData(ctx context.Context, cfg *configs.Config, modelDir string, vocab i
 	return datasets.Open(spec)
 }
 
+// OpenDataSteps opens a config's data as tune run does (OpenData) and
+// counts the run's optimizer steps and one epoch's (0 with train.max_steps).
+// The caller closes the data.
+func OpenDataSteps(ctx context.Context, cfg *configs.Config, modelDir string, vocab int) (d *datasets.Data, steps, epochSteps int, err error) {
+	if d, err = OpenData(ctx, cfg, modelDir, vocab); err != nil {
+		return nil, 0, 0, err
+	}
+	l, err := d.Train.Loader(loaderOptions(cfg))
+	if err != nil {
+		d.Close()
+		return nil, 0, 0, err
+	}
+	steps, epochSteps = runSteps(cfg.Train, l)
+	return d, steps, epochSteps, nil
+}
+
+func loaderOptions(cfg *configs.Config) datasets.LoaderOptions {
+	return datasets.LoaderOptions{Seq: cfg.Data.SeqLen, Packing: cfg.Data.Packing, Shuffle: cfg.Data.Shuffle, Seed: cfg.Train.Seed}
+}
+
+// runSteps is a run's optimizer steps: train.max_steps, or every epoch's
+// micro-batches (each epoch ends with a padded one) in steps of GradAccum;
+// and the first epoch's steps (0 with max_steps).
+func runSteps(t configs.Train, l *datasets.Loader) (total, epoch int) {
+	if t.MaxSteps > 0 {
+		return t.MaxSteps, 0
+	}
+	micro := 0
+	for e := range t.Epochs {
+		micro += (l.RowsInEpoch(e) + t.BatchSize - 1) / t.BatchSize
+	}
+	first := (l.RowsInEpoch(0) + t.BatchSize - 1) / t.BatchSize
+	return (micro + t.GradAccum - 1) / t.GradAccum, (first + t.GradAccum - 1) / t.GradAccum
+}
+
 // logData reports the counting pass.
 func logData(logf func(string, ...any), s datasets.Stats) {
 	logf("data: %d examples, %d tokens for training; %d examples for validation; %.1f%% of tokens masked", s.TrainExamples, s.TrainTokens, s.ValExamples, 100*s.MaskedShare())
@@ -161,4 +219,43 @@ func dropoutSeed(seed uint64, step, micro int) int32 {
 		r.Uint32()
 	}
 	return int32(r.Uint32())
+}
+
+// watch runs opt.Watch every opt.WatchEvery until the returned function is
+// called, which ends it and says why the watch stopped the run ("" when it
+// did not). A stop cancels the returned context, as Ctrl-C cancels ctx.
+func watch(ctx context.Context, opt Options) (context.Context, func() string) {
+	if opt.Watch == nil {
+		return ctx, func() string { return "" }
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var reason atomic.Pointer[string]
+	every := cmp.Or(opt.WatchEvery, time.Second)
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if why := opt.Watch(); why != "" {
+					reason.Store(&why)
+					cancel(errors.New(why))
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return ctx, func() string {
+		once.Do(func() { close(done) })
+		if p := reason.Load(); p != nil {
+			return *p
+		}
+		return ""
+	}
 }

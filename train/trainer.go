@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 
@@ -82,6 +83,19 @@ func (tr *trainer) close() {
 		tr.vm.Close()
 	}
 	tr.pool.Close()
+}
+
+// release lets the graph, the gradients and the optimizer's moments go once
+// training is over, so that writing the outputs (the adapter, the loss plot)
+// reuses their memory instead of adding to the run's peak, which the plan
+// predicts as the training step's.
+func (tr *trainer) release() {
+	if tr.vm != nil {
+		tr.vm.Close()
+		tr.vm = nil
+	}
+	tr.gr, tr.gradNodes, tr.grads, tr.adam = nil, nil, nil, nil
+	runtime.GC()
 }
 
 // micro runs one micro-batch forward and backward and adds its gradient,

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -24,12 +22,7 @@ LoRA, batch, seq_len, threads and activation checkpointing, on random token ids,
 so no dataset is needed. Prints tokens/s, the median step time, the peak
 resident memory and the kernel variant (TUNE_KERNELS chooses one).
 A built-in model (model.path=builtin:NAME) is made once in the user's cache.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 1 {
-				return usageError{errors.New("bench needs a config file: tune bench CONFIG [key=value ...]")}
-			}
-			return nil
-		},
+		Args: configArgs("bench"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(args[0], args[1:])
 			if err != nil {
@@ -52,9 +45,7 @@ A built-in model (model.path=builtin:NAME) is made once in the user's cache.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(out, res)
 			}
 			fmt.Fprintf(out, "model        %s\n", res.Model)
 			fmt.Fprintf(out, "shape        batch %d x seq %d, grad_accum %d, activation checkpointing %v\n", res.Batch, res.Seq, res.GradAccum, res.Recompute)

@@ -74,7 +74,7 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd(), newDataCmd(), newBenchCmd(), newMergeCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newLsCmd(), newEvalCmd(), newInspectCmd(), newGenerateCmd(), newTokenizeCmd(), newExportCmd(), newDataCmd(), newBenchCmd(), newMergeCmd(), newPlanCmd())
 	return root
 }
 

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/export"
+	"github.com/tune-dev/tune/plan"
 	"github.com/tune-dev/tune/train"
 )
 
@@ -63,7 +66,7 @@ func splitResume(resume string, args []string) (string, []string) {
 
 func newRunCmd() *cobra.Command {
 	var resume string
-	var quiet bool
+	var quiet, force bool
 	cmd := &cobra.Command{
 		Use:   "run CONFIG [key=value ...] [--resume [DIR]]",
 		Short: "Train a LoRA adapter as a YAML config says",
@@ -75,7 +78,15 @@ Writes to output.dir: metrics.jsonl, loss.png, checkpoints/step-N (adapter,
 optimizer and data cursor; resumable) and adapter/ (a PEFT adapter).
 Ctrl-C finishes the current step, writes a checkpoint and exits; a second
 Ctrl-C exits at once. --resume continues from the latest checkpoint (or the
-one named) exactly as if the run had not stopped.`,
+one named) exactly as if the run had not stopped.
+
+Before reading any weight, run plans the run as tune plan does and refuses one
+that would not fit beside what is running, keeping resources.reserve_memory free
+(exit code 2, with the plan and changes that fit); its Go heap is then held to
+the plan (GOMEMLIMIT). While it trains, when other programs leave less than
+the reserve available, it finishes the step, writes a checkpoint and stops
+(exit code 0), saying how to resume. --force runs without either guard.
+resources.nice lowers its CPU priority.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 {
 				return usageError{errors.New("run needs a config file: tune run CONFIG [key=value ...] (tune ls lists the shipped ones)")}
@@ -92,6 +103,7 @@ one named) exactly as if the run had not stopped.`,
 			if quiet {
 				opt.Progress = nil
 			}
+			guard(cmd, cfg, args, force, &opt)
 			res, err := train.Run(cmd.Context(), cfg, opt)
 			if err != nil {
 				return err
@@ -100,6 +112,9 @@ one named) exactly as if the run had not stopped.`,
 			switch {
 			case res.Interrupted && res.Checkpoint == "":
 				fmt.Fprintln(out, "stopped before training: nothing was saved")
+				return nil
+			case res.Interrupted && res.Stopped != "":
+				fmt.Fprintf(out, "stopped after step %d: %s\ncheckpoint %s\nresume with: %s\n", res.Step, res.Stopped, res.Checkpoint, resumeCommand(args))
 				return nil
 			case res.Interrupted:
 				fmt.Fprintf(out, "stopped after step %d; checkpoint %s\nresume with: %s\n", res.Step, res.Checkpoint, resumeCommand(args))
@@ -123,7 +138,50 @@ one named) exactly as if the run had not stopped.`,
 	cmd.Flags().StringVar(&resume, "resume", "", "continue from the latest checkpoint (--resume latest) or a step directory")
 	cmd.Flags().Lookup("resume").NoOptDefVal = "latest"
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	cmd.Flags().BoolVar(&force, "force", false, "run even when the plan says it will not fit, and do not stop when memory runs low")
 	return cmd
+}
+
+// guard plans the run once the data are read, before any weight is: a run
+// that will not fit is refused with the plan (exit code 2), and the heap is
+// held to the plan. While training, a watch stops the run cleanly when the
+// memory available to the rest of the machine falls under the reserve.
+// With force, the plan is still printed when the run does not fit, and
+// nothing is refused or stopped.
+func guard(cmd *cobra.Command, cfg *configs.Config, args []string, force bool, opt *train.Options) {
+	var reserve atomic.Int64 // set by BeforeWeights, read by the watch
+	opt.BeforeWeights = func(ctx context.Context, steps int) (int64, error) {
+		base := plan.ResidentNow()
+		p, err := plan.Make(ctx, cfg, plan.Options{Base: base, Data: plan.DataFacts{Steps: steps}})
+		if err != nil {
+			return 0, err
+		}
+		if !p.Fits {
+			printPlan(cmd.ErrOrStderr(), cfg, args, p)
+			if !force {
+				return 0, usageError{fmt.Errorf("not started: %s (--force runs it anyway)", p.Verdict)}
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s; running anyway (--force)\n", p.Verdict)
+			return 0, nil
+		}
+		reserve.Store(p.ReserveBytes)
+		return p.Memory.MemoryLimit(base), nil
+	}
+	if force {
+		return
+	}
+	ctx := cmd.Context()
+	opt.Watch = func() string {
+		r := reserve.Load()
+		if r == 0 {
+			return "" // not planned yet
+		}
+		avail, err := plan.Available(ctx)
+		if err != nil || avail >= r {
+			return ""
+		}
+		return fmt.Sprintf("the memory available to other programs fell to %s, under resources.reserve_memory (%s): tune stopped before the system would have to kill something", plan.Bytes(avail), plan.Bytes(r))
+	}
 }
 
 func newValidateCmd() *cobra.Command {

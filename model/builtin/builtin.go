@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/checkpoints/safetensors"
@@ -78,7 +79,7 @@ func (s Spec) Config() map[string]any {
 func (s Spec) Tensors() []safetensors.Tensor {
 	r := rand.New(rand.NewPCG(s.Seed, 0x7e57))
 	var out []safetensors.Tensor
-	add := func(name string, scale float32, offset float32, shape ...int) {
+	s.each(func(name string, scale, offset float32, shape ...int) {
 		n := 1
 		for _, d := range shape {
 			n *= d
@@ -88,7 +89,34 @@ func (s Spec) Tensors() []safetensors.Tensor {
 			v[i] = offset + (r.Float32()*2-1)*scale
 		}
 		out = append(out, encode(name, s.DType, shape, v))
+	})
+	return out
+}
+
+// Infos describes the tensors Tensors makes (names, dtype, shapes), in the
+// same order, without making them: what `tune plan` needs of a built-in
+// model that has not been generated yet.
+func (s Spec) Infos() []safetensors.TensorInfo {
+	var out []safetensors.TensorInfo
+	dt := s.DType
+	if dt == "" {
+		dt = dtype.F32
 	}
+	var off int64
+	s.each(func(name string, _, _ float32, shape ...int) {
+		n := int64(dt.Size())
+		for _, d := range shape {
+			n *= int64(d)
+		}
+		out = append(out, safetensors.TensorInfo{Name: name, DType: dt, Shape: slices.Clone(shape), Begin: off, End: off + n})
+		off += n
+	})
+	return out
+}
+
+// each calls add for every tensor, in the order Hugging Face writes them,
+// with the scale and offset of its uniform random values.
+func (s Spec) each(add func(name string, scale, offset float32, shape ...int)) {
 	linear := func(name string, out, in int) {
 		add(name, float32(math.Sqrt(3/float64(in))), 0, out, in)
 	}
@@ -123,7 +151,6 @@ func (s Spec) Tensors() []safetensors.Tensor {
 	if !s.Tied {
 		linear("lm_head.weight", s.Vocab, s.Hidden)
 	}
-	return out
 }
 
 // encode stores float32 values as dtype, rounding to nearest even.
