@@ -25,33 +25,46 @@ func IsGGUF(path string) bool {
 // name the file and the field or tensor. The model is valid until the
 // checkpoint is closed.
 func Open(path string) (*Model, Checkpoint, error) {
+	ck, cfg, err := OpenCheckpoint(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := Load(cfg, ck)
+	if err != nil {
+		ck.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, ck, nil
+}
+
+// OpenCheckpoint opens a model's files and reads its configuration without
+// building the model: the tensors' headers, for those that size a run.
+func OpenCheckpoint(path string) (Checkpoint, Config, error) {
 	if IsGGUF(path) {
 		g, err := openGGUF(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, Config{}, err
 		}
-		m, err := Load(g.cfg, g)
-		if err != nil {
-			g.Close()
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return m, g, nil
+		return g, g.cfg, nil
 	}
 	md, err := hf.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, Config{}, err
 	}
 	cfg, err := ParseConfig(md.Config)
 	if err != nil {
 		md.Close()
-		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(path, hf.ConfigFile), err)
+		return nil, Config{}, fmt.Errorf("%s: %w", filepath.Join(path, hf.ConfigFile), err)
 	}
-	m, err := Load(cfg, md)
-	if err != nil {
-		md.Close()
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, md, nil
+	return md, cfg, nil
+}
+
+// CopiedOnLoad reports whether Load copies tensor name into memory rather
+// than viewing it in the mapping: a GGUF llama's q and k rows, which are
+// put back in Hugging Face's order.
+func CopiedOnLoad(ck Checkpoint, name string) bool {
+	g, ok := ck.(*ggufFile)
+	return ok && g.permutedHeads(name) > 0
 }
 
 // ReadConfig reads a model's configuration without building it: a Hugging

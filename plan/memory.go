@@ -51,6 +51,9 @@ type Weights struct {
 	// memory-mapped; tune reads every one (model.CheckFinite), so all of them
 	// end up resident, as page cache shared with other readers of the file.
 	ByDType map[dtype.DType]int64
+	// Unpermuted is the part of Copies that is a GGUF llama's q and k rows,
+	// put back in Hugging Face's order when loaded.
+	Unpermuted int64
 	// Copies are the bytes tune copies out of the mapping: norm and bias
 	// vectors widened to float32, and matrices at an address their dtype
 	// cannot be read from in place.
@@ -79,18 +82,19 @@ func ReadWeights(cfg *configs.Config) (Weights, error) {
 			return builtinWeights(cfg, name)
 		}
 	}
-	md, err := hf.Open(dir)
+	ck, mc, err := model.OpenCheckpoint(dir)
 	if err != nil {
 		return Weights{}, cfg.Errorf("model.path", "%v", err)
 	}
-	defer md.Close()
-	mc, err := model.ParseConfig(md.Config)
-	if err != nil {
-		return Weights{}, cfg.Errorf("model.path", "%s: %v", hf.ConfigFile, err)
-	}
+	defer ck.Close()
 	w := Weights{Config: mc, ByDType: map[dtype.DType]int64{}}
-	for _, n := range md.Names() {
-		t, err := md.Tensor(n) // a view of the mapping: nothing is read
+	for _, n := range ck.Names() {
+		if info, ok := ck.Info(n); ok && model.CopiedOnLoad(ck, n) {
+			w.add(info.DType, info.Shape, info.End-info.Begin, false)
+			w.Unpermuted += info.End - info.Begin
+			continue
+		}
+		t, err := ck.Tensor(n) // a view of the mapping: nothing is read
 		if err != nil {
 			return Weights{}, err
 		}
@@ -121,9 +125,10 @@ func builtinWeights(cfg *configs.Config, name string) (Weights, error) {
 	return w, nil
 }
 
-// aligned is whether a tensor's data can be read in place (kernels.NewMatrix).
+// aligned is whether a tensor's data can be read in place (kernels.NewMatrix
+// views block formats at any address).
 func aligned(t safetensors.Tensor) bool {
-	if len(t.Data) == 0 {
+	if len(t.Data) == 0 || t.DType.Quantized() {
 		return true
 	}
 	return uintptr(unsafe.Pointer(unsafe.SliceData(t.Data)))%uintptr(t.DType.Size()) == 0
@@ -133,7 +138,7 @@ func (w *Weights) add(dt dtype.DType, shape []int, bytes int64, aligned bool) {
 	w.ByDType[dt] += bytes
 	switch {
 	case len(shape) == 1: // model.Load widens vectors to float32
-		w.Copies += 4 * bytes / int64(dt.Size())
+		w.Copies += 4 * int64(shape[0])
 	case !aligned:
 		w.Copies += bytes
 	}
@@ -176,7 +181,11 @@ func EstimateMemory(cfg *configs.Config, w Weights, ms Measured) (Memory, error)
 		dts = append(dts, fmt.Sprintf("%s %s", dt, Bytes(b)))
 	}
 	add("base weights", w.Mapped(), "memory-mapped "+strings.Join(dts, ", ")+"; resident once read, shared with the page cache")
-	add("weight copies", w.Copies, "norm and bias vectors as f32")
+	copies := "norm and bias vectors as f32"
+	if w.Unpermuted > 0 {
+		copies += fmt.Sprintf("; GGUF q/k rows reordered %s", Bytes(w.Unpermuted))
+	}
+	add("weight copies", w.Copies, copies)
 	add("LoRA adapter", fp.Adapter, fmt.Sprintf("r=%d on %s", cfg.LoRA.R, strings.Join(cfg.LoRA.TargetModules, ",")))
 	add("gradients", fp.Gradients, "the step's sum and the graph's own")
 	add("AdamW moments", fp.Optimizer, "m and v, f32")

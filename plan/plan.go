@@ -90,7 +90,7 @@ func Make(ctx context.Context, cfg *configs.Config, opt Options) (*Plan, error) 
 		}
 	}
 	ms := Measured{Base: opt.Base}
-	if ms.Code, err = CodeCost(cfg, w.DType); err != nil {
+	if ms.Code, err = CodeCost(cfg, layerDType(w.DType)); err != nil {
 		return nil, err
 	}
 	if ms.Outputs, err = OutputsCost(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/quant"
 	"github.com/tune-dev/tune/kernels"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
@@ -76,7 +77,7 @@ func measureSpeed(ctx context.Context, cfg *configs.Config, w Weights, cacheDir 
 	var s Speed
 	// One decoder layer of the config's shape, random weights of its dtype,
 	// trained for a few steps by the code a run uses (train.Bench).
-	spec, err := layerSpec(w.Config, w.DType, cfg.Data.SeqLen)
+	spec, err := layerSpec(w.Config, layerDType(w.DType), cfg.Data.SeqLen)
 	if err != nil {
 		return s, err
 	}
@@ -106,7 +107,7 @@ func measureSpeed(ctx context.Context, cfg *configs.Config, w Weights, cacheDir 
 	for i := range vals {
 		vals[i] = rng.Float32()*0.2 - 0.1
 	}
-	raw, err := dtype.Encode(w.DType, vals)
+	raw, err := encode(w.DType, vals)
 	if err != nil {
 		return s, err
 	}
@@ -163,4 +164,28 @@ func specKey(s builtin.Spec) string {
 	b, _ := json.Marshal(s)
 	h := sha256.Sum256(b)
 	return strings.ToLower(hex.EncodeToString(h[:8]))
+}
+
+// layerDType is the weight dtype the timed layer is made in: the config's,
+// but bf16 for a block format, which a generated Hugging Face layer cannot
+// hold. Its products widen blocks into the same float32 panels bf16 widens
+// into; the head, timed in the config's own format, carries the difference.
+func layerDType(dt dtype.DType) dtype.DType {
+	if dt.Quantized() {
+		return dtype.BF16
+	}
+	return dt
+}
+
+// encode stores values as dt, quantizing them for a block format.
+func encode(dt dtype.DType, v []float32) ([]byte, error) {
+	if !dt.Quantized() {
+		return dtype.Encode(dt, v)
+	}
+	n, err := dt.RowBytes(len(v))
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	return b, quant.Quantize(dt, b, v)
 }
