@@ -149,13 +149,10 @@ func convertTensor(md *hf.Dir, name string, out gguf.Type, a *lora.Adapter, m *l
 		rows = t.Shape[0]
 	}
 	if m != nil {
-		d := a.Delta(m)
-		if len(d) != len(v) {
-			return nil, fmt.Errorf("%s: %d values, the adapter's delta has %d", name, len(v), len(d))
+		if m.Out*m.In != len(v) {
+			return nil, fmt.Errorf("%s: %d values, the adapter's delta has %d", name, len(v), m.Out*m.In)
 		}
-		for i := range v {
-			v[i] += d[i]
-		}
+		a.MergeInto(m, v)
 	}
 	if heads > 0 {
 		if rows%(2*heads) != 0 {

@@ -17,9 +17,11 @@ type Adapter interface {
 }
 
 // LoRANodes are one projection's adapter in a graph: y += Scale·drop(x)·Aᵀ·Bᵀ
-// with A (R, in) and B (out, R) learnable nodes.
+// with A (R, in) and B (out, R) learnable nodes; with M, a learnable (out)
+// vector, DoRA (see LoRA).
 type LoRANodes struct {
 	A, B    *G.Node
+	M       *G.Node // nil for LoRA
 	Scale   float32
 	Dropout float64
 	Salt    uint64
@@ -79,7 +81,7 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 	gr.seed = token("dropout_seed", 1)
 
 	layers := make([][numProj]*LoRANodes, c.Layers)
-	maxR := 0
+	maxR, dora := 0, false
 	for l := range layers {
 		for i, name := range Projections() {
 			if adapter == nil {
@@ -88,10 +90,11 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 			if ln := adapter.LoRANodes(g, l, name); ln != nil {
 				layers[l][i] = ln
 				maxR = max(maxR, ln.A.Shape()[0])
+				dora = dora || ln.M != nil
 			}
 		}
 	}
-	gr.st = &stack{m: m, pool: opt.Pool, rot: m.rotary(seq), n: n, seq: seq, maxR: maxR}
+	gr.st = &stack{m: m, pool: opt.Pool, rot: m.rotary(seq), n: n, seq: seq, maxR: maxR, dora: dora}
 	shared := &sharedActs{st: gr.st}
 
 	b := builder{}

@@ -27,7 +27,7 @@ func TestSteadyStepAllocatesNoBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer files.Close()
-	a, err := newAdapter(cfg, m.Config)
+	a, err := newAdapter(cfg, m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func (r *recipe) open(ctx context.Context) (err error) {
 	if err := checkComputeDType(cfg); err != nil {
 		return err
 	}
-	adapter, err := newAdapter(cfg, mc)
+	adapter, err := newAdapter(cfg, r.base)
 	if err != nil {
 		return err
 	}
