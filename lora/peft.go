@@ -201,7 +201,7 @@ func (f *PEFTFile) index(sel *selection) error {
 		k := [2]int{layer, slices.Index(projections, module)}
 		switch {
 		case !ok:
-			return fmt.Errorf("%s: tensor %q is not the LoRA weight (or DoRA magnitude) of a decoder projection", weights, name)
+			return fmt.Errorf("%s: tensor %q is not the LoRA weight of a decoder projection", weights, name)
 		case sel == nil:
 		case layer >= sel.cfg.Layers:
 			return fmt.Errorf("%s: tensor %q is for layer %d, but the model has %d layers: the adapter was made for another model", weights, name, layer, sel.cfg.Layers)

@@ -961,7 +961,7 @@ def test_lora_cli(tmp):
         ("only lora_A", variant("onlya", tensors={k: v for k, v in t.items() if k != q0 + ".lora_B.weight"}),
          "only one"),
         ("peft_type", variant("ia3", dict(good, peft_type="IA3")), "peft_type"),
-        ("use_dora", variant("dora", dict(good, use_dora=True)), "use_dora"),
+        ("use_dora without magnitudes", variant("dora", dict(good, use_dora=True)), "lora_magnitude_vector"),
         ("fan_in_fan_out", variant("fifo", dict(good, fan_in_fan_out=True)), "fan_in_fan_out"),
         ("bias", variant("bias", dict(good, bias="all")), "bias"),
         ("modules_to_save", variant("mts", dict(good, modules_to_save=["lm_head"])), "modules_to_save"),
