@@ -109,16 +109,20 @@ func projIndex(module string) int {
 // doraOutput finishes a DoRA projection's forward: pre (N, out) holds
 // x'·W₀ᵀ + s·x'·Aᵀ·Bᵀ; y = c⊙pre + bias with c = m·rnorm, or with add set
 // (dropout, where y holds x·W₀ᵀ − x'·W₀ᵀ) y += c⊙pre + bias.
-func doraOutput(p *kernels.Pool, y, pre, m, rnorm, bias []float32, n int, add bool) {
-	out := len(m)
+func doraOutput(p *kernels.Pool, y, pre, c, bias []float32, n int, add bool) {
+	out := len(c)
 	p.For(n, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			yr, pr := y[r*out:(r+1)*out], pre[r*out:(r+1)*out]
-			if !add {
-				clear(yr)
-			}
-			for o, v := range pr {
-				yr[o] += m[o] * rnorm[o] * v
+			yr, pr = yr[:len(c)], pr[:len(c)]
+			if add {
+				for o, v := range pr {
+					yr[o] += c[o] * v
+				}
+			} else {
+				for o, v := range pr {
+					yr[o] = c[o] * v
+				}
 			}
 			if bias != nil {
 				kernels.Axpy(1, bias, yr)
@@ -129,37 +133,40 @@ func doraOutput(p *kernels.Pool, y, pre, m, rnorm, bias []float32, n int, add bo
 
 // doraShift writes dy⊙(c − 1) into dst: the gradient of the dropped input's
 // second pass through W₀.
-func doraShift(p *kernels.Pool, dst, dy, m, rnorm []float32, n int) {
-	out := len(m)
+func doraShift(p *kernels.Pool, dst, dy, c []float32, n int) {
+	out := len(c)
 	p.For(n, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			d, g := dst[r*out:(r+1)*out], dy[r*out:(r+1)*out]
+			d, g = d[:len(c)], g[:len(c)]
 			for o, v := range g {
-				d[o] = v * (m[o]*rnorm[o] - 1)
+				d[o] = v * (c[o] - 1)
 			}
 		}
 	})
 }
 
 // doraBack is the magnitude's part of a DoRA projection's backward, given
-// the projection's upstream gradient dy (N, out) and what forward kept in
-// pre: dm_o = rnorm_o·Σ_r dy[r,o]·pre[r,o] (written to dm), and
+// the projection's upstream gradient dy (N, out), what forward kept in pre,
+// and c = m·rnorm: dm_o = rnorm_o·Σ_r dy[r,o]·pre[r,o] (written to dm), and
 // dyc = dy⊙c, the gradient that reaches the scaled direction.
-func doraBack(p *kernels.Pool, dm, dyc, dy, pre, m, rnorm []float32, n int) {
-	out := len(m)
+func doraBack(p *kernels.Pool, dm, dyc, dy, pre, c, rnorm []float32, n int) {
+	out := len(c)
 	// Columns split among threads, so each dm_o is one thread's sum.
 	p.For(out, 64, func(lo, hi int) {
-		g := dm[lo:hi]
+		g, cs := dm[lo:hi], c[lo:hi]
 		clear(g)
 		for r := range n {
-			d, pr, dc := dy[r*out+lo:r*out+hi], pre[r*out+lo:r*out+hi], dyc[r*out+lo:r*out+hi]
+			d := dy[r*out+lo : r*out+hi]
+			pr, dc := pre[r*out+lo:r*out+hi], dyc[r*out+lo:r*out+hi]
+			pr, dc, g, cs := pr[:len(d)], dc[:len(d)], g[:len(d)], cs[:len(d)]
 			for j, v := range d {
 				g[j] += v * pr[j]
-				dc[j] = v * m[lo+j] * rnorm[lo+j]
+				dc[j] = v * cs[j]
 			}
 		}
-		for j := range g {
-			g[j] *= rnorm[lo+j]
+		for j, rn := range rnorm[lo:hi] {
+			g[j] *= rn
 		}
 	})
 }

@@ -71,8 +71,9 @@ type acts struct {
 	gate, up     []float32          // (N, I); silu(gate)∘up is recomputed, not kept
 	u            [numProj][]float32 // (N, R): drop(x)·Aᵀ of each adapter
 	// DoRA projections only: pre is (N, out), the output before the
-	// magnitude (x'·W₀ᵀ + s·x'·Aᵀ·Bᵀ); rnorm is (out), 1/‖W₀ + s·B·A‖.
-	pre, rnorm [numProj][]float32
+	// magnitude (x'·W₀ᵀ + s·x'·Aᵀ·Bᵀ); rnorm is (out), 1/‖W₀ + s·B·A‖, and
+	// c is m·rnorm, the scale of the output rows.
+	pre, rnorm, c [numProj][]float32
 }
 
 // workspace holds a layer's temporaries, shared by every layer.
@@ -161,7 +162,7 @@ func (s *stack) newActs(adapted [numProj]adapterKind) *acts {
 		}
 		if kind == doraAdapter {
 			_, out := ProjectionShape(c, Projections()[i])
-			a.pre[i], a.rnorm[i] = f(n*out), f(out)
+			a.pre[i], a.rnorm[i], a.c[i] = f(n*out), f(out), f(out)
 		}
 	}
 	return a
@@ -174,7 +175,7 @@ func (a *acts) bytes() int64 {
 		n += len(b)
 	}
 	for i := range a.u {
-		n += len(a.u[i]) + len(a.pre[i]) + len(a.rnorm[i])
+		n += len(a.u[i]) + len(a.pre[i]) + len(a.rnorm[i]) + len(a.c[i])
 	}
 	return 4 * int64(n)
 }
@@ -343,13 +344,16 @@ func (s *stack) project(l, i int, y, x []float32, lo *LoRAs, a *acts, seed int32
 		return
 	}
 	directionNorms(p, a.rnorm[i], wm, s.norms.of(l, i, wm), ad, s.ws.pt, s.ws.gram)
+	for o, rn := range a.rnorm[i] {
+		a.c[i][o] = ad.M[o] * rn
+	}
 	if ad.Dropout > 0 {
 		pre = a.pre[i][:n*wm.Rows]
 		kernels.Linear(p, pre, in, n, wm, nil) // x'·W₀ᵀ: y holds it at c = 1
 		kernels.Axpy(-1, pre, y)
 	}
 	kernels.Axpy(ad.Scale, yl, pre)
-	doraOutput(p, y, pre, ad.M, a.rnorm[i], bias, n, ad.Dropout > 0)
+	doraOutput(p, y, pre, a.c[i], bias, n, ad.Dropout > 0)
 }
 
 // projectBack is project's gradient: dx = dy·W (added with accumulate) plus
@@ -366,7 +370,7 @@ func (s *stack) projectBack(l, i int, dx []float32, accumulate bool, dy, x []flo
 	var dyc []float32
 	if dora {
 		dyc = s.ws.dyc[:n*wm.Rows]
-		doraBack(p, g[i].M, dyc, dy, a.pre[i][:n*wm.Rows], ad.M, a.rnorm[i], n)
+		doraBack(p, g[i].M, dyc, dy, a.pre[i][:n*wm.Rows], a.c[i], a.rnorm[i], n)
 		dyAd = dyc
 		if ad.Dropout <= 0 {
 			dyBase = dyc
@@ -391,7 +395,7 @@ func (s *stack) projectBack(l, i int, dx []float32, accumulate bool, dy, x []flo
 	kernels.Dropout(p, xd, x, ad.Dropout, ad.Salt, seed)
 	kernels.LinearDW(p, g[i].A, t, xd, n, r, in, 1, false)
 	if dora {
-		doraShift(p, dyc, dy, ad.M, a.rnorm[i], n)
+		doraShift(p, dyc, dy, a.c[i], n)
 		kernels.LinearDX(p, xd, dyc, n, wm, false)
 		kernels.LinearDX(p, xd, t, n, aMat, true)
 	} else {
