@@ -49,6 +49,9 @@ type LoRA struct {
 	// LastLayers > 0 gives adapters to the last N layers only (exclusive with Layers).
 	LastLayers int  `mapstructure:"last_layers"`
 	UseRSLoRA  bool `mapstructure:"use_rslora"`
+	// UseDoRA gives every adapted projection a learned magnitude vector
+	// (DoRA, PEFT's use_dora).
+	UseDoRA bool `mapstructure:"use_dora"`
 	// InitFrom is a PEFT adapter directory to continue from ("" = fresh adapters).
 	InitFrom string `mapstructure:"init_from"`
 }
@@ -284,6 +287,7 @@ func Fields() []Field {
 		{"lora.layers", TypeInts, []int{}, "layer indices with adapters; empty = all"},
 		{"lora.last_layers", TypeInt, 0, "if > 0, only the last N layers get adapters (not with lora.layers)"},
 		{"lora.use_rslora", TypeBool, false, "rank-stabilized LoRA: scale by alpha/sqrt(r)"},
+		{"lora.use_dora", TypeBool, false, "DoRA: a learned magnitude per output row on top of LoRA's direction (PEFT's use_dora)"},
 		{"lora.init_from", TypeString, "", "PEFT adapter directory to continue training from"},
 
 		{"data.train", TypeString, "", "training data: a JSONL/JSON/Parquet file, a directory or glob of text files, or builtin:counting; this or data.sources is required"},

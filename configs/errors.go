@@ -138,6 +138,8 @@ func aliasOf(key string) string {
 		return "lora.last_layers"
 	case "rslora":
 		return "lora.use_rslora"
+	case "dora":
+		return "lora.use_dora"
 	case "adapter", "adapter_path", "resume_adapter":
 		return "lora.init_from"
 	case "learning_rate":

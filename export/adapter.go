@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/tune-dev/tune/checkpoints/gguf"
+	"github.com/tune-dev/tune/checkpoints/peft"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 )
@@ -40,6 +41,10 @@ func GGUFAdapter(adapterDir, baseDir, outPath, dtype string) error {
 	a, err := lora.FromPEFT(adapterDir, cfg)
 	if err != nil {
 		return err
+	}
+	if a.Spec.DoRA {
+		// llama.cpp adds scale·B·A to a weight; DoRA rescales its rows.
+		return fmt.Errorf("%s: use_dora: true: llama.cpp's GGUF adapters cannot express DoRA's magnitudes; export the merged model instead (--format gguf or merged)", filepath.Join(adapterDir, peft.ConfigFile))
 	}
 	alpha := a.Spec.Alpha
 	if a.Spec.RSLoRA {

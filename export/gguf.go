@@ -173,13 +173,10 @@ func convertTensor(md model.Checkpoint, name string, out gguf.Type, a *lora.Adap
 		rows = t.Shape[0]
 	}
 	if m != nil {
-		d := a.Delta(m)
-		if len(d) != len(v) {
-			return nil, fmt.Errorf("%s: %d values, the adapter's delta has %d", name, len(v), len(d))
+		if m.Out*m.In != len(v) {
+			return nil, fmt.Errorf("%s: %d values, the adapter's delta has %d", name, len(v), m.Out*m.In)
 		}
-		for i := range v {
-			v[i] += d[i]
-		}
+		a.MergeInto(m, v)
 	}
 	if heads > 0 {
 		if rows%(2*heads) != 0 {

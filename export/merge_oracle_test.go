@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tune-dev/tune/lora"
@@ -89,5 +90,56 @@ func TestMergedAdapterInLlamaCpp(t *testing.T) {
 		if moved < 0.05 {
 			t.Fatalf("%s: the merged adapter moves log-probabilities by %.3g only: the check proves nothing", what, moved)
 		}
+	}
+}
+
+// TestDoRAMergedInLlamaCpp: a DoRA adapter merged into a llama base
+// (W = m/‖W₀ + s·B·A‖ ⊙ (W₀ + s·B·A), q and k rows permuted after) and
+// exported as GGUF runs in llama.cpp with the log-probabilities and loss
+// tune computes with the adapter unmerged; the GGUF adapter export refuses
+// DoRA, naming the merged export.
+func TestDoRAMergedInLlamaCpp(t *testing.T) {
+	requireOracle(t)
+	spec := small("llama", 32000)
+	spec.AttentionBias = true // the bias is added after DoRA's scaling
+	base := writeModel(t, spec, "llama2")
+	cfg := loadConfig(t, base)
+	adapter := randomSpecAdapter(t, base, cfg, lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, DoRA: true}, 31, 0.1)
+	err := GGUFAdapter(adapter, base, filepath.Join(t.TempDir(), "a.gguf"), "f32")
+	if err == nil || !strings.Contains(err.Error(), "use_dora") || !strings.Contains(err.Error(), "--format gguf or merged") {
+		t.Fatalf("GGUF adapter export of a DoRA adapter: %v", err)
+	}
+	tok, err := tokenizer.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int32
+	for _, id := range tok.Encode("DoRA learns a magnitude for every output row of a projection.", true) {
+		ids = append(ids, int32(id))
+	}
+	merged := filepath.Join(t.TempDir(), "merged.gguf")
+	if _, err := GGUF(base, adapter, merged, "f32"); err != nil {
+		t.Fatal(err)
+	}
+	res := llamaCpp(t, []scoreRun{{Model: merged, IDs: ids}})
+	f := tuneForward(t, base, adapter, ids)
+	lp, top, gap := nextTokenStats(f.Logits, cfg.Vocab, ids)
+	lpBase, _, _ := nextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
+	worst := compare(t, "merged DoRA GGUF vs tune with the adapter", res[0], lp, top, gap, 1e-3)
+	var llamaLoss float64
+	for _, l := range res[0].LogProbs {
+		llamaLoss -= l / float64(len(res[0].LogProbs))
+	}
+	loss := float64(f.Loss)
+	moved := 0.0
+	for j := range lp {
+		moved = max(moved, math.Abs(lp[j]-lpBase[j]))
+	}
+	t.Logf("loss in tune %.6f, merged in llama.cpp %.6f; max |Δ log p| %.2g; the adapter moves log p by %.3g", loss, llamaLoss, worst, moved)
+	if d := math.Abs(loss - llamaLoss); d > 1e-4*loss {
+		t.Errorf("llama.cpp's loss %.6f, tune's %.6f", llamaLoss, loss)
+	}
+	if moved < 0.05 {
+		t.Fatalf("the DoRA adapter moves log-probabilities by %.3g only: the check proves nothing", moved)
 	}
 }

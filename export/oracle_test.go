@@ -95,6 +95,19 @@ func randomSpecAdapter(t *testing.T, baseDir string, cfg model.Config, spec lora
 			m.B[i] = float32(r.NormFloat64() * std)
 		}
 	}
+	if spec.DoRA { // magnitudes from the base's row norms, moved by ±20%
+		base, md, err := model.Open(baseDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.InitMagnitudes(base)
+		md.Close()
+		for _, m := range a.Modules {
+			for i := range m.M {
+				m.M[i] *= float32(1 + 0.2*(2*r.Float64()-1))
+			}
+		}
+	}
 	dir := filepath.Join(t.TempDir(), "adapter")
 	if err := peft.Write(dir, a.PEFTConfig(baseDir), a.PEFTTensors()); err != nil {
 		t.Fatal(err)

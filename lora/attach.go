@@ -30,8 +30,8 @@ func (a *Adapter) Attach(train bool) *Attached {
 	return &Attached{adapter: a, train: train}
 }
 
-// LoRANodes gives the model the learnable A and B nodes of an adapted
-// projection, or nil.
+// LoRANodes gives the model the learnable A and B (and DoRA's M) nodes of
+// an adapted projection, or nil.
 func (at *Attached) LoRANodes(g *G.ExprGraph, layer int, module string) *model.LoRANodes {
 	m := at.adapter.Module(layer, module)
 	if m == nil {
@@ -41,9 +41,12 @@ func (at *Attached) LoRANodes(g *G.ExprGraph, layer int, module string) *model.L
 	key := m.Key()
 	w := at.adapter.ModuleWeights(m)
 	ln := &model.LoRANodes{
-		A:     at.param(g, w[0].Key, w[0].Shape[0], w[0].Shape[1], w[0].Value),
-		B:     at.param(g, w[1].Key, w[1].Shape[0], w[1].Shape[1], w[1].Value),
+		A:     at.param(g, w[0].Key, w[0].Shape, w[0].Value),
+		B:     at.param(g, w[1].Key, w[1].Shape, w[1].Value),
 		Scale: float32(spec.Scale()),
+	}
+	if len(w) > 2 {
+		ln.M = at.param(g, w[2].Key, w[2].Shape, w[2].Value)
 	}
 	if at.train && spec.Dropout > 0 {
 		ln.Dropout, ln.Salt = spec.Dropout, kernels.DropoutSalt(key)
@@ -51,9 +54,9 @@ func (at *Attached) LoRANodes(g *G.ExprGraph, layer int, module string) *model.L
 	return ln
 }
 
-func (at *Attached) param(g *G.ExprGraph, key string, rows, cols int, v []float32) *G.Node {
-	n := G.NewMatrix(g, tensor.Float32, G.WithShape(rows, cols), G.WithName(key),
-		G.WithValue(tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(v))))
+func (at *Attached) param(g *G.ExprGraph, key string, shape []int, v []float32) *G.Node {
+	n := G.NewTensor(g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(key),
+		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v))))
 	at.params = append(at.params, Param{Key: key, Node: n, Value: v})
 	return n
 }

@@ -21,6 +21,9 @@ type Spec struct {
 	// Layers lists the layers that get adapters; nil means all.
 	Layers []int
 	RSLoRA bool
+	// DoRA gives every module a magnitude vector (Liu et al. 2024, PEFT's
+	// use_dora); see model.LoRA.
+	DoRA bool
 }
 
 // AllLinear is PEFT's target_modules value meaning every projection of a
@@ -37,12 +40,14 @@ func (s Spec) Scale() float64 {
 
 // Module is one adapter: ΔW = scale·B·A on a projection of In inputs and Out outputs.
 // A is (R, In) and B is (Out, R), row-major, float32; they are the learnable
-// parameters, updated in place by the optimizer.
+// parameters, updated in place by the optimizer. With DoRA, M (Out) is the
+// magnitude, learnable too: W = M/‖W₀ + ΔW‖ ⊙ (W₀ + ΔW), row by row.
 type Module struct {
 	Layer   int
 	Name    string // q_proj, ...
 	In, Out int
 	A, B    []float32
+	M       []float32 // nil without DoRA
 }
 
 // Key is the module's PEFT name without the .lora_A/.lora_B suffix:
@@ -58,29 +63,39 @@ func weightKey(layer int, projection, which string) string {
 	return moduleKey(layer, projection) + ".lora_" + which + ".weight"
 }
 
+// magnitudeKey is the PEFT name of a DoRA module's magnitude vector (PEFT
+// saves it without the ".weight" its DoraLinearLayer holds it under).
+func magnitudeKey(layer int, projection string) string {
+	return moduleKey(layer, projection) + ".lora_magnitude_vector"
+}
+
 // Weight is one trainable tensor of an adapter.
 type Weight struct {
 	Key   string    // PEFT name: base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight
-	Shape []int     // (R, In) for lora_A, (Out, R) for lora_B
-	Value []float32 // the module's A or B itself, not a copy
+	Shape []int     // (R, In) for lora_A, (Out, R) for lora_B, (Out) for the magnitude
+	Value []float32 // the module's A, B or M itself, not a copy
 }
 
-// ModuleWeights are a module's two trainable tensors, lora_A then lora_B.
-func (a *Adapter) ModuleWeights(m *Module) [2]Weight {
-	return [2]Weight{
+// ModuleWeights are a module's trainable tensors: lora_A, lora_B, and with
+// DoRA lora_magnitude_vector.
+func (a *Adapter) ModuleWeights(m *Module) []Weight {
+	w := []Weight{
 		{weightKey(m.Layer, m.Name, "A"), []int{a.Spec.R, m.In}, m.A},
 		{weightKey(m.Layer, m.Name, "B"), []int{m.Out, a.Spec.R}, m.B},
 	}
+	if m.M != nil {
+		w = append(w, Weight{magnitudeKey(m.Layer, m.Name), []int{m.Out}, m.M})
+	}
+	return w
 }
 
 // Weights names every trainable tensor with its key and shape: for each
-// module in order, lora_A then lora_B. It is the one list that the PEFT
+// module in order, its ModuleWeights. It is the one list that the PEFT
 // files, the graph's parameters and the optimizer's moments follow.
 func (a *Adapter) Weights() []Weight {
-	out := make([]Weight, 0, 2*len(a.Modules))
+	out := make([]Weight, 0, 3*len(a.Modules))
 	for _, m := range a.Modules {
-		w := a.ModuleWeights(m)
-		out = append(out, w[0], w[1])
+		out = append(out, a.ModuleWeights(m)...)
 	}
 	return out
 }
@@ -95,7 +110,8 @@ type Adapter struct {
 
 // New creates an adapter for a model as PEFT does: A Kaiming-uniform with
 // a=√5 (uniform in ±1/√in), B zero, so training starts from the base model.
-// A nil rng leaves A zero too, for an adapter about to be loaded.
+// A nil rng leaves A zero too, for an adapter about to be loaded. A DoRA
+// adapter's magnitudes are zero until InitMagnitudes sets them.
 func New(spec Spec, cfg model.Config, rng *rand.Rand) (*Adapter, error) {
 	if spec.R <= 0 {
 		return nil, fmt.Errorf("lora: rank %d must be positive", spec.R)
@@ -135,6 +151,9 @@ func New(spec Spec, cfg model.Config, rng *rand.Rand) (*Adapter, error) {
 			}
 			in, out := model.ProjectionShape(cfg, name)
 			m := &Module{Layer: l, Name: name, In: in, Out: out, A: make([]float32, spec.R*in), B: make([]float32, out*spec.R)}
+			if spec.DoRA {
+				m.M = make([]float32, out)
+			}
 			bound := 1 / math.Sqrt(float64(in))
 			for i := range m.A {
 				if rng == nil {
@@ -162,7 +181,7 @@ func (a *Adapter) Module(layer int, name string) *Module {
 func (a *Adapter) ParamCount() int {
 	n := 0
 	for _, m := range a.Modules {
-		n += len(m.A) + len(m.B)
+		n += len(m.A) + len(m.B) + len(m.M)
 	}
 	return n
 }
@@ -193,5 +212,40 @@ func (a *Adapter) LoRA(layer int, module string) *model.LoRA {
 	if m == nil {
 		return nil
 	}
-	return &model.LoRA{A: m.A, B: m.B, R: a.Spec.R, Scale: float32(a.Spec.Scale())}
+	return &model.LoRA{A: m.A, B: m.B, M: m.M, R: a.Spec.R, Scale: float32(a.Spec.Scale())}
+}
+
+// InitMagnitudes sets each DoRA module's magnitude to the row norms of its
+// projection with the update applied, ‖W₀ + scale·B·A‖, as PEFT does when it
+// creates the layer: the adapted model starts equal to the plain one.
+func (a *Adapter) InitMagnitudes(base *model.Model) {
+	for _, m := range a.Modules {
+		if m.M != nil {
+			copy(m.M, base.DirectionNorms(m.Layer, m.Name, a.LoRA(m.Layer, m.Name)))
+		}
+	}
+}
+
+// MergeInto adds the module's update to its frozen weight w (Out, In), in
+// place: w + scale·B·A, and with DoRA that matrix with each row o scaled by
+// M_o/‖row o‖, as PEFT's merge does.
+func (a *Adapter) MergeInto(m *Module, w []float32) {
+	d := a.Delta(m)
+	for i, v := range d {
+		w[i] += v
+	}
+	if m.M == nil {
+		return
+	}
+	for o := range m.Out {
+		row := w[o*m.In : (o+1)*m.In]
+		var sq float64
+		for _, v := range row {
+			sq += float64(v) * float64(v)
+		}
+		c := float32(float64(m.M[o]) / math.Sqrt(sq))
+		for i := range row {
+			row[i] *= c
+		}
+	}
 }

@@ -182,3 +182,98 @@ func TestWeightsNameEveryTensor(t *testing.T) {
 		t.Error("all-linear beside another target must be refused")
 	}
 }
+
+// TestDoRAPEFTRoundTrip: a DoRA adapter is written with use_dora: true and
+// each module's magnitude under PEFT's key, ...q_proj.lora_magnitude_vector
+// of shape [out], and reads back bit for bit.
+func TestDoRAPEFTRoundTrip(t *testing.T) {
+	cfg := tinyConfig()
+	r := rand.New(rand.NewPCG(5, 6))
+	a, err := New(Spec{R: 2, Alpha: 3, Targets: []string{"q_proj", "down_proj"}, DoRA: true}, cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range a.Modules {
+		for i := range m.B {
+			m.B[i] = r.Float32()
+		}
+		for i := range m.M {
+			m.M[i] = 1 + r.Float32()
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := peft.Write(dir, a.PEFTConfig("base"), a.PEFTTensors()); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	if fields["use_dora"] != true {
+		t.Fatalf("adapter_config.json use_dora = %v", fields["use_dora"])
+	}
+	st, err := safetensors.Open(filepath.Join(dir, "adapter_model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, ok := st.Info("base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector")
+	st.Close()
+	if !ok || !slices.Equal(info.Shape, []int{8}) {
+		t.Fatalf("q_proj magnitude: %+v, present %v", info, ok)
+	}
+	b, err := FromPEFT(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Spec.DoRA || len(b.Weights()) != 3*len(a.Modules) {
+		t.Fatalf("read back DoRA %v, %d weights", b.Spec.DoRA, len(b.Weights()))
+	}
+	for i, w := range a.Weights() {
+		if got := b.Weights()[i]; got.Key != w.Key || !slices.Equal(got.Value, w.Value) {
+			t.Fatalf("%s differs after the round trip", w.Key)
+		}
+	}
+}
+
+// TestDoRAPEFTErrors: a DoRA file without a magnitude, a magnitude in a LoRA
+// file and a magnitude of the wrong size are refused, naming the tensor.
+func TestDoRAPEFTErrors(t *testing.T) {
+	cfg := tinyConfig()
+	dora, _ := New(Spec{R: 2, Alpha: 3, Targets: []string{"q_proj"}, DoRA: true}, cfg, rand.New(rand.NewPCG(1, 2)))
+	plain, _ := New(Spec{R: 2, Alpha: 3, Targets: []string{"q_proj"}}, cfg, rand.New(rand.NewPCG(1, 2)))
+	key := "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"
+	good := dora.PEFTTensors()
+	for _, c := range []struct {
+		name    string
+		a       *Adapter
+		tensors []safetensors.Tensor
+		want    string
+	}{
+		{"DoRA without magnitude", dora, good[:2], "no tensor " + key + ", which use_dora: true in adapter_config.json requires"},
+		{"magnitude without use_dora", plain, good, key + "\" is a DoRA magnitude, but adapter_config.json has no use_dora: true"},
+		{"magnitude of the wrong size", dora, append(good[:2:2], safetensors.F32(key, []int{3}, make([]float32, 3))), "shape [3], expected [8]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "a")
+			if err := peft.Write(dir, c.a.PEFTConfig("b"), c.tensors); err != nil {
+				t.Fatal(err)
+			}
+			_, err := FromPEFT(dir, cfg)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestMergeIntoByHand: DoRA's merge on a 2×2 case worked by hand.
+func TestMergeIntoByHand(t *testing.T) {
+	a := &Adapter{Spec: Spec{R: 1, Alpha: 2, DoRA: true}}
+	// W₀ = [[3, 0], [0, 1]]; s = 2, B·A = [[0, 2], [0, 0]]: W₀ + s·B·A = [[3, 4], [0, 1]],
+	// row norms 5 and 1; m = (10, 3) scales the rows by 2 and 3.
+	m := &Module{In: 2, Out: 2, A: []float32{0, 1}, B: []float32{2, 0}, M: []float32{10, 3}}
+	w := []float32{3, 0, 0, 1}
+	a.MergeInto(m, w)
+	if want := []float32{6, 8, 0, 3}; !slices.Equal(w, want) {
+		t.Fatalf("merged %v, want %v", w, want)
+	}
+}

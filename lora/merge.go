@@ -115,6 +115,10 @@ func (p *MergePlan) plan(dirs []string) error {
 			return err
 		}
 		p.inputs = append(p.inputs, f)
+		if f.Config.UseDora {
+			// The magnitudes rescale W₀ + ΔW row by row: updates do not add.
+			return fmt.Errorf("%s: use_dora: true: DoRA adapters cannot be merged with others (a DoRA update is not a low-rank sum); merge each into the model (tune export --format merged)", filepath.Join(dir, peft.ConfigFile))
+		}
 	}
 	if err := p.checkBase(); err != nil {
 		return err

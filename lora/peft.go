@@ -37,7 +37,9 @@ func (a *Adapter) PEFTConfig(base string) peft.Config {
 			targets = append(targets, t)
 		}
 	}
-	return peft.NewConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
+	c := peft.NewConfig(base, a.Spec.R, a.Spec.Alpha, a.Spec.Dropout, targets, a.Spec.Layers, a.Spec.RSLoRA)
+	c.UseDora = a.Spec.DoRA
+	return c
 }
 
 // FromPEFT loads an adapter directory for a model. The adapter goes where
@@ -56,6 +58,9 @@ func (a *Adapter) PEFTConfig(base string) peft.Config {
 // one rank, the largest: A gets zero rows and B zero columns, which add
 // nothing and, having zero gradients, stay zero in training; B takes the
 // ratio of the module's scale to the adapter's. ΔW is unchanged.
+//
+// A DoRA adapter (use_dora) has each module's lora_magnitude_vector (Out)
+// too, and no other adapter may have one.
 func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 	pc, st, err := peft.Read(dir)
 	if err != nil {
@@ -88,6 +93,11 @@ func FromPEFT(dir string, cfg model.Config) (*Adapter, error) {
 			return nil, err
 		}
 		copy(m.A, ma) // rows beyond pm.R stay zero
+		if m.M != nil {
+			if err := f.Magnitude(pm, m.M); err != nil {
+				return nil, err
+			}
+		}
 		ratio := float32(pm.Scale / scale)
 		for o := range m.Out {
 			for k, v := range mb[o*pm.R : (o+1)*pm.R] {
@@ -176,7 +186,7 @@ func (f *PEFTFile) index(sel *selection) error {
 	}
 	weights := f.st.Path()
 	projections := model.Projections()
-	type found struct{ a, b bool }
+	type found struct{ a, b, m bool }
 	seen := map[[2]int]*found{}
 	selected := map[[2]int]bool{}
 	if sel != nil {
@@ -201,10 +211,16 @@ func (f *PEFTFile) index(sel *selection) error {
 		if seen[k] == nil {
 			seen[k] = &found{}
 		}
-		if which == "A" {
+		switch which {
+		case "A":
 			seen[k].a = true
-		} else {
+		case "B":
 			seen[k].b = true
+		default:
+			if !f.Config.UseDora {
+				return fmt.Errorf("%s: tensor %q is a DoRA magnitude, but %s has no use_dora: true", weights, name, peft.ConfigFile)
+			}
+			seen[k].m = true
 		}
 	}
 	for k := range selected {
@@ -232,6 +248,9 @@ func (f *PEFTFile) index(sel *selection) error {
 			}
 			return fmt.Errorf("%s: %s has only one of lora_A and lora_B", weights, m.Key())
 		}
+		if f.Config.UseDora && !seen[k].m {
+			return fmt.Errorf("%s: no tensor %s, which use_dora: true in %s requires", weights, magnitudeKey(m.Layer, m.Name), peft.ConfigFile)
+		}
 		name := model.LayerPrefix(m.Layer) + model.ProjectionPath(m.Name)
 		m.R = layout.Rank(name)
 		m.Scale = Spec{R: m.R, Alpha: layout.Alpha(name), RSLoRA: f.Config.UseRSLoRA}.Scale()
@@ -242,10 +261,18 @@ func (f *PEFTFile) index(sel *selection) error {
 		} else if len(ia.Shape) == 2 && len(ib.Shape) == 2 {
 			m.In, m.Out = ia.Shape[1], ib.Shape[0]
 		}
-		for _, c := range []struct {
+		checks := []struct {
 			info safetensors.TensorInfo
 			want []int
-		}{{ia, []int{m.R, m.In}}, {ib, []int{m.Out, m.R}}} {
+		}{{ia, []int{m.R, m.In}}, {ib, []int{m.Out, m.R}}}
+		if f.Config.UseDora {
+			im, _ := f.st.Info(magnitudeKey(m.Layer, m.Name))
+			checks = append(checks, struct {
+				info safetensors.TensorInfo
+				want []int
+			}{im, []int{m.Out}})
+		}
+		for _, c := range checks {
 			if slices.Equal(c.info.Shape, c.want) && m.In > 0 && m.Out > 0 {
 				continue
 			}
@@ -272,13 +299,21 @@ func (f *PEFTFile) Factors(m PEFTModule) (a, b []float32, err error) {
 	return a, b, nil
 }
 
+// Magnitude reads a DoRA module's magnitude vector (Out) into dst.
+func (f *PEFTFile) Magnitude(m PEFTModule, dst []float32) error {
+	if err := readInto(f.st, magnitudeKey(m.Layer, m.Name), []int{m.Out}, dst); err != nil {
+		return fmt.Errorf("%s: %w", f.st.Path(), err)
+	}
+	return nil
+}
+
 // Close releases the weights file.
 func (f *PEFTFile) Close() error { return f.st.Close() }
 
 // specFromPEFT resolves adapter_config.json's selection against a model:
 // the projections target_modules matches, and layers_to_transform.
 func specFromPEFT(pc peft.Config, cfg model.Config) (Spec, error) {
-	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRSLoRA}
+	spec := Spec{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, RSLoRA: pc.UseRSLoRA, DoRA: pc.UseDora}
 	for _, l := range pc.LayersToTransform {
 		if l < 0 || l >= cfg.Layers {
 			return spec, fmt.Errorf("layers_to_transform: layer %d does not exist in this %d-layer model: the adapter was made for another model", l, cfg.Layers)
@@ -408,7 +443,8 @@ func readInto(st *safetensors.File, name string, shape []int, dst []float32) err
 	return nil
 }
 
-// parseKey splits base_model.model.model.layers.N.<path>.lora_{A,B}.weight.
+// parseKey splits base_model.model.model.layers.N.<path>.lora_{A,B}.weight
+// (which is "A" or "B") and ...<path>.lora_magnitude_vector (which is "M").
 func parseKey(name string) (layer int, module, which string, ok bool) {
 	var rest string
 	if _, err := fmt.Sscanf(name, "base_model.model.model.layers.%d.%s", &layer, &rest); err != nil || layer < 0 {
@@ -419,6 +455,9 @@ func parseKey(name string) (layer int, module, which string, ok bool) {
 			if name == weightKey(layer, mod, w) {
 				return layer, mod, w, true
 			}
+		}
+		if name == magnitudeKey(layer, mod) {
+			return layer, mod, "M", true
 		}
 	}
 	return 0, "", "", false

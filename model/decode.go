@@ -19,6 +19,8 @@ type Decoder struct {
 	pool   *kernels.Pool
 	loras  []LoRAs
 	maxR   int
+	dora   bool
+	norms  *baseNorms // DoRA: kept across the stacks of different lengths
 	maxLen int
 	pos    int
 	k, v   [][]float32 // per layer: (maxLen, KVHeads·HeadDim)
@@ -44,6 +46,7 @@ func (m *Model) NewDecoder(maxLen int, f Factors, pool *kernels.Pool) *Decoder {
 			if lo := f.LoRA(l, name); lo != nil {
 				d.loras[l][i] = lo
 				d.maxR = max(d.maxR, lo.R)
+				d.dora = d.dora || lo.M != nil
 			}
 		}
 	}
@@ -67,12 +70,13 @@ func (d *Decoder) Forward(ids []int32) ([]float32, error) {
 		}
 	}
 	if d.st == nil || d.st.n != n {
-		d.st = &stack{m: d.m, pool: d.pool, rot: d.rot, n: n, seq: n, maxR: d.maxR}
+		d.st = &stack{m: d.m, pool: d.pool, rot: d.rot, n: n, seq: n, maxR: d.maxR, dora: d.dora, norms: d.norms}
 		d.st.allocWorkspace(false)
-		var adapted [numProj]bool
+		d.norms = d.st.norms
+		var adapted [numProj]adapterKind
 		for _, lo := range d.loras {
 			for i, ad := range lo {
-				adapted[i] = adapted[i] || ad != nil
+				adapted[i] = max(adapted[i], kindOf(ad))
 			}
 		}
 		d.a = d.st.newActs(adapted)

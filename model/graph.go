@@ -17,9 +17,11 @@ type Adapter interface {
 }
 
 // LoRANodes are one projection's adapter in a graph: y += Scale·drop(x)·Aᵀ·Bᵀ
-// with A (R, in) and B (out, R) learnable nodes.
+// with A (R, in) and B (out, R) learnable nodes; with M, a learnable (out)
+// vector, DoRA (see LoRA).
 type LoRANodes struct {
 	A, B    *G.Node
+	M       *G.Node // nil for LoRA
 	Scale   float32
 	Dropout float64
 	Salt    uint64
@@ -46,9 +48,9 @@ type Graph struct {
 	m                            *Model
 	st                           *stack
 	opt                          Options
-	adapted                      [][numProj]bool // by layer
-	backward                     bool            // a gradient of Loss was built
-	hidden                       *G.Node         // the final norm's output (N, Hidden)
+	adapted                      [][numProj]adapterKind // by layer
+	backward                     bool                   // a gradient of Loss was built
+	hidden                       *G.Node                // the final norm's output (N, Hidden)
 	ids, pos, seg, targets, seed *G.Node
 }
 
@@ -82,8 +84,8 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 	gr.seed = token("dropout_seed", 1)
 
 	layers := make([][numProj]*LoRANodes, c.Layers)
-	gr.adapted = make([][numProj]bool, c.Layers)
-	maxR := 0
+	gr.adapted = make([][numProj]adapterKind, c.Layers)
+	maxR, dora := 0, false
 	for l := range layers {
 		for i, name := range Projections() {
 			if adapter == nil {
@@ -92,11 +94,14 @@ func (m *Model) Build(batch, seq int, adapter Adapter, opt Options) (*Graph, err
 			if ln := adapter.LoRANodes(g, l, name); ln != nil {
 				layers[l][i] = ln
 				maxR = max(maxR, ln.A.Shape()[0])
-				gr.adapted[l][i] = true
+				gr.adapted[l][i] = loraAdapter
+				if ln.M != nil {
+					gr.adapted[l][i], dora = doraAdapter, true
+				}
 			}
 		}
 	}
-	gr.st = &stack{m: m, pool: opt.Pool, rot: m.rotary(seq), n: n, seq: seq, maxR: maxR}
+	gr.st = &stack{m: m, pool: opt.Pool, rot: m.rotary(seq), n: n, seq: seq, maxR: maxR, dora: dora}
 	shared := &sharedActs{st: gr.st}
 
 	b := builder{}

@@ -132,7 +132,7 @@ func headLoss(hidden, targets *G.Node, head kernels.Matrix, pool *kernels.Pool) 
 type sharedActs struct {
 	st      *stack
 	a       *acts
-	adapted [numProj]bool
+	adapted [numProj]adapterKind
 	y       []float32 // the recomputed forward's output, unused
 }
 
@@ -144,20 +144,26 @@ func (sa *sharedActs) get() *acts {
 }
 
 // layer adds decoder layer l: x (N, D) -> (N, D). Its inputs are x, the token
-// positions and segments, the dropout seed and each adapter's A and B; its
-// gradient op yields dx and every dA, dB in one pass.
+// positions and segments, the dropout seed and each adapter's A and B (and
+// DoRA's M); its gradient op yields dx and every dA, dB (dM) in one pass.
 func (gr *Graph) layer(l int, x *G.Node, lns [numProj]*LoRANodes, shared *sharedActs, recompute bool) (*G.Node, error) {
 	st := gr.st
 	args := G.Nodes{x, gr.pos, gr.seg, gr.seed}
 	ports := []port{f32port(2), i32port(1), i32port(1), i32port(1)}
-	var adapted [numProj]bool
+	var adapted [numProj]adapterKind
 	for i, ln := range lns {
-		if ln != nil {
-			adapted[i] = true
-			shared.adapted[i] = true
-			args = append(args, ln.A, ln.B)
-			ports = append(ports, f32port(2), f32port(2))
+		if ln == nil {
+			continue
 		}
+		adapted[i] = loraAdapter
+		args = append(args, ln.A, ln.B)
+		ports = append(ports, f32port(2), f32port(2))
+		if ln.M != nil {
+			adapted[i] = doraAdapter
+			args = append(args, ln.M)
+			ports = append(ports, f32port(1))
+		}
+		shared.adapted[i] = max(shared.adapted[i], adapted[i])
 	}
 	// loras reads the adapters' current values from the op's inputs.
 	loras := func(in []G.Value) *LoRAs {
@@ -169,6 +175,10 @@ func (gr *Graph) layer(l int, x *G.Node, lns [numProj]*LoRANodes, shared *shared
 			}
 			lo[i] = &LoRA{A: f32s(in[j]), B: f32s(in[j+1]), R: ln.A.Shape()[0], Scale: ln.Scale, Dropout: ln.Dropout, Salt: ln.Salt}
 			j += 2
+			if ln.M != nil {
+				lo[i].M = f32s(in[j])
+				j++
+			}
 		}
 		return &lo
 	}
@@ -221,6 +231,10 @@ func (gr *Graph) layer(l int, x *G.Node, lns [numProj]*LoRANodes, shared *shared
 						na, nb := len(ad.A), len(ad.B)
 						g[i].A, g[i].B = flat[off:off+na], flat[off+na:off+na+nb]
 						off += na + nb
+						if ad.M != nil {
+							g[i].M = flat[off : off+len(ad.M)]
+							off += len(ad.M)
+						}
 					}
 					st.backward(l, flat[:len(x)], dy, x, a, lo, &g, pos, seg, seed)
 					return nil

@@ -46,10 +46,10 @@ func (gr *Graph) Memory() Memory {
 			layoutActs(c, n, st.maxR, ad, acts.alloc)
 		}
 	default: // one set, shared (sharedActs): adapters of any layer
-		var union [numProj]bool
+		var union [numProj]adapterKind
 		for _, ad := range gr.adapted {
-			for i, on := range ad {
-				union[i] = union[i] || on
+			for i, kind := range ad {
+				union[i] = max(union[i], kind)
 			}
 		}
 		layoutActs(c, n, st.maxR, union, acts.alloc)
@@ -57,7 +57,7 @@ func (gr *Graph) Memory() Memory {
 	mem.Activations = acts.bytes
 
 	var ws counter
-	layoutWorkspace(c, n, st.maxR, gr.backward, ws.alloc)
+	layoutWorkspace(c, n, st.maxR, gr.backward, st.dora, ws.alloc)
 	if gr.backward && gr.opt.Recompute {
 		ws.alloc(n * c.Hidden) // sharedActs.y
 	}

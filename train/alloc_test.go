@@ -15,9 +15,17 @@ import (
 const stepAllocBytes = 96 << 10
 
 // After the first step, a training step allocates no buffer: bytes allocated
-// per step stay under stepAllocBytes.
+// per step stay under stepAllocBytes, with LoRA and with DoRA.
 func TestSteadyStepAllocatesNoBuffers(t *testing.T) {
-	cfg := demoConfig(t, "train.batch_size=4", "lora.target_modules=[all-linear]", "lora.dropout=0.1")
+	for _, dora := range []string{"false", "true"} {
+		t.Run("dora="+dora, func(t *testing.T) {
+			steadyStepAllocates(t, "lora.use_dora="+dora)
+		})
+	}
+}
+
+func steadyStepAllocates(t *testing.T, overrides ...string) {
+	cfg := demoConfig(t, append([]string{"train.batch_size=4", "lora.target_modules=[all-linear]", "lora.dropout=0.1"}, overrides...)...)
 	path, err := resolveModel(cfg.Model.Path, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +35,7 @@ func TestSteadyStepAllocatesNoBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer files.Close()
-	a, err := newAdapter(cfg, m.Config)
+	a, err := newAdapter(cfg, m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func Bench(ctx context.Context, cfg *configs.Config, steps int, cacheDir string)
 	if cfg.Data.SeqLen > m.Config.MaxPositions {
 		return res, &configs.FieldError{File: cfg.Path, Path: "data.seq_len", Msg: fmt.Sprintf("%d exceeds the model's max_position_embeddings %d", cfg.Data.SeqLen, m.Config.MaxPositions)}
 	}
-	adapter, err := newAdapter(cfg, m.Config)
+	adapter, err := newAdapter(cfg, m)
 	if err != nil {
 		return res, err
 	}

@@ -35,7 +35,7 @@ func (f Footprint) Total() int64 {
 func PlanFootprint(cfg *configs.Config, mc model.Config, dt dtype.DType) (Footprint, error) {
 	var f Footprint
 	t := cfg.Train
-	adapter, err := newAdapter(cfg, mc)
+	adapter, err := adapterLayout(cfg, mc)
 	if err != nil {
 		return f, err
 	}
@@ -89,7 +89,7 @@ func TouchCode(cfg *configs.Config, dt dtype.DType) error {
 	c.LoRA.Layers, c.LoRA.LastLayers, c.LoRA.InitFrom = nil, 0, ""
 	t := c.Train
 	t.BatchSize, t.Threads = 1, cfg.Train.Threads
-	adapter, err := newAdapter(&c, mc)
+	adapter, err := newAdapter(&c, m)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func TestFootprintMatchesLiveHeap(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := liveHeap()
-			a, err := newAdapter(cfg, m.Config)
+			a, err := newAdapter(cfg, m)
 			if err != nil {
 				t.Fatal(err)
 			}

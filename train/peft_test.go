@@ -30,7 +30,31 @@ func graphLoss(t *testing.T, m *model.Model, a *lora.Adapter, b model.Batch, bat
 // TestTrainedAdapterReloads: the PEFT adapter a run writes and the model
 // merged from it give, reloaded by tune and by PyTorch, the loss of the training graph.
 func TestTrainedAdapterReloads(t *testing.T) {
-	cfg := demoConfig(t, "train.max_steps=6", "checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "lora.target_modules=[q_proj,k_proj,o_proj,down_proj]")
+	trainedAdapterReloads(t)
+}
+
+// TestTrainedDoRAAdapterReloads is TestTrainedAdapterReloads with DoRA: the
+// adapter's use_dora and magnitudes reload (PyTorch reads them as PEFT's
+// DoraLinearLayer does), and the merged model folds them in.
+func TestTrainedDoRAAdapterReloads(t *testing.T) {
+	a := trainedAdapterReloads(t, "lora.use_dora=true")
+	moved := false
+	for _, m := range a.Modules {
+		if m.M == nil {
+			t.Fatalf("%s: no magnitude after reloading a DoRA adapter", m.Key())
+		}
+		if m.Out > 0 && m.M[0] != 0 {
+			moved = true
+		}
+	}
+	if !a.Spec.DoRA || !moved {
+		t.Fatalf("reloaded adapter: DoRA %v, magnitudes set %v", a.Spec.DoRA, moved)
+	}
+}
+
+func trainedAdapterReloads(t *testing.T, overrides ...string) *lora.Adapter {
+	t.Helper()
+	cfg := demoConfig(t, append([]string{"train.max_steps=6", "checkpoint.every=0", "train.eval_every=0", "data.val_ratio=0", "lora.target_modules=[q_proj,k_proj,o_proj,down_proj]"}, overrides...)...)
 	res, err := Run(context.Background(), cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -77,4 +101,5 @@ func TestTrainedAdapterReloads(t *testing.T) {
 			t.Errorf("%s loss %.7f, tune base+adapter %.7f", name, got, withAdapter)
 		}
 	}
+	return a
 }

@@ -50,8 +50,23 @@ func readF32(t *testing.T, st *safetensors.File, name string) []float32 {
 	return m.Float32()
 }
 
+// randomMagnitudes starts a DoRA adapter's magnitudes from the base's row
+// norms, as training does, then moves each by up to ±20%, so that the
+// magnitude's scaling is not 1 and its gradient path is exercised.
+func randomMagnitudes(a *lora.Adapter, base *model.Model) {
+	a.InitMagnitudes(base)
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, m := range a.Modules {
+		for i := range m.M {
+			m.M[i] *= 1 + (r.Float32()*2-1)*0.2
+		}
+	}
+}
+
 // TestLoRAGradientsAndAdamWMatchPyTorch checks the adapter's loss, gradients
-// and one AdamW step against PyTorch autograd and torch.optim.AdamW.
+// and one AdamW step against PyTorch autograd and torch.optim.AdamW; the
+// DoRA cases against an independent PyTorch writing of PEFT's
+// DoraLinearLayer (qwen2's q, k and v have biases, added after the scaling).
 func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 	for _, tc := range []struct {
 		variant string
@@ -60,8 +75,14 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 		{"qwen2", lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}}},
 		{"llama", lora.Spec{R: 3, Alpha: 5, Targets: []string{"q_proj", "v_proj", "down_proj"}, Layers: []int{1}, RSLoRA: true}},
 		{"qwen3", lora.Spec{R: 2, Alpha: 16, Targets: []string{"k_proj", "o_proj", "gate_proj"}}},
+		{"qwen2", lora.Spec{R: 4, Alpha: 8, Targets: []string{lora.AllLinear}, DoRA: true}},
+		{"llama", lora.Spec{R: 3, Alpha: 5, Targets: []string{"q_proj", "v_proj", "down_proj"}, Layers: []int{1}, RSLoRA: true, DoRA: true}},
 	} {
-		t.Run(tc.variant, func(t *testing.T) {
+		name := tc.variant
+		if tc.spec.DoRA {
+			name += "_dora"
+		}
+		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			modelDir := filepath.Join(dir, "model")
 			if err := builtin.Write(modelDir, testmodels.Variants()[tc.variant]); err != nil {
@@ -73,6 +94,9 @@ func TestLoRAGradientsAndAdamWMatchPyTorch(t *testing.T) {
 			}
 			defer md.Close()
 			a := randomAdapter(t, tc.spec, base.Config)
+			if tc.spec.DoRA {
+				randomMagnitudes(a, base)
+			}
 			adapterDir := filepath.Join(dir, "adapter")
 			if err := peft.Write(adapterDir, a.PEFTConfig(modelDir), a.PEFTTensors()); err != nil {
 				t.Fatal(err)

@@ -115,12 +115,15 @@ func (r *recipe) open(ctx context.Context) (err error) {
 	if err := checkComputeDType(cfg); err != nil {
 		return err
 	}
-	adapter, err := newAdapter(cfg, mc)
+	adapter, err := newAdapter(cfg, r.base)
 	if err != nil {
 		return err
 	}
 	if w := lora.BaseMismatch(adapter.BaseModel, r.modelPath); w != "" {
 		r.logf("warning: lora.init_from: %s", w)
+	}
+	if cfg.LoRA.InitFrom != "" && adapter.Spec.DoRA != cfg.LoRA.UseDoRA {
+		r.logf("warning: lora.init_from: the adapter's use_dora is %v, which this run keeps (lora.use_dora %v does not apply)", adapter.Spec.DoRA, cfg.LoRA.UseDoRA)
 	}
 	if r.trainer, err = newTrainer(r.base, adapter, t, cfg.Data.SeqLen, t.ActivationCheckpointing); err != nil {
 		return err

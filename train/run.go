@@ -190,9 +190,21 @@ func logData(logf func(string, ...any), s datasets.Stats) {
 }
 
 // newAdapter makes the adapter the config asks for, or loads lora.init_from.
-// With init_from, the adapter's layout (r, alpha, targets, layers, rsLoRA)
-// is the saved one's; dropout, a training choice, is the config's.
-func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
+// With init_from, the adapter's layout (r, alpha, targets, layers, rsLoRA,
+// DoRA) is the saved one's; dropout, a training choice, is the config's. A
+// new DoRA adapter's magnitudes start at the base's row norms.
+func newAdapter(cfg *configs.Config, base *model.Model) (*lora.Adapter, error) {
+	a, err := adapterLayout(cfg, base.Config)
+	if err != nil || cfg.LoRA.InitFrom != "" {
+		return a, err
+	}
+	a.InitMagnitudes(base)
+	return a, nil
+}
+
+// adapterLayout is newAdapter without the base's weights: the adapter's
+// tensors, with DoRA magnitudes not yet set (what a plan sizes).
+func adapterLayout(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
 	if cfg.LoRA.InitFrom != "" {
 		a, err := lora.FromPEFT(cfg.LoRA.InitFrom, mc)
 		if err == nil {
@@ -201,7 +213,7 @@ func newAdapter(cfg *configs.Config, mc model.Config) (*lora.Adapter, error) {
 		return a, err
 	}
 	// lora.layers are in range: CheckConfig saw to it.
-	spec := lora.Spec{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.TargetModules, Layers: cfg.LoRA.Layers, RSLoRA: cfg.LoRA.UseRSLoRA}
+	spec := lora.Spec{R: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.TargetModules, Layers: cfg.LoRA.Layers, RSLoRA: cfg.LoRA.UseRSLoRA, DoRA: cfg.LoRA.UseDoRA}
 	if n := cfg.LoRA.LastLayers; n > 0 {
 		spec.Layers = nil
 		for l := max(0, mc.Layers-n); l < mc.Layers; l++ {

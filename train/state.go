@@ -157,16 +157,17 @@ func LoadCheckpoint(dir string, cfg model.Config, a *lora.Adapter, opt *AdamW) (
 	if err != nil {
 		return st, fmt.Errorf("resume: %w", err)
 	}
-	if len(saved.Modules) != len(a.Modules) || saved.Spec.R != a.Spec.R {
-		return st, fmt.Errorf("resume: %s: the adapter's layout (%d modules, r=%d) differs from this config's (%d modules, r=%d)", dir, len(saved.Modules), saved.Spec.R, len(a.Modules), a.Spec.R)
+	if len(saved.Modules) != len(a.Modules) || saved.Spec.R != a.Spec.R || saved.Spec.DoRA != a.Spec.DoRA {
+		return st, fmt.Errorf("resume: %s: the adapter's layout (%d modules, r=%d, DoRA %v) differs from this config's (%d modules, r=%d, DoRA %v)", dir, len(saved.Modules), saved.Spec.R, saved.Spec.DoRA, len(a.Modules), a.Spec.R, a.Spec.DoRA)
 	}
 	for i, m := range a.Modules {
-		s := saved.Modules[i]
-		if s.Layer != m.Layer || s.Name != m.Name {
+		if s := saved.Modules[i]; s.Layer != m.Layer || s.Name != m.Name {
 			return st, fmt.Errorf("resume: %s: module %s where this config has %s", dir, s.Key(), m.Key())
 		}
-		copy(m.A, s.A)
-		copy(m.B, s.B)
+	}
+	dst := a.Weights()
+	for i, w := range saved.Weights() {
+		copy(dst[i].Value, w.Value)
 	}
 	sf, err := safetensors.Open(filepath.Join(dir, optimizerFile))
 	if err != nil {

@@ -78,6 +78,14 @@ func TestInterruptAndResume(t *testing.T) {
 		"checkpoint.every=5", "checkpoint.keep_last=2", "train.eval_every=4")
 }
 
+// TestInterruptAndResumeDoRA: the same with DoRA: the magnitudes and their
+// AdamW moments are in the checkpoint, and the resumed run is bitwise the
+// uninterrupted one.
+func TestInterruptAndResumeDoRA(t *testing.T) {
+	interruptAndResume(t, "train.max_steps=12", "train.grad_accum=2", "train.batch_size=2", "lora.dropout=0.1", "data.builtin_examples=40",
+		"checkpoint.every=5", "checkpoint.keep_last=2", "train.eval_every=4", "lora.use_dora=true", "lora.target_modules=[q_proj,v_proj,up_proj]")
+}
+
 // interruptAndResume runs the demo config with overrides (12 steps,
 // checkpoints every 5) whole, and cut after step 8 then resumed, and compares.
 func interruptAndResume(t *testing.T, overrides ...string) {

@@ -41,7 +41,7 @@ func checkComputeDType(cfg *configs.Config) error {
 }
 
 // newTrainer builds the graph for [batch, seq] with the loss's gradient with
-// respect to every A and B, and the optimizer state.
+// respect to every A and B (and DoRA magnitude), and the optimizer state.
 func newTrainer(m *model.Model, adapter *lora.Adapter, t configs.Train, seq int, recompute bool) (*trainer, error) {
 	tr := &trainer{t: t, adapter: adapter, pool: kernels.NewPool(t.Threads)}
 	tr.params = ParamsOf(adapter)
@@ -69,8 +69,8 @@ func newTrainer(m *model.Model, adapter *lora.Adapter, t configs.Train, seq int,
 	for _, p := range at.Params() {
 		nodeOf[p.Key] = p.Node
 	}
-	for _, m := range adapter.Modules {
-		tr.gradNodes = append(tr.gradNodes, nodeOf[m.Key()+".lora_A.weight"], nodeOf[m.Key()+".lora_B.weight"])
+	for _, w := range adapter.Weights() {
+		tr.gradNodes = append(tr.gradNodes, nodeOf[w.Key])
 	}
 	return tr, nil
 }

@@ -115,8 +115,6 @@ func Read(dir string) (Config, *safetensors.File, error) {
 		return cfg, nil, fmt.Errorf("%s: lora_alpha: %g; expected a positive number", path, cfg.LoraAlpha)
 	case cfg.FanInFanOut:
 		return cfg, nil, fmt.Errorf("%s: fan_in_fan_out: true is not supported", path)
-	case cfg.UseDora:
-		return cfg, nil, fmt.Errorf("%s: use_dora: true is not supported", path)
 	}
 	if _, err := cfg.Layout(); err != nil {
 		return cfg, nil, fmt.Errorf("%s: %w", path, err)

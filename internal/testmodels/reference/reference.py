@@ -43,8 +43,9 @@ ADIR (a Hugging Face PEFT LoRA adapter directory):
       target_modules (list of names / suffixes, a regex string, or
       "all-linear"), optional layers_to_transform / layers_pattern /
       exclude_modules / rank_pattern / alpha_pattern, all with PEFT's
-      matching rules. fan_in_fan_out, bias != "none", use_dora, lora_bias,
+      matching rules. fan_in_fan_out, bias != "none", lora_bias,
       modules_to_save, ... are refused. lora_dropout is ignored (inactive).
+      use_dora: true makes it DoRA (below).
     adapter_model.safetensors (F32/F16/BF16), for every selected module M
       (e.g. "model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
       "lm_head"): base_model.model.M.lora_A.weight (r, in) and
@@ -54,8 +55,12 @@ ADIR (a Hugging Face PEFT LoRA adapter directory):
       when use_rslora (alpha = alpha_pattern or lora_alpha), as PEFT's
       lora.Linear.forward. Unknown keys, keys of missing or unselected
       modules, selected modules without weights and bad shapes are errors.
+    DoRA (use_dora): every module also has base_model.model.M.lora_magnitude_vector
+      (out,), m, and its output is, as PEFT's DoraLinearLayer.forward in eval
+      mode: y + (c - 1) * (x W^T) + c * ((x A^T) B^T) * scale with
+      c = m / ||W + scale * B A|| (the L2 norm of each output row, detached).
 
-lora-step: the adapter's A and B become float32 leaves (base frozen); the
+lora-step: the adapter's A and B (and DoRA magnitudes) become float32 leaves (base frozen); the
 loss is forward's. It records the gradients at the initial parameters,
 then runs --steps steps of torch.optim.AdamW(lr, (beta1, beta2), eps,
 weight_decay), recomputing loss and gradients on the same batch each step.
@@ -493,17 +498,18 @@ def proj(x, prefix, model, deltas=None, weight_name=None):
     prefix names the layer, e.g. "model.layers.0.self_attn.q_proj"; its
     weight is prefix + ".weight" (or weight_name), its optional bias
     prefix + ".bias". deltas.get(prefix), if any, is the adapter hook:
-    a tensor dW (out, in) adds x dW^T; a callable f adds f(x).
+    a tensor dW (out, in) adds x dW^T; a callable f adds f(x, x W^T).
     """
     w = model.w(weight_name or prefix + ".weight")
-    y = torch.matmul(x, w.t())
+    base = torch.matmul(x, w.t())
+    y = base
     b = model.weights.get(prefix + ".bias")
     if b is not None and _uses_bias(model.config, prefix):
         y = y + b
     if deltas:
         d = deltas.get(prefix)
         if d is not None:
-            y = y + (d(x) if callable(d) else torch.matmul(x, d.t()))
+            y = y + (d(x, base) if callable(d) else torch.matmul(x, d.t()))
     return y
 
 
@@ -632,10 +638,12 @@ class LoraModule:
     (alpha/r, or alpha/sqrt(r) with rsLoRA), and the full PEFT keys
     `key_a` (lora_A.weight, (r, in)) and `key_b` (lora_B.weight, (out, r))."""
 
-    def __init__(self, prefix, r, alpha, scale):
+    def __init__(self, prefix, r, alpha, scale, dora=False):
         self.prefix, self.r, self.alpha, self.scale = prefix, r, alpha, scale
         self.key_a = PEFT_KEY_PREFIX + prefix + ".lora_A.weight"
         self.key_b = PEFT_KEY_PREFIX + prefix + ".lora_B.weight"
+        # DoRA's magnitude (out,), as PEFT saves it (no ".weight").
+        self.key_m = PEFT_KEY_PREFIX + prefix + ".lora_magnitude_vector" if dora else None
 
 
 class Adapter:
@@ -657,17 +665,41 @@ def lora_delta(a, b, scale):
     """The callable PEFT's lora.Linear adds to the base output:
     f(x) = lora_B(lora_A(x)) * scaling, x (..., in) -> (..., out); a is (r, in),
     b is (out, r). Dropout is inactive (eval mode, or lora_dropout 0)."""
-    def f(x):
+    def f(x, base=None):
         return torch.matmul(torch.matmul(x, a.t()), b.t()) * scale
     return f
 
 
-def lora_deltas(adapter, tensors=None):
+def dora_delta(w, a, b, m, scale):
+    """What PEFT's DoraLinearLayer.forward adds to the base output (eval mode,
+    base_result given): with lora_weight = B A (out, in) and the detached
+    weight_norm = ||W + scale * lora_weight||_2 over the input dim,
+    mag_norm_scale = m / weight_norm and
+    f(x, base) = (mag_norm_scale - 1) * base + mag_norm_scale * lora_B(lora_A(x)) * scale,
+    base being x W^T without the bias."""
+    def f(x, base):
+        lora_weight = torch.matmul(b, a)
+        weight_norm = torch.linalg.norm(w + scale * lora_weight.detach(), dim=1).detach()
+        mag_norm_scale = (m / weight_norm).view(1, -1)
+        lora_result = torch.matmul(torch.matmul(x, a.t()), b.t())
+        return (mag_norm_scale - 1) * base + mag_norm_scale * lora_result * scale
+    return f
+
+
+def lora_deltas(adapter, tensors=None, model=None):
     """proj() hooks of an adapter: {prefix: lora_delta(A, B, scale)}, with A and
     B from `tensors` ({full PEFT key: tensor}, default adapter.tensors; pass
-    leaf tensors that require grad to train)."""
+    leaf tensors that require grad to train). DoRA modules (use_dora) give
+    dora_delta, which needs the model's frozen weights."""
     t = adapter.tensors if tensors is None else tensors
-    return {p: lora_delta(t[m.key_a], t[m.key_b], m.scale) for p, m in adapter.modules.items()}
+    out = {}
+    for p, m in adapter.modules.items():
+        if m.key_m is None:
+            out[p] = lora_delta(t[m.key_a], t[m.key_b], m.scale)
+        else:
+            w = model.w(model_linears(model)[p])
+            out[p] = dora_delta(w, t[m.key_a], t[m.key_b], t[m.key_m], m.scale)
+    return out
 
 
 def model_linears(model):
@@ -773,7 +805,7 @@ def read_adapter_config(adapter_dir):
     _number(cfg.get("r"), "r", integer=True)
     _number(cfg.get("lora_alpha"), "lora_alpha")
     for key, ok in (("fan_in_fan_out", lambda v: not v), ("bias", lambda v: v in (None, "none")),
-                    ("use_dora", lambda v: not v), ("lora_bias", lambda v: not v),
+                    ("lora_bias", lambda v: not v),
                     ("modules_to_save", lambda v: not v), ("layer_replication", lambda v: not v),
                     ("trainable_token_indices", lambda v: not v), ("target_parameters", lambda v: not v),
                     ("alora_invocation_tokens", lambda v: not v), ("use_qalora", lambda v: not v)):
@@ -821,9 +853,12 @@ def load_adapter(adapter_dir, model):
     if bad:
         raise ReferenceError(f"{ADAPTER_CONFIG}: target_modules selects {bad[0]!r}, "
                              "which is not a linear layer (not supported)")
+    dora = bool(cfg.get("use_dora", False))
     found = {}
     for key in sorted(tensors):
-        m = re.fullmatch(re.escape(PEFT_KEY_PREFIX) + r"(.+)\.lora_([AB])\.weight", key)
+        m = re.fullmatch(re.escape(PEFT_KEY_PREFIX) + r"(.+)\.(?:lora_([AB])\.weight|lora_(magnitude)_vector)", key)
+        if m is not None and m.group(3) and not dora:
+            raise ReferenceError(f"{wpath}: key {key} is a DoRA magnitude, but use_dora is not set")
         if m is None:
             raise ReferenceError(f"{wpath}: unknown key {key} (expected "
                                  f"{PEFT_KEY_PREFIX}<module>.lora_A.weight / .lora_B.weight)")
@@ -833,7 +868,7 @@ def load_adapter(adapter_dir, model):
         if prefix not in targets:
             raise ReferenceError(f"{wpath}: key {key} names module {prefix}, which "
                                  f"target_modules does not select")
-        found.setdefault(prefix, set()).add(m.group(2))
+        found.setdefault(prefix, set()).add(m.group(2) or "M")
     if not found:
         raise ReferenceError(f"{wpath}: the adapter has no LoRA weights")
     missing = sorted(targets - set(found))
@@ -841,13 +876,18 @@ def load_adapter(adapter_dir, model):
         raise ReferenceError(f"{wpath}: target module {missing[0]} has no lora_A/lora_B weights")
     modules = {}
     for prefix in sorted(found):
-        if found[prefix] != {"A", "B"}:
+        if not {"A", "B"} <= found[prefix]:
             raise ReferenceError(f"{wpath}: module {prefix} has only one of lora_A and lora_B")
+        if dora and "M" not in found[prefix]:
+            raise ReferenceError(f"{wpath}: module {prefix} has no lora_magnitude_vector (use_dora)")
         r = _pattern_value(cfg["rank_pattern"], prefix, cfg["r"])
         alpha = _pattern_value(cfg["alpha_pattern"], prefix, cfg["lora_alpha"])
-        mod = LoraModule(prefix, r, alpha, lora_scale(r, alpha, bool(cfg.get("use_rslora", False))))
+        mod = LoraModule(prefix, r, alpha, lora_scale(r, alpha, bool(cfg.get("use_rslora", False))), dora)
         out_f, in_f = model.w(linears[prefix]).shape
-        for key, want in ((mod.key_a, (r, in_f)), (mod.key_b, (out_f, r))):
+        shapes = [(mod.key_a, (r, in_f)), (mod.key_b, (out_f, r))]
+        if dora:
+            shapes.append((mod.key_m, (out_f,)))
+        for key, want in shapes:
             got = tuple(tensors[key].shape)
             if got != want:
                 raise ReferenceError(f"{wpath}: tensor {key} has shape {list(got)}, expected {list(want)}")
@@ -874,7 +914,7 @@ def lora_step(model, adapter, ids, labels, pos=None, seg=None, lr=1e-3, betas=(0
     params = {k: adapter.tensors[k].detach().clone().to(torch.float32).requires_grad_(True) for k in keys}
     opt = torch.optim.AdamW([params[k] for k in keys], lr=lr, betas=betas, eps=eps,
                             weight_decay=weight_decay)
-    deltas = lora_deltas(adapter, params)
+    deltas = lora_deltas(adapter, params, model)
     losses, grads = [], None
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
@@ -936,7 +976,7 @@ def write_output(path, loss, logits):
 
 def cmd_forward(args):
     model = load_model(args.model)
-    deltas = lora_deltas(load_adapter(args.adapter, model)) if args.adapter else None
+    deltas = lora_deltas(load_adapter(args.adapter, model), model=model) if args.adapter else None
     ids, labels, pos, seg = read_input(args.input)
     with torch.no_grad():
         logits = forward(model, ids, pos, seg, deltas)

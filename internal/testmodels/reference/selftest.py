@@ -646,6 +646,44 @@ def test_lora_zero_b(tmp):
               len(ad.modules) == len(mods) and maxdiff(run_lora(m, ad, ids), run(m, ids)) == 0.0)
 
 
+def test_dora_merged(tmp):
+    """DoRA (use_dora): the hook equals the model whose weights are PEFT's
+    merge, m / ||W + s B A||_row * (W + s B A), in float64; with m the row
+    norms and B = 0 it is the base model."""
+    ids = [[3, 1, 4, 1, 5, 9, 2, 6], [7, 7, 0, 12, 30, 2, 2, 8]]
+    for arch in ARCHS:
+        cfg = make_config(arch)
+        w = make_weights(cfg, seed=25)
+        mods = lora_modules(cfg, lm_head=False)
+        t = make_lora(mods, {p: 3 for p in mods}, seed=26, s=0.1)
+        rng = np.random.default_rng(27)
+        merged = dict(w)
+        for p in mods:
+            v = np.float64(w[p + ".weight"]) + 2.0 * (np.float64(t[f"base_model.model.{p}.lora_B.weight"])
+                                                     @ np.float64(t[f"base_model.model.{p}.lora_A.weight"]))
+            norm = np.linalg.norm(v, axis=1)
+            mag = (norm * (1 + 0.2 * rng.uniform(-1, 1, norm.shape))).astype(np.float32)
+            t[f"base_model.model.{p}.lora_magnitude_vector"] = mag
+            merged[p + ".weight"] = ((np.float64(mag) / norm)[:, None] * v).astype(np.float32)
+        d = save_adapter(os.path.join(tmp, f"dora_{arch}"), peft_config(r=3, alpha=6, use_dora=True), t)
+        m = build(cfg, w)
+        with torch.no_grad():
+            got = ref.forward(m, torch.tensor(ids), None, None, ref.lora_deltas(ref.load_adapter(d, m), model=m))
+        exp = run(build(cfg, merged), ids)
+        dd, big = maxdiff(got, exp), float(exp.abs().max())
+        check(f"{arch}: DoRA adapter == PEFT's merge m/||W + s B A|| (W + s B A)", dd < 1e-5 * max(1.0, big)
+              and maxdiff(got, run(m, ids)) > 0.3, f"maxdiff {dd} max|logit| {big}")
+        zero = {k: (np.zeros_like(v) if ".lora_B." in k else v) for k, v in t.items()}
+        for p in mods:
+            zero[f"base_model.model.{p}.lora_magnitude_vector"] = np.linalg.norm(
+                np.float64(w[p + ".weight"]), axis=1).astype(np.float32)
+        d0 = save_adapter(os.path.join(tmp, f"dora0_{arch}"), peft_config(r=3, alpha=6, use_dora=True), zero)
+        with torch.no_grad():
+            got0 = ref.forward(m, torch.tensor(ids), None, None, ref.lora_deltas(ref.load_adapter(d0, m), model=m))
+        dd0 = maxdiff(got0, run(m, ids))
+        check(f"{arch}: DoRA with B = 0 and m = ||W|| == base", dd0 < 1e-5, f"maxdiff {dd0}")
+
+
 def test_lora_merged(tmp):
     ids = [[3, 1, 4, 1, 5, 9, 2, 6], [7, 7, 0, 12, 30, 2, 2, 8]]
     for arch in ARCHS:
@@ -961,7 +999,7 @@ def test_lora_cli(tmp):
         ("only lora_A", variant("onlya", tensors={k: v for k, v in t.items() if k != q0 + ".lora_B.weight"}),
          "only one"),
         ("peft_type", variant("ia3", dict(good, peft_type="IA3")), "peft_type"),
-        ("use_dora", variant("dora", dict(good, use_dora=True)), "use_dora"),
+        ("use_dora without magnitudes", variant("dora", dict(good, use_dora=True)), "lora_magnitude_vector"),
         ("fan_in_fan_out", variant("fifo", dict(good, fan_in_fan_out=True)), "fan_in_fan_out"),
         ("bias", variant("bias", dict(good, bias="all")), "bias"),
         ("modules_to_save", variant("mts", dict(good, modules_to_save=["lm_head"])), "modules_to_save"),
@@ -1024,6 +1062,7 @@ def main():
         test_cli(tmp)
         test_lora_zero_b(tmp)
         test_lora_merged(tmp)
+        test_dora_merged(tmp)
         test_rslora(tmp)
         test_lora_step(tmp)
         test_lora_packed(tmp)
