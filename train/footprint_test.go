@@ -42,6 +42,7 @@ func TestFootprintMatchesLiveHeap(t *testing.T) {
 	}{
 		{"keep", []string{"data.seq_len=128", "train.batch_size=2", "lora.target_modules=[all-linear]", "lora.r=8"}},
 		{"recompute", []string{"data.seq_len=256", "train.batch_size=1", "train.activation_checkpointing=true", "lora.target_modules=[q_proj,v_proj]", "lora.dropout=0.1"}},
+		{"dora", []string{"data.seq_len=128", "train.batch_size=2", "lora.target_modules=[all-linear]", "lora.r=8", "lora.use_dora=true", "lora.dropout=0.05"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := demoConfig(t, append(tc.overrides, "train.eval_every=0")...)
