@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
 	"github.com/tune-dev/tune/tokenizer"
@@ -104,12 +105,12 @@ func TestLlamaCppAgreement(t *testing.T) {
 				t.Fatalf("llama.cpp has a vocabulary of %d, the model %d", res[0].NVocab, cfg.Vocab)
 			}
 			hfLogits := tuneLogits(t, base, "", ids)
-			lpBase, topBase, gapBase := nextTokenStats(hfLogits, cfg.Vocab, ids)
+			lpBase, topBase, gapBase := testmodels.NextTokenStats(hfLogits, cfg.Vocab, ids)
 			// (d) tune on the f32 base GGUF: the same model bit for bit (the
 			// configuration from metadata, names mapped back, q/k unpermuted),
 			// hence the same as llama.cpp on that file.
 			checkGGUFBase(t, base, baseGGUF, ids, hfLogits)
-			lpLoRA, topLoRA, gapLoRA := nextTokenStats(tuneLogits(t, base, adapter, ids), cfg.Vocab, ids)
+			lpLoRA, topLoRA, gapLoRA := testmodels.NextTokenStats(tuneLogits(t, base, adapter, ids), cfg.Vocab, ids)
 			// The adapter must matter, or (b) and (c) would prove nothing.
 			moved := 0.0
 			for i := range lpBase {
@@ -120,7 +121,7 @@ func TestLlamaCppAgreement(t *testing.T) {
 			}
 			const tol = 1e-3
 			dBase := compare(t, "base GGUF vs tune", res[0], lpBase, topBase, gapBase, tol)
-			lpGGUF, topGGUF, gapGGUF := nextTokenStats(tuneLogits(t, baseGGUF, "", ids), cfg.Vocab, ids)
+			lpGGUF, topGGUF, gapGGUF := testmodels.NextTokenStats(tuneLogits(t, baseGGUF, "", ids), cfg.Vocab, ids)
 			dGGUF := compare(t, "base GGUF in llama.cpp vs the same file in tune", res[0], lpGGUF, topGGUF, gapGGUF, tol)
 			dLoRA := compare(t, "base GGUF + GGUF adapter vs tune + adapter", res[1], lpLoRA, topLoRA, gapLoRA, tol)
 			// (c) is llama.cpp against itself: merged weights vs the adapter applied.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/tokenizer"
 )
@@ -65,14 +66,14 @@ func TestMergedAdapterInLlamaCpp(t *testing.T) {
 		runs = append(runs, scoreRun{Model: baseGGUF, Adapters: []string{gguf}, IDs: ids})
 	}
 	res := llamaCpp(t, runs)
-	lpBase, _, _ := nextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
+	lpBase, _, _ := testmodels.NextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
 	for i, dir := range merged {
 		what := methods[i].Method + " merge"
 		f := tuneForward(t, base, dir, ids)
 		if f.Counted != len(ids)-1 {
 			t.Fatalf("the loss counted %d targets of %d tokens", f.Counted, len(ids))
 		}
-		lp, top, gap := nextTokenStats(f.Logits, cfg.Vocab, ids)
+		lp, top, gap := testmodels.NextTokenStats(f.Logits, cfg.Vocab, ids)
 		worst := compare(t, what+": base GGUF + GGUF adapter vs tune", res[i+1], lp, top, gap, 1e-3)
 		var llamaLoss float64
 		for _, l := range res[i+1].LogProbs {

