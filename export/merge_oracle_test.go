@@ -124,8 +124,8 @@ func TestDoRAMergedInLlamaCpp(t *testing.T) {
 	}
 	res := llamaCpp(t, []scoreRun{{Model: merged, IDs: ids}})
 	f := tuneForward(t, base, adapter, ids)
-	lp, top, gap := nextTokenStats(f.Logits, cfg.Vocab, ids)
-	lpBase, _, _ := nextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
+	lp, top, gap := testmodels.NextTokenStats(f.Logits, cfg.Vocab, ids)
+	lpBase, _, _ := testmodels.NextTokenStats(tuneLogits(t, base, "", ids), cfg.Vocab, ids)
 	worst := compare(t, "merged DoRA GGUF vs tune with the adapter", res[0], lp, top, gap, 1e-3)
 	var llamaLoss float64
 	for _, l := range res[0].LogProbs {
