@@ -62,7 +62,7 @@ func TestValidateChecksTheFiles(t *testing.T) {
 		{"missing data", "model:\n  path: " + modelDir + "\ndata:\n  train: " + filepath.Join(work, "none.jsonl") + "\n  seq_len: 128\n", ":4: data.train: " + filepath.Join(work, "none.jsonl") + ": no such file or directory"},
 		{"glob without matches", "model:\n  path: " + modelDir + "\ndata:\n  train: " + filepath.Join(work, "**/*.parquet") + "\n  seq_len: 128\n", ":4: data.train: " + filepath.Join(work, "**/*.parquet") + ": no file matches"},
 		{"layer out of range", head + "lora:\n  layers: [0, 7]\n", ":8: lora.layers[1]: layer 7 does not exist: the model has 2 (0 to 1)"},
-		{"seq_len above the model", strings.Replace(head, "128", "4096", 1), ":6: data.seq_len: 4096 exceeds the model's max_position_embeddings 256"},
+		{"seq_len above the model", strings.Replace(head, "seq_len: 128", "seq_len: 4096", 1), ":6: data.seq_len: 4096 exceeds the model's max_position_embeddings 256"},
 		{"init_from missing", head + "lora:\n  init_from: " + filepath.Join(work, "gone") + "\n", ":8: lora.init_from: PEFT adapter: open " + filepath.Join(work, "gone")},
 		{"init_from for another model", head + "lora:\n  init_from: " + foreign + "\n", ":8: lora.init_from: " + foreign},
 		{"chat without a template", "model:\n  path: " + modelDir + "\ndata:\n  train: " + data + "\n  format: chat\n  seq_len: 128\n", ":5: data.format: chat data need a chat template, and " + modelDir + " has none"},
