@@ -45,3 +45,17 @@ func TestBytes(t *testing.T) {
 		t.Error("25e9 not in GB")
 	}
 }
+
+// A cached step time is used again only under a similar load: measured on
+// cores others held, it would predict a quiet machine several times too slow
+// (seen: +600% to +1300% after a session at load 8 per core).
+func TestSpeedStaleUnderAnotherLoad(t *testing.T) {
+	for _, c := range []struct {
+		then, now float64
+		stale     bool
+	}{{0.1, 0.2, false}, {8, 0.5, true}, {0.2, 3, true}, {1.0, 1.4, false}, {0.5, -1, false}} {
+		if got := (Speed{Load: c.then}).stale(c.now); got != c.stale {
+			t.Errorf("measured at load %v per core, now %v: stale %v, want %v", c.then, c.now, got, c.stale)
+		}
+	}
+}

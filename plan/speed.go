@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shirou/gopsutil/v4/load"
 	"github.com/tune-dev/tune/checkpoints"
 	"github.com/tune-dev/tune/configs"
 	"github.com/tune-dev/tune/internal/dtype"
@@ -32,6 +34,26 @@ type Speed struct {
 	LayerS float64 `json:"layer_s"` // a step of a one-layer model (forward, backward, update) with a tiny vocabulary
 	HeadS  float64 `json:"head_s"`  // the head and loss, forward and backward, over every row, whole vocabulary
 	Cached bool    `json:"cached"`  // read from the cache, not measured now
+	// Load is the 1-minute load average per core of the other jobs when it
+	// was measured: a time taken while they held the cores is no prediction
+	// for a quieter machine, nor the reverse.
+	Load float64 `json:"load_per_core"`
+}
+
+// loadPerCore is the 1-minute load average over the logical cores, or -1
+// where the system does not say.
+func loadPerCore() float64 {
+	a, err := load.Avg()
+	if err != nil {
+		return -1
+	}
+	return a.Load1 / float64(runtime.NumCPU())
+}
+
+// stale reports whether a cached measurement was taken under a load that
+// differs from now's by more than half a core's worth per core.
+func (s Speed) stale(now float64) bool {
+	return now >= 0 && s.Load >= 0 && math.Abs(s.Load-now) > 0.5
 }
 
 // StepS predicts a step: grad_accum micro-batches through every layer and
@@ -58,14 +80,17 @@ func speedKey(cfg *configs.Config, w Weights, m Machine) string {
 // the figures measured before under cacheDir.
 func MeasureSpeed(ctx context.Context, cfg *configs.Config, w Weights, m Machine, cacheDir string) (Speed, error) {
 	path := filepath.Join(cacheDir, "speed-"+speedKey(cfg, w, m)+".json")
+	// The load of the others, read before this process adds its own.
+	others := loadPerCore()
 	if b, err := os.ReadFile(path); err == nil {
 		var s Speed
-		if json.Unmarshal(b, &s) == nil && s.LayerS > 0 {
+		if json.Unmarshal(b, &s) == nil && s.LayerS > 0 && !s.stale(others) {
 			s.Cached = true
 			return s, nil
 		}
 	}
 	s, err := measureSpeed(ctx, cfg, w, cacheDir)
+	s.Load = others
 	if err != nil {
 		return s, err
 	}
