@@ -310,22 +310,11 @@ func metaNumber(key string, v any) (float64, error) {
 }
 
 func anyNumber(key string, v any) (float64, error) {
+	if i, ok := gguf.Int(v); ok {
+		return float64(i), nil
+	}
 	switch x := v.(type) {
-	case uint8:
-		return float64(x), nil
-	case int8:
-		return float64(x), nil
-	case uint16:
-		return float64(x), nil
-	case int16:
-		return float64(x), nil
-	case uint32:
-		return float64(x), nil
-	case int32:
-		return float64(x), nil
-	case uint64:
-		return float64(x), nil
-	case int64:
+	case uint64: // beyond int64: the bounds checks refuse it by its size
 		return float64(x), nil
 	case float32:
 		// The shortest decimal that rounds to x: the config.json value

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -340,7 +339,7 @@ func readGGUFVocab(f *gguf.File) (*ggufVocab, error) {
 		if !ok {
 			continue
 		}
-		id, ok := intValue(raw)
+		id, ok := gguf.Int(raw)
 		if !ok || id < 0 || id >= int64(len(v.tokens)) {
 			return nil, fmt.Errorf("%s: %v; expected a token id below %d", k, raw, len(v.tokens))
 		}
@@ -386,30 +385,6 @@ func metaOr[T any](f *gguf.File, key string, def T) (T, error) {
 		return def, nil
 	}
 	return meta[T](f, key, true)
-}
-
-func intValue(v any) (int64, bool) {
-	switch x := v.(type) {
-	case uint8:
-		return int64(x), true
-	case int8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case uint64:
-		if x <= math.MaxInt64 {
-			return int64(x), true
-		}
-	}
-	return 0, false
 }
 
 // tokenizerJSON is the tokenizer.json of the vocabulary: every token in

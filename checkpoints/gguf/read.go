@@ -466,3 +466,29 @@ func valueTypeName(v any) string {
 	}
 	return t.String()
 }
+
+// Int is a metadata value of any of GGUF's integer types as an int64; false
+// for other types and for a uint64 beyond int64.
+func Int(v any) (int64, bool) {
+	switch x := v.(type) {
+	case uint8:
+		return int64(x), true
+	case int8:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x), true
+		}
+	}
+	return 0, false
+}

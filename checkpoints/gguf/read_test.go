@@ -292,3 +292,20 @@ func TestQ8_0(t *testing.T) {
 		t.Fatal("31 values quantized without error")
 	}
 }
+
+// Int takes every GGUF integer type and nothing else.
+func TestInt(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want int64
+		ok   bool
+	}{
+		{uint8(255), 255, true}, {int8(-3), -3, true}, {uint16(65535), 65535, true}, {int16(-7), -7, true},
+		{uint32(1 << 31), 1 << 31, true}, {int32(-9), -9, true}, {int64(-1 << 40), -1 << 40, true},
+		{uint64(1 << 62), 1 << 62, true}, {uint64(1 << 63), 0, false}, {float32(1), 0, false}, {"1", 0, false}, {true, 0, false},
+	} {
+		if got, ok := Int(c.v); got != c.want || ok != c.ok {
+			t.Errorf("Int(%T %v) = %d, %v; want %d, %v", c.v, c.v, got, ok, c.want, c.ok)
+		}
+	}
+}
